@@ -1,0 +1,57 @@
+"""The extension framework core: ``create_app()`` wires config, db, services and blueprints."""
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from extframework import authn, cli, db
+from extframework.config import load_config
+from extframework.errors import register_error_handlers
+from extframework.services.tokens import KeyStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=instance_path
+        or os.environ.get("EXTFW_INSTANCE_PATH")
+        or str(ROOT / "instance"),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    load_config(app, test_config)
+    configure_logging(app)
+    db.init_app(app)
+    configure_keys(app)
+    authn.init_app(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    cli.init_app(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=app.config.get("LOG_LEVEL", "INFO"),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+def configure_keys(app: Flask) -> None:
+    max_ttl = max(int(app.config["REQUEST_JWT_TTL_S"]), int(app.config["USER_JWT_TTL_S"]))
+    store = KeyStore(Path(app.instance_path) / "keys", app.config["JWT_ALGORITHM"], max_ttl)
+    store.ensure_key()
+    app.extensions["extframework.keys"] = store
+
+
+def register_blueprints(app: Flask) -> None:
+    from extframework.blueprints import auth, registry, shell, storage
+
+    for module in (auth, shell, registry, storage):
+        app.register_blueprint(module.bp)

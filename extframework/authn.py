@@ -1,0 +1,163 @@
+"""Who is calling: browser sessions, user JWTs and plugin tokens, kept strictly apart (SPEC §4)."""
+
+from dataclasses import dataclass
+from functools import wraps
+
+from flask import Flask, current_app, g, redirect, request, url_for
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFProtect
+
+from extframework.errors import Forbidden, Unauthorized
+from extframework.services import accounts, tokens
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass
+class Identity:
+    """The person behind a request, as flask-login and the services see them."""
+
+    id: int
+    email: str
+    name: str
+    role: str
+    tenant: str
+    is_operator: bool
+    via: str = "session"  # session | jwt
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email.split("@")[0]
+
+    @classmethod
+    def from_user(cls, user, via: str = "session") -> "Identity":
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            tenant=user.tenant.slug,
+            is_operator=user.is_operator,
+            via=via,
+        )
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> Identity | None:
+    user = accounts.get_user(int(user_id)) if user_id.isdigit() else None
+    return Identity.from_user(user) if user else None
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's lifetime
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+    csrf.init_app(app)
+
+    @app.before_request
+    def _protect_pages() -> None:
+        # API calls authenticate with bearer tokens; pages and session-authenticated API
+        # writes are checked for the CSRF token (the latter in api_user()).
+        if request.method not in SAFE_METHODS and not request.path.startswith("/api/"):
+            csrf.protect()
+
+
+def keystore() -> tokens.KeyStore:
+    return current_app.extensions["extframework.keys"]
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+    return token.strip()
+
+
+def api_user() -> Identity:
+    """Return the person calling an API endpoint, by user JWT or browser session.
+
+    A bearer token must be a user JWT: a plugin token or a request JWT is refused with 401.
+    """
+    if "api_user" in g:
+        return g.api_user
+    token = bearer_token()
+    if token is not None:
+        claims = tokens.verify_user_jwt(keystore(), token, issuer=current_app.config["BASE_URL"])
+        user = accounts.get_user(int(claims["sub"]))
+        if user is None:
+            raise Unauthorized("The token's user no longer exists or is disabled.")
+        identity = Identity.from_user(user, via="jwt")
+    elif current_user.is_authenticated:
+        if request.method not in SAFE_METHODS:
+            csrf.protect()
+        identity = current_user._get_current_object()
+    else:
+        raise Unauthorized(
+            "Log in, or send 'Authorization: Bearer <user token>' from POST /api/auth/token."
+        )
+    g.api_user = identity
+    return identity
+
+
+def require_api_user(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        api_user()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_api_operator(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not api_user().is_operator:
+            raise Forbidden("Only an operator may do this.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_operator_page(view):
+    """Guard a console page: log in first, then be an operator."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path))
+        if not current_user.is_operator:
+            raise Forbidden("The console is for operators.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_plugin():
+    """Return the plugin whose token is the bearer; user JWTs and request JWTs get 401."""
+    from extframework.models import Plugin
+    from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret
+
+    token = bearer_token()
+    if token is None:
+        raise Unauthorized("Send the plugin token as 'Authorization: Bearer <plugin token>'.")
+    if not token.startswith(PLUGIN_TOKEN_PREFIX):
+        raise Unauthorized("This endpoint takes a plugin token, not a user or request JWT.")
+    plugin = Plugin.get_or_none(Plugin.token_hash == hash_secret(token))
+    if plugin is None:
+        raise Unauthorized("The plugin token is unknown, rotated out, or revoked.")
+    return plugin

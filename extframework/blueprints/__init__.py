@@ -1,0 +1,1 @@
+"""Thin HTTP layers, one per core service."""

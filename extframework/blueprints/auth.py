@@ -1,0 +1,103 @@
+"""Identity over HTTP: login pages, user tokens, and the JWKS."""
+
+import logging
+
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask_login import login_user, logout_user
+
+from extframework.authn import Identity, api_user, keystore, require_api_user
+from extframework.errors import BadRequest, DomainError
+from extframework.http import json_body
+from extframework.services import accounts, tokens
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("auth", __name__)
+
+
+def _authenticate(email: str, password: str):
+    return accounts.authenticate(
+        email,
+        password,
+        request.remote_addr or "unknown",
+        max_failures=int(current_app.config["LOGIN_MAX_FAILURES"]),
+        window_s=int(current_app.config["LOGIN_WINDOW_S"]),
+    )
+
+
+def _safe_next(target: str | None) -> str:
+    """Only follow a `next` that stays on this site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("shell.home")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error, status = None, 200
+    email = ""
+    if request.method == "POST":
+        email = request.form.get("email", "")
+        try:
+            user = _authenticate(email, request.form.get("password", ""))
+        except DomainError as exc:
+            error, status = exc.detail, exc.status
+        else:
+            login_user(Identity.from_user(user))
+            log.info("login: user %s", user.id)
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("login.html", error=error, email=email), status
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks():
+    response = jsonify(keystore().jwks())
+    response.cache_control.public = True
+    response.cache_control.max_age = 60
+    return response
+
+
+@bp.post("/api/auth/token")
+def issue_token():
+    body = json_body()
+    missing = [f for f in ("email", "password") if not isinstance(body.get(f), str)]
+    if missing:
+        raise BadRequest(
+            "Send a JSON object with string fields 'email' and 'password'.",
+            errors=[{"field": f, "message": "required string"} for f in missing],
+        )
+    user = _authenticate(body["email"], body["password"])
+    ttl = int(current_app.config["USER_JWT_TTL_S"])
+    token = tokens.mint_user_jwt(
+        keystore(),
+        issuer=current_app.config["BASE_URL"],
+        user_id=str(user.id),
+        email=user.email,
+        tenant=user.tenant.slug,
+        role=user.role,
+        ttl_s=ttl,
+    )
+    return jsonify({"access_token": token, "token_type": "Bearer", "expires_in": ttl})
+
+
+@bp.get("/api/auth/me")
+@require_api_user
+def me():
+    user = api_user()
+    return jsonify(
+        {
+            "id": user.id,
+            "email": user.email,
+            "name": user.display_name,
+            "role": user.role,
+            "tenant": user.tenant,
+            "operator": user.is_operator,
+            "authenticated_by": user.via,
+        }
+    )

@@ -1,0 +1,5 @@
+"""The filesystem over HTTP."""
+
+from flask import Blueprint
+
+bp = Blueprint("storage", __name__)

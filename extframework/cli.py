@@ -1,0 +1,89 @@
+"""Operator commands: ``flask --app app <group> <command>``."""
+
+import os
+import secrets
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from extframework.db import database
+from extframework.errors import DomainError
+from extframework.models import ROLES
+from extframework.services import accounts
+
+users_cli = AppGroup("users", help="Manage user accounts.")
+tenants_cli = AppGroup("tenants", help="Manage tenants.")
+keys_cli = AppGroup("keys", help="Manage the core's JWT signing keys.")
+
+
+def init_app(app: Flask) -> None:
+    for group in (users_cli, tenants_cli, keys_cli):
+        app.cli.add_command(group)
+
+
+def fail_on_domain_error(func):
+    """Turn a service's refusal into a one-line CLI error with a non-zero exit."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            with database.connection_context():
+                return func(*args, **kwargs)
+        except DomainError as exc:
+            details = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in exc.errors or [])
+            raise click.ClickException(exc.detail + (f" ({details})" if details else "")) from None
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
+@click.option("--operator", is_flag=True, help="Installation-wide administrator.")
+@click.option("--tenant", default=accounts.DEFAULT_TENANT, show_default=True)
+@click.option("--name", default="", help="Display name.")
+@fail_on_domain_error
+def create_user(email: str, role: str, operator: bool, tenant: str, name: str) -> None:
+    """Create a user; the password comes from EXTFW_PASSWORD or a prompt."""
+    password = os.environ.get("EXTFW_PASSWORD") or click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    user = accounts.create_user(email, password, role=role, operator=operator, tenant=tenant)
+    if name:
+        user.name = name
+        user.save()
+    click.echo(f"Created user {user.email} ({role}{', operator' if operator else ''}) in {tenant}.")
+
+
+@users_cli.command("bootstrap-admin")
+@click.option("--email", default="admin@example.com", show_default=True)
+@fail_on_domain_error
+def bootstrap_admin(email: str) -> None:
+    """Create a first operator admin when there is no user yet (EXTFW_ADMIN_PASSWORD or random)."""
+    if accounts.has_users():
+        click.echo("Users exist already; no admin created.")
+        return
+    password = os.environ.get("EXTFW_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    accounts.create_user(email, password, role="admin", operator=True)
+    click.echo(f"Created operator admin {email}")
+    if not os.environ.get("EXTFW_ADMIN_PASSWORD"):
+        click.echo(f"Its password, shown once: {password}")
+
+
+@tenants_cli.command("create")
+@click.argument("slug")
+@click.option("--name", default=None, help="Display name (default: the slug).")
+@fail_on_domain_error
+def create_tenant(slug: str, name: str | None) -> None:
+    """Create a tenant."""
+    tenant = accounts.create_tenant(slug, name)
+    click.echo(f"Created tenant {tenant.slug}.")
+
+
+@keys_cli.command("rotate")
+def rotate_keys() -> None:
+    """Add a new signing key; the old public key stays in the JWKS until its tokens expire."""
+    kid = current_app.extensions["extframework.keys"].rotate()
+    click.echo(f"New signing key {kid}.")

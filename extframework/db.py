@@ -1,0 +1,97 @@
+"""The database handle, per-request connections, and the core's own schema upgrades."""
+
+import logging
+from collections.abc import Callable
+
+import click
+from flask import Flask
+from peewee import IntegerField, Model, SqliteDatabase
+
+log = logging.getLogger(__name__)
+
+database = SqliteDatabase(None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    """One row: the version of the core's own tables."""
+
+    version = IntegerField()
+
+
+def pragmas(busy_timeout_ms: int) -> dict[str, object]:
+    return {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": busy_timeout_ms,
+        "synchronous": "normal",
+    }
+
+
+def init_app(app: Flask) -> None:
+    """Bind the database to the app's file and open a connection per request."""
+    database.init(app.config["DATABASE"], pragmas=pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+
+    @app.before_request
+    def _connect() -> None:
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_appcontext
+    def _close(exc: BaseException | None) -> None:
+        if not database.is_closed():
+            database.close()
+
+    app.cli.add_command(init_db_command)
+
+
+def _migration_1() -> None:
+    from extframework.models import ALL_MODELS
+
+    database.create_tables(ALL_MODELS)
+
+
+# Append-only: each entry upgrades the previous version's tables without losing rows
+# (use playhouse.migrate for columns). Never edit a step that has shipped.
+MIGRATIONS: list[Callable[[], None]] = [_migration_1]
+
+
+def current_version() -> int:
+    if not database.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    row = SchemaVersion.select().first()
+    return row.version if row else 0
+
+
+def upgrade() -> tuple[int, int]:
+    """Bring the core's tables to the newest version; return (before, after)."""
+    with database.connection_context():
+        with database.atomic("EXCLUSIVE"):
+            database.create_tables([SchemaVersion])
+            before = current_version()
+            for number, step in enumerate(MIGRATIONS, start=1):
+                if number > before:
+                    step()
+                    log.info("core schema upgraded to version %d", number)
+            after = len(MIGRATIONS)
+            if after != before:
+                SchemaVersion.delete().execute()
+                SchemaVersion.create(version=after)
+        from extframework.services import accounts
+
+        accounts.ensure_default_tenant()
+    return before, after
+
+
+@click.command("init-db")
+def init_db_command() -> None:
+    """Create or upgrade the core's tables; safe to run again."""
+    before, after = upgrade()
+    if before == after:
+        click.echo(f"Database is up to date (version {after}).")
+    else:
+        click.echo(f"Database upgraded from version {before} to {after}.")

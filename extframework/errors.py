@@ -1,0 +1,164 @@
+"""Domain errors and the one renderer that turns any error into problem+json or a page."""
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class DomainError(Exception):
+    """An error a service raises; it carries its HTTP status and what the caller should fix."""
+
+    status = 400
+    title = "Bad request"
+    slug = "bad-request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: object,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class BadRequest(DomainError):
+    pass
+
+
+class Unauthorized(DomainError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+
+class Forbidden(DomainError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(DomainError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(DomainError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PreconditionFailed(DomainError):
+    status, title, slug = 412, "Precondition failed", "precondition-failed"
+
+
+class Invalid(DomainError):
+    status, title, slug = 422, "Validation failed", "validation-failed"
+
+
+class TooManyRequests(DomainError):
+    status, title, slug = 429, "Too many requests", "too-many-requests"
+
+
+class Unavailable(DomainError):
+    status, title, slug = 503, "Service unavailable", "unavailable"
+
+
+class BadGateway(DomainError):
+    status, title, slug = 502, "Bad gateway", "bad-gateway"
+
+
+def problem_type(slug: str) -> str:
+    return f"urn:extframework:problem:{slug}"
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    *,
+    errors: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict | None = None,
+) -> Response:
+    body: dict[str, object] = {
+        "type": problem_type(slug),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def wants_problem_json() -> bool:
+    """API paths always answer in JSON; pages answer in HTML."""
+    path = request.path
+    return path.startswith("/api/") or path.startswith("/.well-known/") or path == "/healthz"
+
+
+HTTP_DETAILS = {
+    400: "The request could not be understood.",
+    404: "Nothing lives at this URL.",
+    405: "This URL does not accept that method.",
+    413: "The request body is larger than this server accepts.",
+}
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain(error: DomainError):
+        if error.status >= 500:
+            log.warning("%s %s: %s", request.method, request.path, error.detail)
+        if wants_problem_json():
+            return problem_response(
+                error.status,
+                error.title,
+                error.detail,
+                error.slug,
+                errors=error.errors,
+                headers=error.headers,
+                extra=error.extra,
+            )
+        return _page(error.status, error.title, error.detail, error.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException):
+        status = error.code or 500
+        detail = HTTP_DETAILS.get(status, error.description or error.name)
+        if status == 400 and error.description:
+            detail = error.description
+        elif status == 413:
+            detail = (
+                f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes; "
+                "send less data (the limit is MAX_BODY_BYTES)."
+            )
+        headers = dict(error.get_headers()) if status == 405 else None
+        allow = {"Allow": headers["Allow"]} if headers and "Allow" in headers else None
+        if wants_problem_json():
+            slug = error.name.lower().replace(" ", "-")
+            return problem_response(status, error.name, detail, slug, headers=allow)
+        return _page(status, error.name, detail, allow)
+
+
+def _page(status: int, title: str, detail: str, headers: dict | None):
+    try:
+        body = render_template("error.html", status=status, title=title, detail=detail)
+    except Exception:  # the template itself failed: fall back to plain text
+        log.exception("error page failed to render")
+        body = f"{status} {title}\n\n{detail}\n"
+        return Response(body, status, headers, mimetype="text/plain")
+    return Response(body, status, headers)

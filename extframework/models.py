@@ -1,0 +1,201 @@
+"""The core's tables. Services own every query against them."""
+
+from datetime import UTC, datetime
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+)
+from playhouse.sqlite_ext import JSONField
+
+from extframework.db import BaseModel
+
+ROLES = ("viewer", "member", "admin")
+PLUGIN_STATES = ("registered", "active", "degraded", "disabled", "migrating", "deregistered")
+UNINSTALL_POLICIES = ("retain", "archive", "purge")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# --- identity -----------------------------------------------------------------
+
+
+class Tenant(BaseModel):
+    slug = CharField(unique=True)
+    name = CharField()
+    created_at = DateTimeField(default=utcnow)
+
+
+class User(BaseModel):
+    email = CharField(unique=True)  # stored lower-cased
+    name = CharField(default="")
+    password_hash = CharField()
+    role = CharField(default="member")
+    is_operator = BooleanField(default=False)
+    tenant = ForeignKeyField(Tenant, backref="users", on_delete="RESTRICT")
+    is_active = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+
+class LoginThrottle(BaseModel):
+    """Failed logins per key (email, client address) inside a sliding window."""
+
+    key = CharField(unique=True)
+    failures = IntegerField(default=0)
+    window_start = DateTimeField(default=utcnow)
+
+
+class AuditEvent(BaseModel):
+    at = DateTimeField(default=utcnow, index=True)
+    actor = CharField()
+    action = CharField()
+    target = CharField(default="")
+    detail = JSONField(default=dict)
+
+
+# --- registry -----------------------------------------------------------------
+
+
+class EnrolmentKey(BaseModel):
+    key_hash = CharField(unique=True)
+    label = CharField(default="")
+    uses_left = IntegerField(null=True)  # None: unlimited
+    expires_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+    created_by = CharField()
+    created_at = DateTimeField(default=utcnow)
+
+
+class Plugin(BaseModel):
+    plugin_id = CharField(unique=True)
+    name = CharField()
+    version = CharField()
+    base_url = CharField()
+    state = CharField(default="registered", index=True)
+    manifest = JSONField()
+    token_hash = CharField(unique=True, null=True)
+    token_rotated_at = DateTimeField(default=utcnow)
+    restricted = BooleanField(default=False)  # True: only tenants with an Installation
+    consecutive_failures = IntegerField(default=0)
+    last_health_at = DateTimeField(null=True)
+    last_health_ok = BooleanField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ManifestVersion(BaseModel):
+    plugin = ForeignKeyField(Plugin, backref="manifest_versions", on_delete="CASCADE")
+    version = CharField()
+    manifest = JSONField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("plugin", "version"), True),)
+
+
+class Route(BaseModel):
+    """A view or an action the manifest declares; the proxy serves nothing else."""
+
+    plugin = ForeignKeyField(Plugin, backref="routes", on_delete="CASCADE")
+    menu_id = CharField()
+    action_id = CharField(null=True)  # None: the menu item's view
+    label = CharField(default="")
+    method = CharField()
+    path = CharField()
+    role = CharField()
+    mode = CharField(default="inline")  # inline | iframe (views only)
+    position = IntegerField(default=0)
+
+
+class Collection(BaseModel):
+    plugin = ForeignKeyField(Plugin, backref="collections", on_delete="CASCADE")
+    name = CharField()
+    schema = JSONField()
+    indexes = JSONField(default=list)  # [{"fields": [...]}, ...]
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("plugin", "name"), True),)
+
+
+class Transition(BaseModel):
+    plugin = ForeignKeyField(Plugin, backref="transitions", on_delete="CASCADE")
+    from_state = CharField(null=True)
+    to_state = CharField()
+    cause = CharField()
+    actor = CharField()
+    at = DateTimeField(default=utcnow)
+
+
+class HealthCheck(BaseModel):
+    plugin = ForeignKeyField(Plugin, backref="health_checks", on_delete="CASCADE")
+    at = DateTimeField(default=utcnow)
+    ok = BooleanField()
+    status_code = IntegerField(null=True)
+    latency_ms = FloatField(null=True)
+    detail = CharField(default="")
+
+
+class Installation(BaseModel):
+    """A plugin in a tenant; carries that tenant's uninstall policy."""
+
+    plugin = ForeignKeyField(Plugin, backref="installations", on_delete="CASCADE")
+    tenant = ForeignKeyField(Tenant, backref="installations", on_delete="CASCADE")
+    uninstall_policy = CharField(default="retain")
+    installed_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("plugin", "tenant"), True),)
+
+
+class Lease(BaseModel):
+    """A named lock with an expiry, so one process at a time runs a periodic job."""
+
+    name = CharField(unique=True)
+    holder = CharField()
+    expires_at = FloatField()  # unix time
+
+
+# --- storage ------------------------------------------------------------------
+
+
+class Document(BaseModel):
+    """One JSON document; (tenant, plugin_id, collection) is its namespace."""
+
+    pk = AutoField()
+    tenant = CharField()
+    plugin_id = CharField()
+    collection = CharField()
+    doc_id = CharField()
+    version = IntegerField(default=1)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    data = JSONField()
+
+    class Meta:
+        indexes = ((("tenant", "plugin_id", "collection", "doc_id"), True),)
+
+
+ALL_MODELS = [
+    Tenant,
+    User,
+    LoginThrottle,
+    AuditEvent,
+    EnrolmentKey,
+    Plugin,
+    ManifestVersion,
+    Route,
+    Collection,
+    Transition,
+    HealthCheck,
+    Installation,
+    Lease,
+    Document,
+]

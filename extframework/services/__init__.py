@@ -1,0 +1,1 @@
+"""The domain: plain functions over explicit arguments, no Flask request objects."""

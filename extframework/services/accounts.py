@@ -1,0 +1,143 @@
+"""Tenants, users, passwords and login throttling."""
+
+import logging
+import re
+from datetime import timedelta
+
+from peewee import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from extframework.db import database
+from extframework.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
+from extframework.models import ROLES, LoginThrottle, Tenant, User, utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "default"
+TENANT_SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+MIN_PASSWORD_LENGTH = 8
+# Checked against when the email is unknown, so both paths cost one KDF run.
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+BAD_CREDENTIALS = "The email or password is not correct."
+
+
+def role_rank(role: str) -> int:
+    return ROLES.index(role)
+
+
+def ensure_default_tenant() -> Tenant:
+    tenant, _ = Tenant.get_or_create(slug=DEFAULT_TENANT, defaults={"name": "Default"})
+    return tenant
+
+
+def create_tenant(slug: str, name: str | None = None) -> Tenant:
+    if not TENANT_SLUG.match(slug) or len(slug) > 64:
+        raise Invalid(
+            "A tenant slug is lowercase words joined by single hyphens.",
+            errors=[{"field": "slug", "message": f"{slug!r} does not match {TENANT_SLUG.pattern}"}],
+        )
+    try:
+        with database.atomic():
+            tenant = Tenant.create(slug=slug, name=name or slug)
+    except IntegrityError:
+        raise Conflict(f"Tenant {slug!r} exists already.") from None
+    log.info("tenant created: %s", slug)
+    return tenant
+
+
+def get_tenant(slug: str) -> Tenant:
+    tenant = Tenant.get_or_none(Tenant.slug == slug)
+    if tenant is None:
+        raise NotFound(f"No tenant {slug!r}.")
+    return tenant
+
+
+def create_user(
+    email: str,
+    password: str,
+    *,
+    role: str = "member",
+    operator: bool = False,
+    tenant: str = DEFAULT_TENANT,
+) -> User:
+    email = email.strip().lower()
+    errors = []
+    if not EMAIL.match(email):
+        errors.append({"field": "email", "message": "an email address needs one @"})
+    if len(password) < MIN_PASSWORD_LENGTH:
+        errors.append(
+            {"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}
+        )
+    if role not in ROLES:
+        errors.append({"field": "role", "message": f"one of {', '.join(ROLES)}"})
+    if errors:
+        raise Invalid("The user cannot be created.", errors=errors)
+    tenant_row = get_tenant(tenant)
+    try:
+        with database.atomic():
+            user = User.create(
+                email=email,
+                password_hash=generate_password_hash(password),
+                role=role,
+                is_operator=operator,
+                tenant=tenant_row,
+            )
+    except IntegrityError:
+        raise Conflict(f"A user with email {email!r} exists already.") from None
+    log.info("user created: id=%s role=%s operator=%s tenant=%s", user.id, role, operator, tenant)
+    return user
+
+
+def get_user(user_id: int) -> User | None:
+    return (
+        User.select(User, Tenant)
+        .join(Tenant)
+        .where((User.id == user_id) & (User.is_active == True))  # noqa: E712
+        .first()
+    )
+
+
+def has_users() -> bool:
+    return User.select().exists()
+
+
+def authenticate(
+    email: str, password: str, client: str, *, max_failures: int, window_s: int
+) -> User:
+    """Return the user whose credentials these are, or raise without saying which part was wrong.
+
+    Failures are counted per email and per client address; past ``max_failures`` within
+    ``window_s`` seconds every attempt is refused with 429 until the window passes.
+    """
+    email = (email or "").strip().lower()
+    keys = [f"email:{email}", f"client:{client}"]
+    window = timedelta(seconds=window_s)
+    now = utcnow()
+    for row in LoginThrottle.select().where(LoginThrottle.key.in_(keys)):
+        if row.failures >= max_failures and now - row.window_start < window:
+            retry = int((row.window_start + window - now).total_seconds()) + 1
+            log.warning("login throttled for %s", row.key.split(":")[0])
+            raise TooManyRequests(
+                f"Too many failed logins; try again in {retry} seconds.",
+                headers={"Retry-After": str(retry)},
+            )
+    user = User.get_or_none((User.email == email) & (User.is_active == True))  # noqa: E712
+    if user is None or not check_password_hash(user.password_hash, password or ""):
+        if user is None:
+            check_password_hash(_DUMMY_HASH, password or "")
+        _record_failure(keys, now, window)
+        raise Unauthorized(BAD_CREDENTIALS)
+    LoginThrottle.delete().where(LoginThrottle.key == keys[0]).execute()
+    return user
+
+
+def _record_failure(keys: list[str], now, window: timedelta) -> None:
+    with database.atomic():
+        for key in keys:
+            row, created = LoginThrottle.get_or_create(key=key, defaults={"window_start": now})
+            if not created and now - row.window_start >= window:
+                row.failures, row.window_start = 0, now
+            row.failures += 1
+            row.save()

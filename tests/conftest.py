@@ -1,0 +1,85 @@
+import pytest
+
+from extframework import create_app, db
+from extframework.models import Tenant
+from extframework.services import accounts
+
+pytest_plugins = [
+    "tests.support.registry_fixtures",
+    "tests.support.storage_fixtures",
+    "tests.support.shell_fixtures",
+    "tests.support.migration_fixtures",
+]
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE": str(tmp_path / "core.sqlite3"),
+            "BASE_URL": "http://core.test",
+            "HEALTH_MONITOR": False,
+            "WTF_CSRF_ENABLED": False,
+        },
+        instance_path=str(tmp_path / "instance"),
+    )
+    with app.app_context():
+        db.upgrade()
+    yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app):
+    """Create a user through the accounts service."""
+
+    def make(
+        email="user@example.com",
+        *,
+        role="member",
+        operator=False,
+        tenant="default",
+        password=PASSWORD,
+    ):
+        with app.app_context(), db.database.connection_context():
+            if tenant != accounts.DEFAULT_TENANT and not Tenant.get_or_none(slug=tenant):
+                accounts.create_tenant(tenant)
+            return accounts.create_user(
+                email, password, role=role, operator=operator, tenant=tenant
+            )
+
+    return make
+
+
+@pytest.fixture
+def login(client):
+    """Log the test client in through the login form."""
+
+    def do(email, password=PASSWORD):
+        return client.post("/login", data={"email": email, "password": password})
+
+    return do
+
+
+@pytest.fixture
+def user_token(client):
+    """Get a user JWT from POST /api/auth/token."""
+
+    def get(email, password=PASSWORD):
+        response = client.post("/api/auth/token", json={"email": email, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["access_token"]
+
+    return get

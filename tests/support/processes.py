@@ -1,0 +1,121 @@
+"""Start the real core (gunicorn) and real plugin processes on free loopback ports."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{process.args!r} exited with {process.returncode} before {url} answered"
+            )
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+class Process:
+    """A child process serving HTTP on a loopback port; stopped (and reaped) by stop()."""
+
+    def __init__(
+        self,
+        args: list[str],
+        port: int,
+        probe_path: str,
+        env: dict | None = None,
+        cwd: Path = ROOT,
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (lives as long as the child)
+        self.process = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until_up(self.url + probe_path, self.process)
+        except Exception:
+            self.stop()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+
+def core_env(instance: Path, port: int, **config: object) -> dict[str, str]:
+    env = {
+        "EXTFW_INSTANCE_PATH": str(instance),
+        "EXTFW_BASE_URL": f"http://127.0.0.1:{port}",
+        "EXTFW_HEALTH_MONITOR": "false",
+    }
+    env.update({f"EXTFW_{key}": str(value) for key, value in config.items()})
+    return env
+
+
+def flask_cli(instance: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `flask --app app ...` against an instance folder, as an operator would."""
+    return subprocess.run(
+        [str(VENV_BIN / "flask"), "--app", "app", *args],
+        cwd=ROOT,
+        env={**os.environ, "EXTFW_INSTANCE_PATH": str(instance), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def start_core(tmp_path: Path, *, workers: int = 1, **config: object) -> Process:
+    """Start the core under gunicorn, with its database initialised, on a free port."""
+    instance = tmp_path / "instance"
+    port = free_port()
+    env = core_env(instance, port, **config)
+    result = flask_cli(instance, "init-db", env=env)
+    assert result.returncode == 0, result.stderr
+    return Process(
+        [str(VENV_BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "app:app"],
+        port,
+        "/healthz",
+        env=env,
+        log_path=tmp_path / "core.log",
+    )
