@@ -50,15 +50,15 @@ class Process:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
-        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (lives as long as the child)
-        self.process = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(log_path or os.devnull, "ab") as out:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             wait_until_up(self.url + probe_path, self.process)
         except Exception:
