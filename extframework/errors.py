@@ -3,6 +3,7 @@
 import logging
 
 from flask import Flask, Response, jsonify, render_template, request
+from peewee import OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,17 @@ def register_error_handlers(app: Flask) -> None:
                 extra=error.extra,
             )
         return _page(error.status, error.title, error.detail, error.headers)
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(error: OperationalError):
+        # A locked or unreachable database is a temporary condition, not a bug: say so.
+        log.error("database unavailable on %s %s: %s", request.method, request.path, error)
+        return _domain(
+            Unavailable(
+                "The database is busy or unreachable; try again shortly.",
+                headers={"Retry-After": "1"},
+            )
+        )
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
