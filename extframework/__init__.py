@@ -32,6 +32,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     register_blueprints(app)
     register_error_handlers(app)
     cli.init_app(app)
+    configure_health(app)
     return app
 
 
@@ -48,6 +49,13 @@ def configure_keys(app: Flask) -> None:
     store = KeyStore(Path(app.instance_path) / "keys", app.config["JWT_ALGORITHM"], max_ttl)
     store.ensure_key()
     app.extensions["extframework.keys"] = store
+
+
+def configure_health(app: Flask) -> None:
+    if app.config["HEALTH_MONITOR"]:
+        from extframework.services import health
+
+        health.start_monitor(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -18,8 +18,11 @@ keys_cli = AppGroup("keys", help="Manage the core's JWT signing keys.")
 
 
 def init_app(app: Flask) -> None:
+    from extframework import registry_cli
+
     for group in (users_cli, tenants_cli, keys_cli):
         app.cli.add_command(group)
+    registry_cli.init_app(app)
 
 
 def fail_on_domain_error(func):

@@ -75,6 +75,8 @@ def test_me_accepts_the_session(client, admin, login):
         ({"data": "{not json", "content_type": "application/json"}, 400),
         ({"data": "email=a", "content_type": "application/x-www-form-urlencoded"}, 400),
         ({"json": ["a", "list"]}, 400),
+        ({"data": "[" * 100_000, "content_type": "application/json"}, 400),
+        ({"data": "[" * 70 + "]" * 70, "content_type": "application/json"}, 400),
         ({"json": {"email": ADMIN}}, 400),
         ({"json": {"email": ADMIN, "password": 12345678}}, 400),
         ({"json": {"email": ADMIN, "password": "wrong password"}}, 401),

@@ -28,9 +28,9 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 20.0) 
                 f"{process.args!r} exited with {process.returncode} before {url} answered"
             )
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=2)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted but too busy to answer yet
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout_s} s")
 

@@ -1,0 +1,154 @@
+"""Operator commands for the package manager: ``flask --app app plugins|enrolment-keys ...``.
+
+Commands that reveal a secret print it as their last line, so a script can take ``tail -n1``.
+"""
+
+import json
+from functools import wraps
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from extframework.db import database
+from extframework.errors import DomainError
+from extframework.services import enrolment, registry
+
+CLI_ACTOR = "cli"
+
+plugins_cli = AppGroup("plugins", help="Register plugins and drive their lifecycle.")
+keys_cli = AppGroup("enrolment-keys", help="Create and revoke plugin enrolment keys.")
+
+
+def init_app(app: Flask) -> None:
+    for group in (plugins_cli, keys_cli):
+        app.cli.add_command(group)
+
+
+def refusals_as_errors(func):
+    """Turn a service's refusal into a CLI error listing each problem, with a non-zero exit."""
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            with database.connection_context():
+                return func(*args, **kwargs)
+        except DomainError as exc:
+            lines = [exc.detail]
+            for error in exc.errors or []:
+                where = error.get("path") or error.get("field") or ""
+                lines.append(f"  {where}: {error.get('message')}")
+            allowed = exc.extra.get("allowed")
+            if allowed is not None and "Allowed" not in exc.detail:
+                lines.append(f"  allowed: {', '.join(allowed) or 'none'}")
+            for change in exc.extra.get("diff") or []:
+                lines.append(f"  {change['collection']} {change['path']}: {change['kind']}")
+            raise click.ClickException("\n".join(lines)) from None
+
+    return wrapper
+
+
+@keys_cli.command("create")
+@click.option("--uses", type=click.IntRange(min=1), default=None, help="Default: unlimited.")
+@click.option("--expires", default=None, help="Lifetime such as 30m, 1h, 2d (default: never).")
+@click.option("--label", default="", help="What the key is for.")
+@refusals_as_errors
+def create_key(uses: int | None, expires: str | None, label: str) -> None:
+    """Create an enrolment key and print it (last line); it is shown only this once."""
+    lifetime = enrolment.parse_duration(expires) if expires else None
+    key, secret = enrolment.create_key(actor=CLI_ACTOR, uses=uses, expires_in=lifetime, label=label)
+    summary = enrolment.key_summary(key)
+    click.echo(
+        f"Created enrolment key {key.id} "
+        f"(uses: {uses or 'unlimited'}, expires: {summary['expires_at'] or 'never'})."
+    )
+    click.echo(secret)
+
+
+@keys_cli.command("list")
+@refusals_as_errors
+def list_keys() -> None:
+    """List enrolment keys (never the keys themselves)."""
+    for key in map(enrolment.key_summary, enrolment.list_keys()):
+        uses = "unlimited" if key["uses_left"] is None else key["uses_left"]
+        click.echo(
+            f"{key['id']}\t{key['status']}\tuses left: {uses}\t"
+            f"expires: {key['expires_at'] or 'never'}\t{key['label']}"
+        )
+
+
+@keys_cli.command("revoke")
+@click.argument("key_id", type=int)
+@refusals_as_errors
+def revoke_key(key_id: int) -> None:
+    """Revoke an enrolment key; plugins it enrolled keep working."""
+    enrolment.revoke_key(key_id, actor=CLI_ACTOR)
+    click.echo(f"Revoked enrolment key {key_id}.")
+
+
+@plugins_cli.command("register")
+@click.argument("manifest_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@refusals_as_errors
+def register(manifest_file: Path) -> None:
+    """Register a plugin from a manifest file and print its token (last line), shown once."""
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"{manifest_file} is not valid JSON: {exc}") from None
+    plugin, token = registry.register(manifest, actor=CLI_ACTOR)
+    click.echo(f"Registered {plugin.plugin_id} {plugin.version} ({plugin.state}).")
+    click.echo(token)
+
+
+@plugins_cli.command("list")
+@refusals_as_errors
+def list_plugins() -> None:
+    """List plugins with their version, state and last health check."""
+    for plugin in registry.list_plugins():
+        last = registry.last_health(plugin)
+        health = "not checked" if last is None else ("ok" if last["ok"] else "failing")
+        click.echo(
+            f"{plugin.plugin_id}\t{plugin.version}\t{plugin.state}\t{health}\t{plugin.base_url}"
+        )
+
+
+@plugins_cli.command("show")
+@click.argument("plugin_id")
+@refusals_as_errors
+def show(plugin_id: str) -> None:
+    """Print a plugin's registry record as JSON."""
+    summary = registry.plugin_summary(registry.get_plugin(plugin_id))
+    click.echo(json.dumps(summary, indent=2))
+
+
+def _state_command(verb: str, name: str, help_text: str):
+    @plugins_cli.command(name, help=help_text)
+    @click.argument("plugin_id")
+    @click.option("--reason", default="", help="Recorded with the transition.")
+    @refusals_as_errors
+    def command(plugin_id: str, reason: str) -> None:
+        plugin = registry.get_plugin(plugin_id)
+        registry.change_state(plugin, verb, actor=CLI_ACTOR, reason=reason)
+        click.echo(f"{plugin_id} is now {plugin.state}.")
+
+    command.__name__ = f"{name}_command"
+    return command
+
+
+_state_command("disable", "disable", "Disable a plugin: menus hidden, storage read-only.")
+_state_command("enable", "enable", "Re-enable a disabled plugin.")
+_state_command(
+    "deregister", "remove", "Deregister a disabled plugin and revoke its token (data is kept)."
+)
+
+
+@plugins_cli.command("rotate-token")
+@click.argument("plugin_id")
+@refusals_as_errors
+def rotate_token(plugin_id: str) -> None:
+    """Give a plugin a new token and print it (last line); the old one stops working."""
+    plugin = registry.get_plugin(plugin_id)
+    token = registry.rotate_token(plugin, actor=CLI_ACTOR)
+    click.echo(f"Rotated the token of {plugin_id}; the old token no longer works.")
+    click.echo(token)

@@ -1,0 +1,150 @@
+"""Enrolment keys: what an operator hands a plugin so it may register itself (SPEC §3)."""
+
+import logging
+import re
+from datetime import datetime, timedelta
+
+from extframework.db import database
+from extframework.errors import BadRequest, NotFound, Unauthorized
+from extframework.models import AuditEvent, EnrolmentKey, utcnow
+from extframework.services.secrets import ENROLMENT_KEY_PREFIX, hash_secret, new_secret
+
+log = logging.getLogger(__name__)
+
+DURATION = re.compile(r"(\d+)([smhdw])")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_LABEL = 200
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``90s``, ``30m``, ``1h``, ``2d``, ``1w`` or combinations like ``1h30m``."""
+    compact = text.strip().lower().replace(" ", "")
+    parts = DURATION.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise BadRequest(
+            f"{text!r} is not a duration; use a number and a unit s, m, h, d or w, like 1h or 2d.",
+            errors=[{"path": "expires", "message": "a duration like 30m, 1h, 2d"}],
+        )
+    seconds = sum(int(n) * UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise BadRequest("An enrolment key must live longer than 0 seconds.")
+    return timedelta(seconds=seconds)
+
+
+def create_key(
+    *,
+    actor: str,
+    uses: int | None = None,
+    expires_in: timedelta | None = None,
+    label: str = "",
+) -> tuple[EnrolmentKey, str]:
+    """Create an enrolment key; return the row and the key itself, which is never stored."""
+    if uses is not None and uses < 1:
+        raise BadRequest(
+            "An enrolment key needs at least one use (leave it empty for unlimited).",
+            errors=[{"path": "uses", "message": "at least 1"}],
+        )
+    secret = new_secret(ENROLMENT_KEY_PREFIX)
+    with database.atomic():
+        key = EnrolmentKey.create(
+            key_hash=hash_secret(secret),
+            label=label.strip()[:MAX_LABEL],
+            uses_left=uses,
+            expires_at=utcnow() + expires_in if expires_in else None,
+            created_by=actor,
+        )
+        AuditEvent.create(
+            actor=actor,
+            action="enrolment_key.create",
+            target=str(key.id),
+            detail={"uses": uses, "expires_at": _iso(key.expires_at), "label": key.label},
+        )
+    log.info("enrolment key %s created by %s", key.id, actor)
+    return key, secret
+
+
+def list_keys() -> list[EnrolmentKey]:
+    return list(EnrolmentKey.select().order_by(EnrolmentKey.created_at.desc(), EnrolmentKey.id))
+
+
+def revoke_key(key_id: int, *, actor: str) -> EnrolmentKey:
+    """Stop a key from enrolling anything more; plugins it enrolled are unaffected."""
+    with database.atomic():
+        key = EnrolmentKey.get_or_none(EnrolmentKey.id == key_id)
+        if key is None:
+            raise NotFound(f"No enrolment key {key_id}.")
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+            key.save()
+            AuditEvent.create(actor=actor, action="enrolment_key.revoke", target=str(key.id))
+            log.info("enrolment key %s revoked by %s", key.id, actor)
+    return key
+
+
+def status(key: EnrolmentKey, now: datetime | None = None) -> str:
+    """Say whether a key still works: usable, revoked, expired or used up."""
+    now = now or utcnow()
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    if key.uses_left is not None and key.uses_left <= 0:
+        return "used up"
+    return "usable"
+
+
+def check_key(secret: str | None) -> EnrolmentKey:
+    """Return the usable key behind ``secret`` or raise 401 saying why it cannot enrol."""
+    if not secret:
+        raise Unauthorized(
+            "Registering a plugin needs an enrolment key: 'Authorization: Bearer efek_...'."
+        )
+    if not secret.startswith(ENROLMENT_KEY_PREFIX):
+        raise Unauthorized("This endpoint takes an enrolment key (efek_...), not another token.")
+    key = EnrolmentKey.get_or_none(EnrolmentKey.key_hash == hash_secret(secret))
+    if key is None:
+        raise Unauthorized("The enrolment key is not known.")
+    state = status(key)
+    if state != "usable":
+        raise Unauthorized(f"The enrolment key is {state}; ask an operator for a new one.")
+    return key
+
+
+def spend_key(key: EnrolmentKey) -> None:
+    """Use up one registration of a key, inside the registration's transaction.
+
+    The update re-checks every condition, so a key with one use left enrols one plugin even
+    when two register at once.
+    """
+    now = utcnow()
+    spent = (
+        EnrolmentKey.update(
+            uses_left=EnrolmentKey.uses_left - 1,
+        )
+        .where(
+            (EnrolmentKey.id == key.id)
+            & EnrolmentKey.revoked_at.is_null()
+            & (EnrolmentKey.expires_at.is_null() | (EnrolmentKey.expires_at > now))
+            & (EnrolmentKey.uses_left.is_null() | (EnrolmentKey.uses_left > 0))
+        )
+        .execute()
+    )
+    if spent != 1:
+        raise Unauthorized("The enrolment key was used up, revoked or expired meanwhile.")
+
+
+def key_summary(key: EnrolmentKey) -> dict:
+    return {
+        "id": key.id,
+        "label": key.label,
+        "status": status(key),
+        "uses_left": key.uses_left,
+        "expires_at": _iso(key.expires_at),
+        "revoked_at": _iso(key.revoked_at),
+        "created_by": key.created_by,
+        "created_at": _iso(key.created_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None

@@ -1,0 +1,115 @@
+"""The plugin lifecycle (SPEC §6): one table of allowed transitions and one way to make them."""
+
+import logging
+
+from extframework.db import database
+from extframework.errors import Conflict
+from extframework.models import AuditEvent, Plugin, Transition, utcnow
+
+log = logging.getLogger(__name__)
+
+INITIAL_STATE = "registered"
+
+ALLOWED: dict[str, set[str]] = {
+    "registered": {"active"},
+    "active": {"degraded", "disabled", "migrating"},
+    "degraded": {"active", "disabled"},
+    "disabled": {"active", "deregistered"},
+    "migrating": {"active"},
+    "deregistered": set(),
+}
+
+# What each state means for the other services (SPEC §6's table).
+MENUS_SHOWN = frozenset({"active"})
+STORAGE = {
+    "registered": "closed",
+    "active": "open",
+    "degraded": "open",
+    "disabled": "read-only",
+    "migrating": "frozen",
+    "deregistered": "per uninstall policy",
+}
+
+
+def allowed_from(state: str) -> list[str]:
+    return sorted(ALLOWED.get(state, set()))
+
+
+def transition(plugin: Plugin, to_state: str, *, cause: str, actor: str) -> Transition:
+    """Move a plugin to another state if SPEC §6 allows it, recording who did it and why.
+
+    The state is re-read inside the transaction, so two racing callers cannot both move the
+    plugin out of the same state. ``plugin`` is updated in place.
+    """
+    with database.atomic("IMMEDIATE"):
+        current = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
+        if current is None:
+            raise Conflict(f"Plugin {plugin.plugin_id!r} no longer exists.", allowed=[])
+        if to_state not in ALLOWED.get(current, set()):
+            allowed = allowed_from(current)
+            log.info(
+                "transition refused: %s %s -> %s by %s", plugin.plugin_id, current, to_state, actor
+            )
+            raise Conflict(
+                f"Plugin {plugin.plugin_id!r} is {current}; it cannot become {to_state}. "
+                + (
+                    f"Allowed from {current}: {', '.join(allowed)}."
+                    if allowed
+                    else f"No transition leaves {current}."
+                ),
+                state=current,
+                allowed=allowed,
+            )
+        changes: dict = {"state": to_state, "updated_at": utcnow()}
+        if to_state == "deregistered":
+            changes["token_hash"] = None  # deregistration revokes the plugin token
+        Plugin.update(changes).where(Plugin.id == plugin.id).execute()
+        record = _record(plugin, current, to_state, cause=cause, actor=actor)
+    plugin.state = to_state
+    if to_state == "deregistered":
+        plugin.token_hash = None
+    return record
+
+
+def enter_initial_state(plugin: Plugin, *, cause: str, actor: str) -> Transition:
+    """Record the first transition, (none) -> registered, for a plugin just stored."""
+    return _record(plugin, None, INITIAL_STATE, cause=cause, actor=actor)
+
+
+def _record(
+    plugin: Plugin, from_state: str | None, to_state: str, *, cause: str, actor: str
+) -> Transition:
+    record = Transition.create(
+        plugin=plugin, from_state=from_state, to_state=to_state, cause=cause, actor=actor
+    )
+    AuditEvent.create(
+        actor=actor,
+        action="plugin.transition",
+        target=plugin.plugin_id,
+        detail={"from": from_state, "to": to_state, "cause": cause},
+    )
+    log.info(
+        "plugin %s: %s -> %s (%s) by %s",
+        plugin.plugin_id,
+        from_state or "(none)",
+        to_state,
+        cause,
+        actor,
+    )
+    return record
+
+
+def history(plugin: Plugin) -> list[dict]:
+    """Return the plugin's transitions, oldest first."""
+    return [
+        {
+            "at": t.at.isoformat() + "Z",
+            "from": t.from_state,
+            "to": t.to_state,
+            "cause": t.cause,
+            "actor": t.actor,
+        }
+        for t in Transition.select()
+        .where(Transition.plugin == plugin)
+        .order_by(Transition.at, Transition.id)
+    ]

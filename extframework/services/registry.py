@@ -1,0 +1,483 @@
+"""The package manager (SPEC §3): register plugins, update them, hand out and rotate their tokens.
+
+Registration runs SPEC §3's steps in order: validate, probe, then store the plugin, its
+routes, collections, validators and indexes and mint its token in one transaction, so a
+failure at any step leaves nothing behind.
+"""
+
+import logging
+from collections.abc import Callable
+
+import semver
+from flask import current_app, has_app_context
+from peewee import IntegrityError
+
+from extframework.config import DEFAULTS
+from extframework.db import database
+from extframework.errors import BadGateway, BadRequest, Conflict, NotFound
+from extframework.models import (
+    ROLES,
+    AuditEvent,
+    Collection,
+    EnrolmentKey,
+    HealthCheck,
+    Installation,
+    ManifestVersion,
+    Plugin,
+    Route,
+    Tenant,
+    utcnow,
+)
+from extframework.services import enrolment, health, indexes, lifecycle
+from extframework.services.manifest import base_url as manifest_base_url
+from extframework.services.manifest import validate_manifest
+from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret, new_secret
+
+log = logging.getLogger(__name__)
+
+VIEW_ROLE = "viewer"
+ACTION_ROLE = "member"
+
+# Admin actions on the lifecycle: verb -> (target state, cause).
+ADMIN_ACTIONS = {
+    "disable": ("disabled", "disabled by an operator"),
+    "enable": ("active", "re-enabled by an operator"),
+    "deregister": ("deregistered", "removed by an operator"),
+}
+
+Probe = Callable[[str], None]
+
+
+def probe_health(base_url: str) -> None:
+    """Check that GET {base_url}/health answers 200, or raise BadGateway saying what came back."""
+    timeout = DEFAULTS["HEALTH_TIMEOUT_S"]
+    if has_app_context():
+        timeout = current_app.config["HEALTH_TIMEOUT_S"]
+    result = health.probe(base_url, float(timeout))
+    if not result.ok:
+        raise BadGateway(
+            f"The plugin's health check failed: {result.detail}. The core calls "
+            f"GET {health.health_url(base_url)} and needs a 200 before it registers a plugin; "
+            "nothing was stored.",
+            url=health.health_url(base_url),
+            status_code=result.status_code,
+        )
+
+
+def register(
+    manifest: object,
+    *,
+    actor: str,
+    probe: Probe = probe_health,
+    enrolment_key: EnrolmentKey | None = None,
+) -> tuple[Plugin, str]:
+    """Register a plugin from its manifest; return the plugin and its token (shown once)."""
+    manifest = validate_manifest(manifest)
+    plugin_id = manifest["plugin_id"]
+    _refuse_taken(plugin_id)
+    probe(manifest_base_url(manifest))
+    token = new_secret(PLUGIN_TOKEN_PREFIX)
+    try:
+        with database.atomic():
+            if enrolment_key is not None:
+                enrolment.spend_key(enrolment_key)
+            plugin = Plugin.create(
+                plugin_id=plugin_id,
+                name=manifest["name"],
+                version=manifest["version"],
+                base_url=manifest_base_url(manifest),
+                state=lifecycle.INITIAL_STATE,
+                manifest=manifest,
+                token_hash=hash_secret(token),
+            )
+            ManifestVersion.create(plugin=plugin, version=plugin.version, manifest=manifest)
+            _store_routes(plugin, manifest)
+            for entry in manifest["data_schemas"]:
+                _create_collection(plugin, entry)
+            lifecycle.enter_initial_state(plugin, cause="manifest accepted", actor=actor)
+            AuditEvent.create(
+                actor=actor,
+                action="plugin.register",
+                target=plugin_id,
+                detail={"version": plugin.version, "base_url": plugin.base_url},
+            )
+    except IntegrityError:
+        _refuse_taken(plugin_id)
+        raise
+    log.info("plugin registered: %s %s by %s", plugin_id, plugin.version, actor)
+    return plugin, token
+
+
+def _refuse_taken(plugin_id: str) -> None:
+    existing = Plugin.get_or_none(Plugin.plugin_id == plugin_id)
+    if existing is not None:
+        raise Conflict(
+            f"The plugin_id {plugin_id!r} is taken (its plugin is {existing.state}). "
+            "An installed plugin sends updates with PUT /api/registry/plugins/"
+            f"{plugin_id} and its plugin token.",
+            plugin_id=plugin_id,
+        )
+
+
+def update(plugin: Plugin, manifest: object, *, actor: str, probe: Probe = probe_health) -> dict:
+    """Apply a newer manifest: compatible changes at once, breaking ones refused with a diff."""
+    from extframework.services import schema_diff
+
+    manifest = validate_manifest(manifest)
+    if manifest["plugin_id"] != plugin.plugin_id:
+        raise BadRequest(
+            f"This manifest is for {manifest['plugin_id']!r}, not {plugin.plugin_id!r}.",
+            errors=[{"path": "$.plugin_id", "message": f"must be {plugin.plugin_id!r}"}],
+        )
+    if plugin.state in ("deregistered", "migrating"):
+        raise Conflict(
+            f"Plugin {plugin.plugin_id!r} is {plugin.state} and cannot be updated now.",
+            state=plugin.state,
+        )
+    old_version, new_version = plugin.version, manifest["version"]
+    if semver.Version.parse(new_version) <= semver.Version.parse(old_version):
+        raise Conflict(
+            f"Version {new_version} is not higher than the installed {old_version}; "
+            "an update must carry a higher semantic version.",
+            current_version=old_version,
+        )
+    old_manifest = plugin.manifest
+    renames = _renames(old_manifest, manifest)
+    changes = schema_diff.diff_collections(
+        old_manifest.get("data_schemas", []), manifest["data_schemas"], renames=renames
+    )
+    breaking = schema_diff.breaking_changes(changes)
+    if breaking:
+        return begin_migration(plugin, manifest, breaking, actor=actor)
+    if manifest_base_url(manifest) != plugin.base_url:
+        probe(manifest_base_url(manifest))
+    with database.atomic():
+        _apply_compatible(plugin, old_manifest, manifest)
+        AuditEvent.create(
+            actor=actor,
+            action="plugin.update",
+            target=plugin.plugin_id,
+            detail={"from": old_version, "to": new_version, "changes": len(changes)},
+        )
+    log.info("plugin updated: %s %s -> %s by %s", plugin.plugin_id, old_version, new_version, actor)
+    return {
+        "plugin_id": plugin.plugin_id,
+        "version": new_version,
+        "previous_version": old_version,
+        "state": plugin.state,
+        "changes": [change.to_dict() for change in changes],
+    }
+
+
+def begin_migration(plugin: Plugin, manifest: dict, breaking: list, *, actor: str) -> dict:
+    """Refuse a breaking update with its diff; the seam where the migration flow (SPEC §7) goes.
+
+    With a ``migration`` handler declared, this will move the plugin to ``migrating`` and call
+    the handler; until that lands both cases answer 409 with the diff.
+    """
+    diff = [change.to_dict() for change in breaking]
+    log.info("breaking update refused: %s -> %s", plugin.plugin_id, manifest["version"])
+    if manifest.get("migration"):
+        raise Conflict(
+            f"The update to {manifest['version']} changes {len(diff)} thing(s) in a breaking way "
+            "and declares a migration handler, but this core does not run migrations yet.",
+            diff=diff,
+        )
+    raise Conflict(
+        f"The update to {manifest['version']} changes {len(diff)} thing(s) in a breaking way; "
+        "declare a 'migration' handler or keep the schemas compatible (see 'diff').",
+        diff=diff,
+    )
+
+
+def _renames(old_manifest: dict, manifest: dict) -> dict[str, str]:
+    """Map new name -> old name for each ``replaces``, checked against the installed version."""
+    old_names = {entry["collection"] for entry in old_manifest.get("data_schemas", [])}
+    renames, errors = {}, []
+    for i, entry in enumerate(manifest["data_schemas"]):
+        source = entry.get("replaces")
+        if source is None:
+            continue
+        if source not in old_names:
+            errors.append(
+                {
+                    "path": f"$.data_schemas[{i}].replaces",
+                    "message": f"version {old_manifest.get('version')} has no collection "
+                    f"{source!r} to rename",
+                }
+            )
+        elif entry["collection"] in old_names:
+            errors.append(
+                {
+                    "path": f"$.data_schemas[{i}].collection",
+                    "message": f"{entry['collection']!r} exists already; a rename needs a new name",
+                }
+            )
+        else:
+            renames[entry["collection"]] = source
+    if errors:
+        raise BadRequest("The manifest's renames do not fit the installed version.", errors=errors)
+    return renames
+
+
+def _apply_compatible(plugin: Plugin, old_manifest: dict, manifest: dict) -> None:
+    plugin.name = manifest["name"]
+    plugin.version = manifest["version"]
+    plugin.base_url = manifest_base_url(manifest)
+    plugin.manifest = manifest
+    plugin.updated_at = utcnow()
+    plugin.save()
+    ManifestVersion.create(plugin=plugin, version=plugin.version, manifest=manifest)
+    Route.delete().where(Route.plugin == plugin).execute()
+    _store_routes(plugin, manifest)
+    existing = {c.name: c for c in Collection.select().where(Collection.plugin == plugin)}
+    for entry in manifest["data_schemas"]:
+        row = existing.get(entry["collection"])
+        if row is None:
+            _create_collection(plugin, entry)
+            continue
+        kept = {_index_key(spec) for spec in entry["indexes"]}
+        dropped = [spec for spec in row.indexes if _index_key(spec) not in kept]
+        indexes.drop_indexes(plugin.plugin_id, row.name, dropped)
+        indexes.create_indexes(plugin.plugin_id, row.name, entry["indexes"])
+        row.schema = entry["schema"]
+        row.indexes = entry["indexes"]
+        row.save()
+
+
+def _index_key(spec: dict) -> tuple:
+    return tuple(spec["fields"])
+
+
+def _higher_role(*roles: str | None) -> str:
+    return max((r for r in roles if r), key=ROLES.index)
+
+
+def _store_routes(plugin: Plugin, manifest: dict) -> None:
+    rows = []
+    for position, item in enumerate(manifest["menu_items"]):
+        entry_role = item.get("role") or VIEW_ROLE
+        view = item["view"]
+        rows.append(
+            {
+                "plugin": plugin,
+                "menu_id": item["id"],
+                "action_id": None,
+                "label": item["label"],
+                "method": "GET",
+                "path": view["path"],
+                "role": entry_role,
+                "mode": view.get("mode", "inline"),
+                "position": position,
+            }
+        )
+        for number, action in enumerate(item.get("actions", [])):
+            rows.append(
+                {
+                    "plugin": plugin,
+                    "menu_id": item["id"],
+                    "action_id": action["id"],
+                    "label": action.get("label") or action["id"],
+                    "method": action["method"],
+                    "path": action["path"],
+                    # An action is never open to more people than its menu entry.
+                    "role": _higher_role(action.get("role") or ACTION_ROLE, entry_role),
+                    "mode": "inline",
+                    "position": number,
+                }
+            )
+    if rows:
+        Route.insert_many(rows).execute()
+
+
+def _create_collection(plugin: Plugin, entry: dict) -> Collection:
+    row = Collection.create(
+        plugin=plugin,
+        name=entry["collection"],
+        schema=entry["schema"],
+        indexes=entry["indexes"],
+    )
+    indexes.create_indexes(plugin.plugin_id, row.name, entry["indexes"])
+    return row
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def get_plugin(plugin_id: str) -> Plugin:
+    plugin = Plugin.get_or_none(Plugin.plugin_id == plugin_id)
+    if plugin is None:
+        raise NotFound(f"No plugin {plugin_id!r} is registered.")
+    return plugin
+
+
+def list_plugins() -> list[Plugin]:
+    return list(Plugin.select().order_by(Plugin.name, Plugin.plugin_id))
+
+
+def last_health(plugin: Plugin) -> dict | None:
+    check = (
+        HealthCheck.select()
+        .where(HealthCheck.plugin == plugin)
+        .order_by(HealthCheck.id.desc())
+        .first()
+    )
+    if check is None:
+        return None
+    return {
+        "at": _iso(check.at),
+        "ok": check.ok,
+        "status_code": check.status_code,
+        "latency_ms": check.latency_ms,
+        "detail": check.detail,
+    }
+
+
+def menus(plugin: Plugin) -> list[dict]:
+    """Return the plugin's menu entries with their actions, as stored for the proxy."""
+    result: dict[str, dict] = {}
+    routes = (
+        Route.select()
+        .where(Route.plugin == plugin)
+        .order_by(Route.action_id.is_null(False), Route.position, Route.id)
+    )
+    for route in routes:
+        if route.action_id is None:
+            result[route.menu_id] = {
+                "id": route.menu_id,
+                "label": route.label,
+                "path": route.path,
+                "role": route.role,
+                "mode": route.mode,
+                "actions": [],
+            }
+        else:
+            result[route.menu_id]["actions"].append(
+                {
+                    "id": route.action_id,
+                    "label": route.label,
+                    "method": route.method,
+                    "path": route.path,
+                    "role": route.role,
+                }
+            )
+    return list(result.values())
+
+
+def collections(plugin: Plugin) -> list[dict]:
+    return [
+        {"name": c.name, "indexes": c.indexes, "schema": c.schema}
+        for c in Collection.select().where(Collection.plugin == plugin).order_by(Collection.name)
+    ]
+
+
+def manifest_versions(plugin: Plugin) -> list[dict]:
+    return [
+        {"version": row.version, "created_at": _iso(row.created_at), "manifest": row.manifest}
+        for row in ManifestVersion.select()
+        .where(ManifestVersion.plugin == plugin)
+        .order_by(ManifestVersion.created_at.desc(), ManifestVersion.id.desc())
+    ]
+
+
+def tenants(plugin: Plugin) -> list[str] | None:
+    """Return the tenants a restricted plugin is installed in, or None when it is in all."""
+    if not plugin.restricted:
+        return None
+    return [
+        row.tenant.slug
+        for row in Installation.select(Installation, Tenant)
+        .join(Tenant)
+        .where(Installation.plugin == plugin)
+        .order_by(Tenant.slug)
+    ]
+
+
+def plugin_summary(plugin: Plugin) -> dict:
+    """Describe a plugin as the registry API and the console show it."""
+    return {
+        "plugin_id": plugin.plugin_id,
+        "name": plugin.name,
+        "version": plugin.version,
+        "state": plugin.state,
+        "base_url": plugin.base_url,
+        "allowed_transitions": lifecycle.allowed_from(plugin.state),
+        "last_health": last_health(plugin),
+        "consecutive_failures": plugin.consecutive_failures,
+        "state_history": lifecycle.history(plugin),
+        "collections": [{"name": c["name"], "indexes": c["indexes"]} for c in collections(plugin)],
+        "menus": menus(plugin),
+        "versions": [row["version"] for row in manifest_versions(plugin)],
+        "tenants": tenants(plugin),
+        "token_rotated_at": _iso(plugin.token_rotated_at),
+        "created_at": _iso(plugin.created_at),
+        "updated_at": _iso(plugin.updated_at),
+    }
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+# --- operator actions -----------------------------------------------------------------------
+
+
+def change_state(plugin: Plugin, verb: str, *, actor: str, reason: str = "") -> None:
+    """Disable, re-enable or deregister a plugin on an operator's word."""
+    if verb not in ADMIN_ACTIONS:
+        raise NotFound(f"No operator action {verb!r}; use {', '.join(ADMIN_ACTIONS)}.")
+    target, cause = ADMIN_ACTIONS[verb]
+    lifecycle.transition(
+        plugin, target, cause=f"{cause}: {reason}" if reason else cause, actor=actor
+    )
+
+
+def rotate_token(plugin: Plugin, *, actor: str) -> str:
+    """Replace a plugin's token; the old one stops working at once. Return the new one."""
+    if plugin.state == "deregistered":
+        raise Conflict(
+            f"Plugin {plugin.plugin_id!r} is deregistered; it has no token to rotate.",
+            state=plugin.state,
+        )
+    token = new_secret(PLUGIN_TOKEN_PREFIX)
+    with database.atomic():
+        now = utcnow()
+        Plugin.update(token_hash=hash_secret(token), token_rotated_at=now).where(
+            Plugin.id == plugin.id
+        ).execute()
+        AuditEvent.create(actor=actor, action="plugin.rotate_token", target=plugin.plugin_id)
+    plugin.token_hash, plugin.token_rotated_at = hash_secret(token), now
+    log.info("plugin token rotated: %s by %s", plugin.plugin_id, actor)
+    return token
+
+
+def set_tenants(plugin: Plugin, slugs: list[str] | None, *, actor: str) -> None:
+    """Make a plugin available to every tenant (None) or only to the listed ones."""
+    with database.atomic():
+        if slugs is None:
+            plugin.restricted = False
+        else:
+            rows = list(Tenant.select().where(Tenant.slug.in_(slugs)))
+            unknown = sorted(set(slugs) - {t.slug for t in rows})
+            if unknown:
+                raise BadRequest(
+                    f"No such tenant: {', '.join(unknown)}.",
+                    errors=[
+                        {"path": "$.tenants", "message": f"unknown tenant {s!r}"} for s in unknown
+                    ],
+                )
+            plugin.restricted = True
+            Installation.delete().where(
+                (Installation.plugin == plugin) & Installation.tenant.not_in([t.id for t in rows])
+            ).execute()
+            for tenant in rows:
+                Installation.get_or_create(plugin=plugin, tenant=tenant)
+        plugin.updated_at = utcnow()
+        plugin.save()
+        AuditEvent.create(
+            actor=actor,
+            action="plugin.tenants",
+            target=plugin.plugin_id,
+            detail={"tenants": slugs},
+        )
+    log.info("plugin %s tenants set to %s by %s", plugin.plugin_id, slugs or "all", actor)
