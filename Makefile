@@ -8,34 +8,35 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: run test lint bench clean
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt sdk/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -e sdk
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
-tests/node/node_modules/.installed: tests/node/package-lock.json
-	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+%/node_modules/.installed: %/package-lock.json
+	npm ci --prefix $* --no-audit --no-fund --loglevel=error
 	touch $@
+
+NODE_DEPS := tests/node/node_modules/.installed examples/node-plugin/node_modules/.installed
 
 # Browser tests use Debian's chromium (never a browser downloaded by a test tool).
 /usr/bin/chromium:
 	$(if $(shell [ "$$(id -u)" = 0 ] || echo sudo),sudo) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(if $(shell [ "$$(id -u)" = 0 ] || echo sudo),sudo) apt-get install -y -qq chromium
 
-run: $(VENV)/.runtime
-	flask --app app init-db
-	flask --app app users bootstrap-admin
-	gunicorn -w 2 -b 127.0.0.1:$(PORT) app:app
+run: $(VENV)/.runtime examples/node-plugin/node_modules/.installed
+	PORT=$(PORT) scripts/run_demo.sh
 
 lint: $(VENV)/.test
 	ruff format --check .
 	ruff check .
 
-test: $(VENV)/.test tests/node/node_modules/.installed /usr/bin/chromium lint
+test: $(VENV)/.test $(NODE_DEPS) /usr/bin/chromium lint
 	pytest -q
 
 bench: $(VENV)/.test
@@ -43,4 +44,4 @@ bench: $(VENV)/.test
 	$(PY) bench/proxy.py
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules
+	rm -rf $(VENV) tests/node/node_modules examples/node-plugin/node_modules

@@ -20,7 +20,7 @@ def json_body(*, expect: type = dict) -> object:
         )
     raw = request.get_data(cache=True)
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}.") from None
     except RecursionError:
@@ -30,6 +30,10 @@ def json_body(*, expect: type = dict) -> object:
     if not isinstance(value, expect):
         raise BadRequest(f"The body must be a JSON {_json_name(expect)}.")
     return value
+
+
+def _refuse_constant(name: str) -> None:
+    raise json.JSONDecodeError(f"{name} is not a JSON number; send finite numbers", name, 0)
 
 
 def json_depth(value: object) -> int:

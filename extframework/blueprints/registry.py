@@ -23,6 +23,7 @@ from extframework.authn import (
 from extframework.errors import BadRequest, DomainError, Forbidden
 from extframework.http import json_body
 from extframework.models import Plugin, Tenant
+from extframework.openapi import openapi_document
 from extframework.services import enrolment, health, lifecycle, registry
 from extframework.services.manifest import meta_schema
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
@@ -47,6 +48,15 @@ def plugin_actor(plugin: Plugin) -> str:
 def manifest_schema():
     response = jsonify(meta_schema())
     response.mimetype = "application/schema+json"
+    response.cache_control.public = True
+    response.cache_control.max_age = 300
+    return response
+
+
+@bp.get("/api/openapi.json")
+def openapi():
+    """Publish the API contract beside the manifest contract."""
+    response = jsonify(openapi_document())
     response.cache_control.public = True
     response.cache_control.max_age = 300
     return response

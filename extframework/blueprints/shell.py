@@ -1,11 +1,25 @@
-"""The window manager: the layout every page shares."""
+"""The window manager: the layout every page shares, the plugin menu, and the plugin proxy."""
 
-from flask import Blueprint, jsonify, render_template
-from flask_login import login_required
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
+from flask_login import current_user, login_required
+from flask_wtf.csrf import generate_csrf
 
+from extframework.authn import keystore
 from extframework.db import database
+from extframework.errors import BadRequest
+from extframework.services import fragments, menu, proxy
 
 bp = Blueprint("shell", __name__)
+
+PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 @bp.get("/")
@@ -18,6 +32,126 @@ def home():
 def healthz():
     database.execute_sql("SELECT 1").fetchone()
     return jsonify({"status": "ok"})
+
+
+@bp.app_context_processor
+def menu_context() -> dict:
+    if not current_user.is_authenticated:
+        return {"plugin_menu": []}
+    return {"plugin_menu": menu.menu_for(current_user.role, current_user.tenant)}
+
+
+def _caller() -> proxy.Caller:
+    return proxy.Caller(
+        user_id=current_user.id,
+        name=current_user.display_name,
+        email=current_user.email,
+        tenant=current_user.tenant,
+        role=current_user.role,
+    )
+
+
+def _effective_method() -> str:
+    """HTML forms send only GET and POST: a POST's ``_method`` field names the declared method."""
+    override = request.form.get(fragments.METHOD_FIELD, "") if request.method == "POST" else ""
+    override = override.strip().upper()
+    if not override or override == "POST":
+        return request.method
+    if override not in fragments.OVERRIDABLE_METHODS:
+        raise BadRequest(f"_method must be one of {', '.join(fragments.OVERRIDABLE_METHODS)}.")
+    return override
+
+
+def _resolve(plugin_id: str, subpath: str, method: str) -> proxy.Target:
+    return proxy.resolve(
+        plugin_id, method, "/" + subpath, role=current_user.role, tenant=current_user.tenant
+    )
+
+
+def _forward(target: proxy.Target, method: str) -> proxy.Outcome:
+    hidden = (fragments.CSRF_FIELD, fragments.METHOD_FIELD)
+    form = [(k, v) for k, v in request.form.items(multi=True) if k not in hidden]
+    return proxy.forward(
+        target,
+        _caller(),
+        method=method,
+        query_string=request.query_string.decode("utf-8", "replace"),
+        form=form,
+        store=keystore(),
+        issuer=current_app.config["BASE_URL"],
+        jwt_ttl_s=int(current_app.config["REQUEST_JWT_TTL_S"]),
+        timeout_s=float(current_app.config["PROXY_TIMEOUT_S"]),
+    )
+
+
+@bp.route("/plugin-proxy/<plugin_id>", defaults={"subpath": ""}, methods=PROXY_METHODS)
+@bp.route("/plugin-proxy/<plugin_id>/", defaults={"subpath": ""}, methods=PROXY_METHODS)
+@bp.route("/plugin-proxy/<plugin_id>/<path:subpath>", methods=PROXY_METHODS)
+@login_required
+def plugin_proxy(plugin_id: str, subpath: str):
+    method = _effective_method()
+    target = _resolve(plugin_id, subpath, method)
+    page = _page(target, method)
+    if target.route.mode == "iframe" and method == "GET":
+        frame_src = f"/plugin-frame/{plugin_id}{target.path}"
+        if request.query_string:
+            frame_src += "?" + request.query_string.decode("utf-8", "replace")
+        return render_template("plugin_view.html", frame_src=frame_src, **page)
+    return _render(_forward(target, method), target, page, fragments.proxy_prefix(plugin_id))
+
+
+@bp.get("/plugin-frame/<plugin_id>/", defaults={"subpath": ""})
+@bp.get("/plugin-frame/<plugin_id>/<path:subpath>")
+@login_required
+def plugin_frame(plugin_id: str, subpath: str):
+    """Serve an ``iframe`` view as its own sandboxed document (opaque origin, no script)."""
+    target = _resolve(plugin_id, subpath, "GET")
+    page = _page(target, "GET")
+    response = _render(
+        _forward(target, "GET"), target, page, f"/plugin-frame/{plugin_id}", "plugin_frame.html"
+    )
+    response.headers["Content-Security-Policy"] = FRAME_CONTENT_SECURITY_POLICY
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+def _page(target: proxy.Target, method: str) -> dict:
+    return {
+        "plugin": target.plugin,
+        "route": target.route,
+        "method": method,
+        "active_plugin": target.plugin.plugin_id,
+        "active_menu": target.route.menu_id,
+    }
+
+
+def _render(
+    outcome: proxy.Outcome,
+    target: proxy.Target,
+    page: dict,
+    prefix: str,
+    template: str = "plugin_view.html",
+) -> Response:
+    if isinstance(outcome, proxy.Redirect):
+        location = outcome.location
+        if prefix != fragments.proxy_prefix(target.plugin.plugin_id):
+            location = prefix + location.removeprefix(
+                fragments.proxy_prefix(target.plugin.plugin_id)
+            )
+        return redirect(location, 303)
+    if isinstance(outcome, proxy.Fault):
+        body = render_template(template, fault=outcome, **page)
+        return Response(body, outcome.status)
+    html = fragments.process(
+        outcome.html,
+        plugin_id=target.plugin.plugin_id,
+        current_path=target.path,
+        base_url=target.plugin.base_url,
+        csrf_token=generate_csrf(),
+        prefix=prefix,
+    )
+    status = outcome.status if outcome.status >= 400 else 200
+    return Response(render_template(template, fragment=html, **page), status)
 
 
 @bp.after_app_request
@@ -39,6 +173,19 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",
+        "frame-src 'self'",
         "frame-ancestors 'none'",
+    ]
+)
+# A framed view runs in an opaque origin (`sandbox` without allow-same-origin) and no script.
+FRAME_CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "sandbox allow-forms",
+        "default-src 'none'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'self'",
     ]
 )

@@ -1,0 +1,459 @@
+"""The OpenAPI 3.1 description of the core's HTTP API (auth, registry, storage)."""
+
+from functools import cache
+
+PROBLEM = {"$ref": "#/components/responses/Problem"}
+JSON = "application/json"
+
+
+def _problems(*statuses: int) -> dict:
+    return {str(status): PROBLEM for status in statuses}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(schema: dict, media: str = JSON) -> dict:
+    return {"required": True, "content": {media: {"schema": schema}}}
+
+
+COLLECTION = {"name": "collection", "in": "path", "required": True, "schema": {"type": "string"}}
+DOC_ID = {"name": "doc_id", "in": "path", "required": True, "schema": {"type": "string"}}
+PLUGIN_ID = {"name": "plugin_id", "in": "path", "required": True, "schema": {"type": "string"}}
+TENANT = {
+    "name": "X-Tenant-ID",
+    "in": "header",
+    "required": False,
+    "description": "Tenant slug; absent means `default`. It must name a tenant the plugin is in.",
+    "schema": {"type": "string"},
+}
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "The document's ETag (its version); a stale one gets 412.",
+    "schema": {"type": "string"},
+}
+PLUGIN_TOKEN = [{"pluginToken": []}]
+ENROLMENT_KEY = [{"enrolmentKey": []}]
+USER = [{"userJwt": []}, {"session": []}]
+USER_OR_PLUGIN = [{"userJwt": []}, {"session": []}, {"pluginToken": []}]
+
+
+def _lifecycle_action(action: str, summary: str) -> dict:
+    return {
+        "post": {
+            "tags": ["registry"],
+            "summary": summary,
+            "operationId": f"{action}Plugin",
+            "security": USER,
+            "parameters": [PLUGIN_ID],
+            "responses": {
+                "200": _json(_ref("PluginSummary"), "The plugin after the transition."),
+                **_problems(401, 403, 404, 409),
+            },
+        }
+    }
+
+
+def _paths() -> dict:
+    return {
+        "/api/auth/token": {
+            "post": {
+                "tags": ["auth"],
+                "summary": "Exchange email and password for a user JWT",
+                "operationId": "issueUserToken",
+                "security": [],
+                "requestBody": _body(_ref("Credentials")),
+                "responses": {
+                    "200": _json(_ref("UserToken"), "A bearer token for the API."),
+                    **_problems(400, 401, 413, 429),
+                },
+            }
+        },
+        "/api/auth/me": {
+            "get": {
+                "tags": ["auth"],
+                "summary": "Who the caller is",
+                "operationId": "whoAmI",
+                "security": USER,
+                "responses": {"200": _json(_ref("Me"), "The caller."), **_problems(401)},
+            }
+        },
+        "/.well-known/jwks.json": {
+            "get": {
+                "tags": ["auth"],
+                "summary": "Public keys that verify request JWTs",
+                "operationId": "jwks",
+                "security": [],
+                "responses": {"200": _json(_ref("JWKS"), "The key set.")},
+            }
+        },
+        "/api/registry/manifest-schema": {
+            "get": {
+                "tags": ["registry"],
+                "summary": "The manifest's JSON Schema",
+                "operationId": "manifestSchema",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "A JSON Schema document.")},
+            }
+        },
+        "/api/registry/plugins": {
+            "post": {
+                "tags": ["registry"],
+                "summary": "Register a plugin with an enrolment key",
+                "operationId": "registerPlugin",
+                "security": ENROLMENT_KEY,
+                "requestBody": _body(_ref("Manifest")),
+                "responses": {
+                    "201": _json(_ref("Registration"), "Registered; the token is shown once."),
+                    **_problems(400, 401, 409, 413, 502),
+                },
+            },
+            "get": {
+                "tags": ["registry"],
+                "summary": "List plugins (operators)",
+                "operationId": "listPlugins",
+                "security": USER,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "plugins": {"type": "array", "items": _ref("PluginSummary")}
+                            },
+                        },
+                        "Every plugin.",
+                    ),
+                    **_problems(401, 403),
+                },
+            },
+        },
+        "/api/registry/plugins/{plugin_id}": {
+            "get": {
+                "tags": ["registry"],
+                "summary": "One plugin (operators, or the plugin itself)",
+                "operationId": "getPlugin",
+                "security": USER_OR_PLUGIN,
+                "parameters": [PLUGIN_ID],
+                "responses": {
+                    "200": _json(_ref("PluginSummary"), "The plugin."),
+                    **_problems(401, 403, 404),
+                },
+            },
+            "put": {
+                "tags": ["registry"],
+                "summary": "Update the manifest (higher version, plugin token)",
+                "operationId": "updatePlugin",
+                "security": PLUGIN_TOKEN,
+                "parameters": [PLUGIN_ID],
+                "requestBody": _body(_ref("Manifest")),
+                "responses": {
+                    "200": _json(_ref("UpdateResult"), "Applied at once."),
+                    "202": _json(_ref("UpdateResult"), "Accepted; a migration runs."),
+                    **_problems(400, 401, 403, 404, 409, 413),
+                },
+            },
+        },
+        "/api/registry/plugins/{plugin_id}/disable": _lifecycle_action("disable", "Disable"),
+        "/api/registry/plugins/{plugin_id}/enable": _lifecycle_action("enable", "Re-enable"),
+        "/api/registry/plugins/{plugin_id}/deregister": _lifecycle_action(
+            "deregister", "Remove a disabled plugin"
+        ),
+        "/api/registry/plugins/{plugin_id}/rotate-token": {
+            "post": {
+                "tags": ["registry"],
+                "summary": "Replace the plugin token (operators); the old one stops working",
+                "operationId": "rotatePluginToken",
+                "security": USER,
+                "parameters": [PLUGIN_ID],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["plugin_id", "plugin_token"],
+                            "properties": {
+                                "plugin_id": {"type": "string"},
+                                "plugin_token": {"type": "string"},
+                            },
+                        },
+                        "The new token, shown once.",
+                    ),
+                    **_problems(401, 403, 404),
+                },
+            }
+        },
+        "/api/registry/plugins/{plugin_id}/tenants": {
+            "put": {
+                "tags": ["registry"],
+                "summary": "Restrict a plugin to some tenants, or open it to all (operators)",
+                "operationId": "setPluginTenants",
+                "security": USER,
+                "parameters": [PLUGIN_ID],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["tenants"],
+                        "properties": {
+                            "tenants": {
+                                "description": "null: every tenant; a list: only these.",
+                                "type": ["array", "null"],
+                                "items": {"type": "string"},
+                            }
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(_ref("PluginSummary"), "The plugin with its tenants."),
+                    **_problems(400, 401, 403, 404),
+                },
+            }
+        },
+        "/api/registry/plugins/{plugin_id}/export": {
+            "get": {
+                "tags": ["registry"],
+                "summary": "Every document of the plugin as JSON lines (operators)",
+                "operationId": "exportPlugin",
+                "security": USER,
+                "parameters": [PLUGIN_ID],
+                "responses": {
+                    "200": {
+                        "description": "One JSON object per line.",
+                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                    },
+                    **_problems(401, 403, 404),
+                },
+            }
+        },
+        "/api/storage/{collection}": {
+            "post": {
+                "tags": ["storage"],
+                "summary": "Create a document",
+                "operationId": "createDocument",
+                "security": PLUGIN_TOKEN,
+                "parameters": [COLLECTION, TENANT],
+                "requestBody": _body({"type": "object"}),
+                "responses": {
+                    "201": _json(_ref("Document"), "Created; `Location` and `ETag` are set."),
+                    **_problems(400, 401, 403, 404, 413, 422, 503),
+                },
+            },
+            "get": {
+                "tags": ["storage"],
+                "summary": "Query documents",
+                "description": (
+                    "Filters are query parameters: `field=value` (dotted paths; typed by the "
+                    "schema) and `field__gt|gte|lt|lte|ne|in|exists=value`; `sort=field,-other`; "
+                    "`limit` (default 50, at most 1000); `cursor` from `next_cursor`."
+                ),
+                "operationId": "queryDocuments",
+                "security": PLUGIN_TOKEN,
+                "parameters": [
+                    COLLECTION,
+                    TENANT,
+                    {"name": "sort", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(_ref("DocumentPage"), "One page of matching documents."),
+                    **_problems(400, 401, 403, 404, 503),
+                },
+            },
+        },
+        "/api/storage/{collection}/{doc_id}": {
+            "get": {
+                "tags": ["storage"],
+                "summary": "Read one document",
+                "operationId": "readDocument",
+                "security": PLUGIN_TOKEN,
+                "parameters": [COLLECTION, DOC_ID, TENANT],
+                "responses": {
+                    "200": _json(_ref("Document"), "The document; `ETag` is its version."),
+                    **_problems(401, 403, 404, 503),
+                },
+            },
+            "patch": {
+                "tags": ["storage"],
+                "summary": "Change a document with a JSON merge patch",
+                "operationId": "patchDocument",
+                "security": PLUGIN_TOKEN,
+                "parameters": [COLLECTION, DOC_ID, TENANT, IF_MATCH],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/merge-patch+json": {"schema": {"type": "object"}},
+                        JSON: {"schema": {"type": "object"}},
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Document"), "The merged document."),
+                    **_problems(400, 401, 403, 404, 412, 413, 422, 503),
+                },
+            },
+            "delete": {
+                "tags": ["storage"],
+                "summary": "Delete a document",
+                "operationId": "deleteDocument",
+                "security": PLUGIN_TOKEN,
+                "parameters": [COLLECTION, DOC_ID, TENANT, IF_MATCH],
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    **_problems(401, 403, 404, 412, 503),
+                },
+            },
+        },
+    }
+
+
+def _schemas() -> dict:
+    string = {"type": "string"}
+    return {
+        "Problem": {
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": string,
+                "title": string,
+                "status": {"type": "integer"},
+                "detail": string,
+                "errors": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "Credentials": {
+            "type": "object",
+            "required": ["email", "password"],
+            "properties": {"email": string, "password": string},
+        },
+        "UserToken": {
+            "type": "object",
+            "required": ["access_token", "token_type", "expires_in"],
+            "properties": {
+                "access_token": string,
+                "token_type": {"const": "Bearer"},
+                "expires_in": {"type": "integer"},
+            },
+        },
+        "Me": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "email": string,
+                "name": string,
+                "role": {"enum": ["viewer", "member", "admin"]},
+                "tenant": string,
+                "operator": {"type": "boolean"},
+                "authenticated_by": {"enum": ["session", "jwt"]},
+            },
+        },
+        "JWKS": {
+            "type": "object",
+            "required": ["keys"],
+            "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
+        },
+        "Manifest": {
+            "type": "object",
+            "description": "A plugin manifest; JSON Schema at /api/registry/manifest-schema.",
+            "required": ["plugin_id", "name", "version", "base_url"],
+        },
+        "Registration": {
+            "type": "object",
+            "required": ["plugin_id", "plugin_token", "state"],
+            "properties": {"plugin_id": string, "plugin_token": string, "state": string},
+        },
+        "PluginSummary": {
+            "type": "object",
+            "required": ["plugin_id", "name", "version", "state"],
+            "properties": {"plugin_id": string, "name": string, "version": string, "state": string},
+        },
+        "UpdateResult": {
+            "type": "object",
+            "required": ["plugin_id", "version", "state"],
+            "properties": {
+                "plugin_id": string,
+                "version": string,
+                "previous_version": string,
+                "state": string,
+                "changes": {"type": "array", "items": _ref("SchemaChange")},
+            },
+        },
+        "SchemaChange": {
+            "type": "object",
+            "required": ["collection", "path", "kind", "breaking"],
+            "properties": {
+                "collection": string,
+                "path": string,
+                "kind": string,
+                "breaking": {"type": "boolean"},
+                "old": {},
+                "new": {},
+            },
+        },
+        "Document": {
+            "type": "object",
+            "required": ["id", "version", "created_at", "updated_at", "data"],
+            "properties": {
+                "id": string,
+                "version": {"type": "integer"},
+                "created_at": string,
+                "updated_at": string,
+                "data": {"type": "object"},
+            },
+        },
+        "DocumentPage": {
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {
+                "items": {"type": "array", "items": _ref("Document")},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+    }
+
+
+@cache
+def openapi_document() -> dict:
+    """Return the API description; the server URL is left relative so it fits any BASE_URL."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "extframework core API",
+            "version": "1",
+            "description": "The core's identity, registry and storage APIs; errors are RFC 9457.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": "auth"}, {"name": "registry"}, {"name": "storage"}],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "responses": {
+                "Problem": {
+                    "description": "An error, as RFC 9457 problem details.",
+                    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                }
+            },
+            "securitySchemes": {
+                "userJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+                "pluginToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "efpt_… plugin token",
+                },
+                "enrolmentKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "efek_… enrolment key",
+                },
+            },
+        },
+    }

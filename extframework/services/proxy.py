@@ -1,0 +1,322 @@
+"""Contract A from the core's side: match a declared route, call the plugin, classify the answer.
+
+Only routes the manifest declares are proxied (SPEC §8); everything else is ``NotFound``
+before any byte goes to the plugin. Every call carries a fresh request JWT (SPEC §4). Every
+way a plugin can fail comes back as a ``Fault`` that the shell renders as a panel.
+"""
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import quote, urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from extframework.errors import Forbidden, NotFound, Unavailable
+from extframework.models import Plugin, Route
+from extframework.services import fragments, tokens
+from extframework.services.accounts import role_rank
+from extframework.services.installations import is_installed
+
+log = logging.getLogger(__name__)
+
+SERVED_STATE = "active"
+MAX_FRAGMENT_BYTES = 2 * 1024 * 1024
+POOL_SIZE = 32
+SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A declared route of a served plugin, with the concrete plugin path to call."""
+
+    plugin: Plugin
+    route: Route
+    path: str
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The person on whose behalf the core calls the plugin; becomes the request JWT's claims."""
+
+    user_id: int
+    name: str
+    email: str
+    tenant: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Fragment:
+    html: str
+    status: int
+
+
+@dataclass(frozen=True)
+class Redirect:
+    location: str  # a path inside the shell
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # refused | timeout | error | not-html | too-large | bad-redirect | unreachable
+    title: str
+    detail: str
+    status: int  # what the shell answers the browser
+
+
+Outcome = Fragment | Redirect | Fault
+
+
+# --- matching -------------------------------------------------------------------------
+
+
+def _segments(path: str) -> list[str]:
+    stripped = path.strip("/")
+    return stripped.split("/") if stripped else []
+
+
+def match_path(pattern: str, path: str) -> dict[str, str] | None:
+    """Return the ``:params`` of ``path`` under ``pattern``, or None if it does not match."""
+    expected, actual = _segments(pattern), _segments(path)
+    if len(expected) != len(actual):
+        return None
+    params = {}
+    for want, got in zip(expected, actual, strict=True):
+        if got in ("", ".", ".."):
+            return None
+        if want.startswith(":"):
+            params[want[1:]] = got
+        elif want != got:
+            return None
+    return params
+
+
+def concrete_path(pattern: str, params: dict[str, str]) -> str:
+    """Build the path to call from the declared pattern, quoting each parameter."""
+    parts = [
+        quote(params[s[1:]], safe=SEGMENT_SAFE) if s.startswith(":") else s
+        for s in _segments(pattern)
+    ]
+    return "/" + "/".join(parts)
+
+
+def _specificity(route: Route) -> int:
+    return sum(1 for s in _segments(route.path) if not s.startswith(":"))
+
+
+SERVED_COLUMNS = (Plugin.id, Plugin.plugin_id, Plugin.name, Plugin.base_url, Plugin.state,
+                  Plugin.restricted)  # fmt: skip
+
+
+def resolve(plugin_id: str, method: str, path: str, *, role: str, tenant: str) -> Target:
+    """Find the declared route a person may call, or raise why not (404, 503, 403)."""
+    method = "GET" if method.upper() == "HEAD" else method.upper()
+    routes = list(
+        Route.select(Route, *SERVED_COLUMNS)
+        .join(Plugin)
+        .where((Plugin.plugin_id == plugin_id) & (Route.method == method))
+    )
+    plugin = routes[0].plugin if routes else _plugin_without_route(plugin_id)
+    if plugin is None or plugin.state == "deregistered" or not _installed(plugin, tenant):
+        raise NotFound(f"No plugin {plugin_id!r} is available to you.")
+    if plugin.state != SERVED_STATE:
+        raise Unavailable(
+            f"{plugin.name} is {plugin.state} and cannot be opened right now.",
+            headers={"Retry-After": "30"},
+        )
+    for route in sorted(routes, key=_specificity, reverse=True):
+        params = match_path(route.path, path)
+        if params is not None:
+            break
+    else:
+        raise NotFound(f"{plugin.name} declares no {method} {path}.")
+    if role_rank(role) < role_rank(route.role):
+        kind = "view" if route.action_id is None else f"action {route.action_id!r}"
+        raise Forbidden(f"Your role ({role}) may not use this {kind}; it needs {route.role}.")
+    return Target(plugin, route, concrete_path(route.path, params), params)
+
+
+def _plugin_without_route(plugin_id: str) -> Plugin | None:
+    return Plugin.select(*SERVED_COLUMNS).where(Plugin.plugin_id == plugin_id).first()
+
+
+def _installed(plugin: Plugin, tenant: str) -> bool:
+    """Every logged-in user's tenant exists, so only a restricted plugin needs the lookup."""
+    return not plugin.restricted or is_installed(plugin, tenant)
+
+
+# --- calling --------------------------------------------------------------------------
+
+_sessions: dict[int, requests.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def http_session() -> requests.Session:
+    """Return this process's pooled session (a forked worker gets its own)."""
+    pid = os.getpid()
+    session = _sessions.get(pid)
+    if session is None:
+        with _sessions_lock:
+            session = _sessions.get(pid)
+            if session is None:
+                session = requests.Session()
+                session.trust_env = False  # never route plugin calls through a proxy
+                adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                _sessions.clear()
+                _sessions[pid] = session
+    return session
+
+
+def mint_for(
+    store: tokens.KeyStore, target: Target, caller: Caller, *, issuer: str, ttl_s: int
+) -> str:
+    return tokens.mint_request_jwt(
+        store,
+        issuer=issuer,
+        plugin_id=target.plugin.plugin_id,
+        user_id=str(caller.user_id),
+        name=caller.name,
+        email=caller.email,
+        tenant=caller.tenant,
+        role=caller.role,
+        scopes=list(tokens.SCOPES_BY_ROLE[caller.role]),
+        ttl_s=ttl_s,
+    )
+
+
+def forward(
+    target: Target,
+    caller: Caller,
+    *,
+    method: str,
+    query_string: str,
+    form: list[tuple[str, str]],
+    store: tokens.KeyStore,
+    issuer: str,
+    jwt_ttl_s: int,
+    timeout_s: float,
+) -> Outcome:
+    """Call the plugin's declared route for a person and classify what came back."""
+    plugin = target.plugin
+    url = plugin.base_url.rstrip("/") + target.path
+    if query_string:
+        url += "?" + query_string
+    headers = {
+        "Authorization": "Bearer "
+        + mint_for(store, target, caller, issuer=issuer, ttl_s=jwt_ttl_s),
+        "Accept": "text/html",
+    }
+    method = "GET" if method.upper() == "HEAD" else method.upper()
+    started = time.monotonic()
+    try:
+        response = http_session().request(
+            method,
+            url,
+            headers=headers,
+            data=form if method != "GET" else None,
+            timeout=(timeout_s, timeout_s),
+            allow_redirects=False,
+            stream=True,
+        )
+    except requests.Timeout:
+        return _fault(target, method, "timeout", timeout_s=timeout_s)
+    except requests.ConnectionError as exc:
+        refused = "refused" in str(exc).lower()
+        return _fault(target, method, "refused" if refused else "unreachable", reason=str(exc))
+    except requests.RequestException as exc:
+        return _fault(target, method, "unreachable", reason=str(exc))
+    with response:
+        return _classify(target, method, url, response, started, timeout_s)
+
+
+def _classify(
+    target: Target,
+    method: str,
+    url: str,
+    response: requests.Response,
+    started: float,
+    timeout_s: float,
+) -> Outcome:
+    status = response.status_code
+    if 300 <= status < 400 and status != 304:
+        location = response.headers.get("Location", "")
+        shell_path = shell_location(location, url, target.plugin) if location else None
+        if shell_path is None:
+            return _fault(target, method, "bad-redirect", status=status, location=location)
+        return Redirect(shell_path)
+    if status >= 500:
+        return _fault(target, method, "error", status=status)
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type != "text/html":
+        return _fault(target, method, "not-html", status=status, content_type=content_type)
+    body = bytearray()
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            body += chunk
+            if len(body) > MAX_FRAGMENT_BYTES:
+                return _fault(target, method, "too-large")
+            if time.monotonic() - started > timeout_s:
+                return _fault(target, method, "timeout", timeout_s=timeout_s)
+    except requests.RequestException:
+        return _fault(target, method, "timeout", timeout_s=timeout_s)
+    charset = response.encoding if "charset" in response.headers["Content-Type"] else "utf-8"
+    try:
+        html = bytes(body).decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        html = bytes(body).decode("utf-8", errors="replace")
+    return Fragment(html, status)
+
+
+def shell_location(location: str, request_url: str, plugin: Plugin) -> str | None:
+    """Map a plugin's redirect to a proxy path, or None if it leaves the plugin."""
+    path = fragments.path_under_base(urljoin(request_url, location), plugin.base_url)
+    if path is None and location.startswith("/") and not location.startswith("//"):
+        path = location  # a plugin path, as fragments and manifests write them
+    if path is None:
+        return None
+    return fragments.rewrite_url(
+        path,
+        prefix=fragments.proxy_prefix(plugin.plugin_id),
+        current_path="/",
+        base_url=plugin.base_url,
+    )
+
+
+FAULTS = {
+    "refused": (502, "{name} is not reachable", "The core could not connect to the plugin."),
+    "unreachable": (502, "{name} is not reachable", "The connection to the plugin failed."),
+    "timeout": (504, "{name} did not answer in time", "No answer within {timeout_s:g} s."),
+    "error": (502, "{name} ran into an error", "The plugin answered with HTTP {status}."),
+    "not-html": (
+        502,
+        "{name} sent something that is not a page",
+        "Expected an HTML fragment, got {content_type!r} (HTTP {status}).",
+    ),
+    "too-large": (502, "{name} sent too much", "The answer is larger than {limit} bytes."),
+    "bad-redirect": (
+        502,
+        "{name} redirected outside itself",
+        "The plugin answered HTTP {status} with a redirect the shell will not follow.",
+    ),
+}
+
+
+def _fault(target: Target, method: str, kind: str, **facts: object) -> Fault:
+    status, title, detail = FAULTS[kind]
+    values = {"name": target.plugin.name, "limit": MAX_FRAGMENT_BYTES, **facts}
+    log.warning(
+        "plugin %s %s %s failed: %s %s",
+        target.plugin.plugin_id,
+        method,
+        target.path,
+        kind,
+        {k: v for k, v in facts.items() if k != "reason"} or facts.get("reason", ""),
+    )
+    return Fault(kind, title.format(**values), detail.format(**values), status)

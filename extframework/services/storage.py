@@ -1,0 +1,405 @@
+"""The filesystem: namespaced, schema-validated JSON documents (SPEC §5, storage column of §6).
+
+A document's namespace is ``plugin_data.{tenant}.{plugin}.{collection}``, stored as the
+``tenant``, ``plugin_id`` and ``collection`` columns of the ``document`` table. The plugin
+always comes from the caller's credential, never from the request.
+"""
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from jsonschema import Draft202012Validator, validators
+from peewee import OperationalError, fn
+
+from extframework.db import database
+from extframework.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    Unavailable,
+)
+from extframework.models import Document, Plugin, utcnow
+from extframework.services import installations, query
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "default"
+MIGRATING_RETRY_AFTER_S = 30
+MAX_PATCH_ATTEMPTS = 50
+VALIDATOR_CACHE_SIZE = 1024
+
+_validators: dict[tuple[str, str, str], object] = {}
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """One tenant's part of one plugin's collection, with the schema that guards it."""
+
+    tenant: str
+    plugin_id: str
+    collection: str
+    schema: dict
+    indexes: tuple[tuple[str, ...], ...]
+
+    @property
+    def name(self) -> str:
+        return f"plugin_data.{self.tenant}.{self.plugin_id}.{self.collection}"
+
+
+# --- who may do what ------------------------------------------------------------
+
+
+def check_access(plugin: Plugin, *, write: bool, migration_context: bool = False) -> None:
+    """Apply the storage column of SPEC §6's state table; a refusal says why.
+
+    ``migration_context`` is True only for calls made with the migration's own credential,
+    which may read and write while the plugin is ``migrating``.
+    """
+    state = plugin.state
+    if state in ("active", "degraded"):
+        return
+    if state == "migrating":
+        if migration_context:
+            return
+        raise Unavailable(
+            f"Plugin {plugin.plugin_id!r} is migrating its data to a new schema version; "
+            "its storage is frozen until the migration finishes. Retry later.",
+            headers={"Retry-After": str(MIGRATING_RETRY_AFTER_S)},
+            state=state,
+        )
+    if state == "disabled":
+        if not write:
+            return
+        raise Forbidden(
+            f"Plugin {plugin.plugin_id!r} is disabled by an administrator; its storage is "
+            "read-only until it is re-enabled, so writes are refused.",
+            state=state,
+        )
+    if state == "registered":
+        raise Forbidden(
+            f"Plugin {plugin.plugin_id!r} is registered but not yet active; its storage opens "
+            "after its first successful health check.",
+            state=state,
+        )
+    raise Forbidden(
+        f"Plugin {plugin.plugin_id!r} is {state}; its storage is closed.",
+        state=state,
+    )
+
+
+def resolve_tenant(plugin: Plugin, header: str | None) -> str:
+    """Return the tenant named by X-Tenant-ID (absent: ``default``); 403 if not installed there."""
+    tenant = DEFAULT_TENANT if header is None else header.strip()
+    if not tenant:
+        raise BadRequest("X-Tenant-ID is empty: name a tenant, or leave the header out.")
+    if not installations.is_installed(plugin, tenant):
+        log.info("storage refused: %s is not installed in tenant %r", plugin.plugin_id, tenant)
+        raise Forbidden(
+            f"Plugin {plugin.plugin_id!r} is not installed in tenant {tenant!r}.", tenant=tenant
+        )
+    return tenant
+
+
+def open_collection(
+    plugin: Plugin,
+    tenant_header: str | None,
+    collection: str,
+    *,
+    write: bool,
+    migration_context: bool = False,
+) -> Namespace:
+    """Resolve the namespace of a call in SPEC §5's order: tenant, lifecycle, collection."""
+    tenant = resolve_tenant(plugin, tenant_header)
+    check_access(plugin, write=write, migration_context=migration_context)
+    row = database.execute_sql(
+        "SELECT name, schema, indexes FROM collection WHERE plugin_id = ? AND name = ?",
+        [plugin.id, collection],
+    ).fetchone()  # raw SQL: this runs on every call, and building it with Peewee costs more
+    if row is None:
+        raise NotFound(
+            f"Plugin {plugin.plugin_id!r} declares no collection {collection!r}.",
+            collection=collection,
+        )
+    return Namespace(
+        tenant=tenant,
+        plugin_id=plugin.plugin_id,
+        collection=row[0],
+        schema=json.loads(row[1]),
+        indexes=tuple(tuple(spec["fields"]) for spec in json.loads(row[2] or "[]")),
+    )
+
+
+# --- validation -------------------------------------------------------------------
+
+
+def validator_for(plugin_id: str, collection: str, schema: dict):
+    """Return the compiled validator of a collection's schema, cached per schema version."""
+    digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+    key = (plugin_id, collection, digest)
+    validator = _validators.get(key)
+    if validator is None:
+        cls = validators.validator_for(schema, default=Draft202012Validator)
+        validator = cls(schema)
+        if len(_validators) >= VALIDATOR_CACHE_SIZE:
+            _validators.clear()
+        _validators[key] = validator
+    return validator
+
+
+def validation_errors(schema_validator, data: object) -> list[dict]:
+    """List one entry per failing field, each with its JSON pointer and what is wrong."""
+    entries: dict[str, dict] = {}
+
+    def add(path: list, message: str, keyword: str) -> None:
+        pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+        entry = entries.get(pointer)
+        if entry is None:
+            entries[pointer] = {
+                "field": ".".join(str(p) for p in path),
+                "pointer": pointer,
+                "message": message,
+                "keyword": keyword,
+            }
+        elif message not in entry["message"]:
+            entry["message"] += f"; {message}"
+
+    for error in schema_validator.iter_errors(data):
+        path = list(error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            for name in error.validator_value:
+                if name not in error.instance:
+                    add([*path, name], "is required", "required")
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            for name in _additional(error.instance, error.schema):
+                add([*path, name], "is not allowed by the schema", "additionalProperties")
+        else:
+            add(path, error.message, str(error.validator))
+    return sorted(entries.values(), key=lambda e: e["pointer"])
+
+
+def _additional(instance: dict, schema: dict) -> list[str]:
+    declared = set(schema.get("properties") or {})
+    patterns = [re.compile(p) for p in schema.get("patternProperties") or {}]
+    return [k for k in instance if k not in declared and not any(p.search(k) for p in patterns)]
+
+
+def validate(ns: Namespace, data: object) -> None:
+    """Check a document against its collection's schema; 422 with every failing field."""
+    if not isinstance(data, dict):
+        raise BadRequest("A document must be a JSON object.")
+    errors = validation_errors(validator_for(ns.plugin_id, ns.collection, ns.schema), data)
+    if errors:
+        raise Invalid(
+            f"The document does not match the schema of collection {ns.collection!r}.",
+            errors=errors,
+        )
+
+
+def _dump(data: dict) -> str:
+    try:
+        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        raise BadRequest("NaN and Infinity are not JSON numbers; send finite numbers.") from None
+
+
+# --- documents --------------------------------------------------------------------
+
+
+def merge_patch(target: object, patch: object) -> object:
+    """Apply an RFC 7396 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def parse_if_match(header: str | None) -> set[int] | str | None:
+    """Read If-Match: None when absent, ``*``, or the versions it lists (quoted or bare)."""
+    if header is None:
+        return None
+    header = header.strip()
+    if header == "*":
+        return "*"
+    versions = set()
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag.startswith('"') and tag.endswith('"') and len(tag) >= 2:
+            tag = tag[1:-1]
+        if tag.isdigit():  # weak tags (W/"n") never match: If-Match compares strongly
+            versions.add(int(tag))
+    return versions
+
+
+def _matches(if_match: set[int] | str | None, version: int) -> bool:
+    return if_match is None or if_match == "*" or version in if_match
+
+
+def _stale(ns: Namespace, doc_id: str, version: int) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"Document {doc_id!r} is at version {version}, not the one If-Match names; "
+        "read it again and retry.",
+        current_version=version,
+        headers={"ETag": etag(version)},
+    )
+
+
+def _timestamp(value: datetime | str) -> str:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def render(doc_id: str, version: int, created_at, updated_at, data: object) -> dict:
+    """Shape a document as SPEC §5 returns it."""
+    return {
+        "id": doc_id,
+        "version": version,
+        "created_at": _timestamp(created_at),
+        "updated_at": _timestamp(updated_at),
+        "data": data,
+    }
+
+
+def _in_namespace(ns: Namespace, doc_id: str):
+    return (
+        (Document.tenant == ns.tenant)
+        & (Document.plugin_id == ns.plugin_id)
+        & (Document.collection == ns.collection)
+        & (Document.doc_id == doc_id)
+    )
+
+
+def _load(ns: Namespace, doc_id: str) -> Document:
+    doc = Document.get_or_none(_in_namespace(ns, doc_id))
+    if doc is None:
+        raise NotFound(f"No document {doc_id!r} in collection {ns.collection!r}.")
+    return doc
+
+
+def _write(query, params: list | None = None) -> int:
+    """Run one write in its own transaction; raw SQL (with params) or a Peewee query."""
+    try:
+        with database.atomic():
+            if params is None:
+                return query.execute()
+            return database.execute_sql(query, params).rowcount
+    except OperationalError as exc:
+        if "JSON" in str(exc):
+            raise BadRequest(f"The document cannot be stored as JSON: {exc}.") from None
+        raise
+
+
+def create_document(ns: Namespace, data: object) -> dict:
+    """Validate and store a new document; return it."""
+    if not isinstance(data, dict):
+        raise BadRequest("A document must be a JSON object.")
+    text = _dump(data)
+    validate(ns, data)
+    doc_id = uuid.uuid4().hex
+    now = utcnow()
+    stamp = now.isoformat(" ")  # the text Peewee's DateTimeField stores
+    _write(
+        "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, created_at, "
+        "updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, json(?))",
+        [ns.tenant, ns.plugin_id, ns.collection, doc_id, stamp, stamp, text],
+    )
+    return render(doc_id, 1, now, now, data)
+
+
+def get_document(ns: Namespace, doc_id: str) -> dict:
+    doc = _load(ns, doc_id)
+    return render(doc.doc_id, doc.version, doc.created_at, doc.updated_at, doc.data)
+
+
+def patch_document(ns: Namespace, doc_id: str, patch: object, *, if_match: str | None) -> dict:
+    """Merge-patch a document, validated on the result; compare-and-set so no write is lost."""
+    if not isinstance(patch, dict):
+        raise BadRequest("A merge patch of a document must be a JSON object.")
+    _dump(patch)
+    expected = parse_if_match(if_match)
+    for _ in range(MAX_PATCH_ATTEMPTS):
+        doc = _load(ns, doc_id)
+        if not _matches(expected, doc.version):
+            raise _stale(ns, doc_id, doc.version)
+        merged = merge_patch(doc.data, patch)
+        validate(ns, merged)
+        text = _dump(merged)
+        now = utcnow()
+        changed = _write(
+            Document.update(data=fn.json(text), version=Document.version + 1, updated_at=now).where(
+                (Document.pk == doc.pk) & (Document.version == doc.version)
+            )
+        )
+        if changed == 1:
+            return render(doc_id, doc.version + 1, doc.created_at, now, merged)
+        if expected is not None and expected != "*":
+            current = Document.get_or_none(_in_namespace(ns, doc_id))
+            if current is None:
+                raise _gone(ns, doc_id)
+            raise _stale(ns, doc_id, current.version)
+    raise Conflict(
+        f"Document {doc_id!r} changed {MAX_PATCH_ATTEMPTS} times while this update was applied; "
+        "retry."
+    )
+
+
+def _gone(ns: Namespace, doc_id: str) -> PreconditionFailed:
+    return PreconditionFailed(f"Document {doc_id!r} was deleted while this update was applied.")
+
+
+def delete_document(ns: Namespace, doc_id: str, *, if_match: str | None) -> None:
+    expected = parse_if_match(if_match)
+    doc = _load(ns, doc_id)
+    if not _matches(expected, doc.version):
+        raise _stale(ns, doc_id, doc.version)
+    condition = Document.pk == doc.pk
+    if expected is not None and expected != "*":
+        condition &= Document.version == doc.version
+    if _write(Document.delete().where(condition)) != 1:
+        current = Document.get_or_none(_in_namespace(ns, doc_id))
+        if current is None:
+            raise NotFound(f"No document {doc_id!r} in collection {ns.collection!r}.")
+        raise _stale(ns, doc_id, current.version)
+
+
+def query_documents(ns: Namespace, args: Iterable[tuple[str, str]], *, secret_key: bytes) -> dict:
+    """Run a filtered, sorted, keyset-paged query in one namespace."""
+    spec = query.parse(args, ns.schema)
+    scope = query.Scope(ns.tenant, ns.plugin_id, ns.collection, ns.indexes)
+    query_id = query.fingerprint(scope, spec)
+    after = query.decode_cursor(secret_key, spec.cursor, query_id) if spec.cursor else None
+    sql, params = query.build(scope, spec, after)
+    rows = database.execute_sql(sql, params).fetchall()
+    page = rows[: spec.limit]
+    items = [render(r[1], r[2], r[3], r[4], json.loads(r[5])) for r in page]
+    next_cursor = None
+    if len(rows) > spec.limit:
+        last = page[-1]
+        next_cursor = query.encode_cursor(secret_key, query_id, list(last[6:]), last[0])
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def explain(ns: Namespace, args: Iterable[tuple[str, str]]) -> list[str]:
+    """Return SQLite's plan for a query, so tests and operators can see which index it uses."""
+    spec = query.parse(args, ns.schema)
+    scope = query.Scope(ns.tenant, ns.plugin_id, ns.collection, ns.indexes)
+    sql, params = query.build(scope, spec, None)
+    return [row[3] for row in database.execute_sql("EXPLAIN QUERY PLAN " + sql, params)]

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Start the core and both demo plugins on loopback; print the URL and the admin login.
+#
+#   scripts/run_demo.sh            (what `make run` calls)
+#
+# Environment: PORT (core, default 5000), PYTHON_PLUGIN_PORT (9101), NODE_PLUGIN_PORT (9102),
+# EXTFW_INSTANCE_PATH (default ./instance), EXTFW_ADMIN_PASSWORD (default: a random password,
+# printed once when the admin is created). Ctrl-C stops everything it started.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${VENV:-$ROOT/.venv}"
+PORT="${PORT:-5000}"
+HOST=127.0.0.1
+export EXTFW_INSTANCE_PATH="${EXTFW_INSTANCE_PATH:-$ROOT/instance}"
+export EXTFW_BASE_URL="http://$HOST:$PORT"
+export EXTFW_HEALTH_INTERVAL_S="${EXTFW_HEALTH_INTERVAL_S:-2}"
+export PYTHONPATH="$ROOT/sdk${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$EXTFW_INSTANCE_PATH"
+chmod 700 "$EXTFW_INSTANCE_PATH"
+
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port_is_free() {
+  "$VENV/bin/python" -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+wait_for() {  # url, pid, what
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    kill -0 "$2" 2>/dev/null || { echo "$3 exited; see $EXTFW_INSTANCE_PATH/logs/" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "$3 did not answer at $1" >&2
+  exit 1
+}
+
+PY_PORT="${PYTHON_PLUGIN_PORT:-9101}"
+NODE_PORT="${NODE_PLUGIN_PORT:-9102}"
+port_is_free "$PORT" || { echo "port $PORT is taken; set PORT=..." >&2; exit 1; }
+port_is_free "$PY_PORT" || PY_PORT="$(free_port)"
+port_is_free "$NODE_PORT" || NODE_PORT="$(free_port)"
+
+flask() { "$VENV/bin/flask" --app app "$@"; }
+
+flask init-db
+ADMIN_EMAIL="${EXTFW_ADMIN_EMAIL:-admin@example.com}"
+# The first admin's password: EXTFW_ADMIN_PASSWORD, or a random one printed once, on creation.
+BOOTSTRAP="$(flask users bootstrap-admin --email "$ADMIN_EMAIL")"
+if [[ -n "${EXTFW_ADMIN_PASSWORD:-}" ]]; then
+  LOGIN="$ADMIN_EMAIL / $EXTFW_ADMIN_PASSWORD"
+elif grep -q "shown once" <<<"$BOOTSTRAP"; then
+  LOGIN="$ADMIN_EMAIL / $(sed -n 's/.*shown once: //p' <<<"$BOOTSTRAP")   (shown once: note it)"
+else
+  LOGIN="$ADMIN_EMAIL (password printed on first start, or set EXTFW_ADMIN_PASSWORD then)"
+fi
+
+# One enrolment key per start, usable twice (one per demo plugin); a plugin that already has
+# its token file sends an update instead and does not spend it.
+ENROLMENT_KEY="$(flask enrolment-keys create --uses 2 --expires 1h | tail -n 1)"
+
+LOGS="$EXTFW_INSTANCE_PATH/logs"
+mkdir -p "$LOGS"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+"$VENV/bin/gunicorn" -w "${WORKERS:-2}" --threads 4 -b "$HOST:$PORT" app:app >"$LOGS/core.log" 2>&1 &
+PIDS+=($!)
+wait_for "$EXTFW_BASE_URL/healthz" "${PIDS[-1]}" "the core"
+
+EXTFW_CORE_URL="$EXTFW_BASE_URL" EXTFW_ENROLMENT_KEY="$ENROLMENT_KEY" PORT="$PY_PORT" \
+  PLUGIN_TOKEN_FILE="$EXTFW_INSTANCE_PATH/plugins/notebook.token" \
+  "$VENV/bin/python" examples/python-plugin/plugin.py >"$LOGS/notebook.log" 2>&1 &
+PIDS+=($!)
+wait_for "http://$HOST:$PY_PORT/health" "${PIDS[-1]}" "the Python demo plugin"
+
+EXTFW_CORE_URL="$EXTFW_BASE_URL" EXTFW_ENROLMENT_KEY="$ENROLMENT_KEY" PORT="$NODE_PORT" \
+  PLUGIN_TOKEN_FILE="$EXTFW_INSTANCE_PATH/plugins/tasks.token" \
+  node examples/node-plugin/server.mjs >"$LOGS/tasks.log" 2>&1 &
+PIDS+=($!)
+wait_for "http://$HOST:$NODE_PORT/health" "${PIDS[-1]}" "the Node demo plugin"
+
+cat <<INFO
+
+  extframework is running: $EXTFW_BASE_URL
+  log in as $LOGIN
+  demo plugins: Notebook (Python) on :$PY_PORT, Tasks (Node.js) on :$NODE_PORT
+  they show in the menu once their first health check passes (a few seconds)
+  logs: $LOGS/   stop: Ctrl-C
+
+INFO
+wait -n "${PIDS[@]}"
+echo "a process exited; stopping the rest (see $LOGS/)" >&2

@@ -1,0 +1,16 @@
+"""Helpers for plugin authors: verify the core's request JWTs, use the storage API, enrol."""
+
+from extframework_sdk.auth import JWKSCache, RequestContext, RequestTokenError, RequestVerifier
+from extframework_sdk.enrol import EnrolmentError, register_or_update
+from extframework_sdk.storage import StorageClient, StorageError
+
+__all__ = [
+    "EnrolmentError",
+    "JWKSCache",
+    "RequestContext",
+    "RequestTokenError",
+    "RequestVerifier",
+    "StorageClient",
+    "StorageError",
+    "register_or_update",
+]

@@ -1,0 +1,107 @@
+"""A client for the core's storage API (Contract B, SPEC §5), authenticated by the plugin token."""
+
+import json
+from urllib.parse import quote
+
+import requests
+
+
+class StorageError(Exception):
+    """The storage API refused a call; carries the status and the problem+json body."""
+
+    def __init__(self, status: int, problem: dict) -> None:
+        super().__init__(f"{status}: {problem.get('detail') or problem.get('title') or problem}")
+        self.status = status
+        self.problem = problem
+
+    @property
+    def errors(self) -> list[dict]:
+        return list(self.problem.get("errors") or [])
+
+
+class StorageClient:
+    """CRUD and queries on this plugin's own collections, one tenant per call."""
+
+    def __init__(
+        self,
+        core_url: str,
+        token: str | None = None,
+        *,
+        token_source=None,
+        timeout_s: float = 5.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base = core_url.rstrip("/") + "/api/storage"
+        self._token = token
+        self._token_source = token_source  # a callable, for a token that arrives later
+        self.timeout_s = timeout_s
+        self.session = session or requests.Session()
+
+    def _headers(self, tenant: str, extra: dict | None = None) -> dict:
+        token = self._token or (self._token_source() if self._token_source else None)
+        if not token:
+            raise StorageError(401, {"detail": "the plugin has no token yet (not registered)"})
+        return {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant, **(extra or {})}
+
+    def _call(self, method: str, path: str, tenant: str, **kwargs) -> requests.Response:
+        headers = self._headers(tenant, kwargs.pop("headers", None))
+        response = self.session.request(
+            method, self.base + path, headers=headers, timeout=self.timeout_s, **kwargs
+        )
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text[:200]}
+            raise StorageError(response.status_code, problem)
+        return response
+
+    @staticmethod
+    def _path(collection: str, doc_id: str | None = None) -> str:
+        path = "/" + quote(collection, safe="")
+        return path + "/" + quote(doc_id, safe="") if doc_id is not None else path
+
+    def create(self, collection: str, data: dict, *, tenant: str) -> dict:
+        return self._call("POST", self._path(collection), tenant, json=data).json()
+
+    def get(self, collection: str, doc_id: str, *, tenant: str) -> dict:
+        return self._call("GET", self._path(collection, doc_id), tenant).json()
+
+    def query(self, collection: str, *, tenant: str, **params) -> dict:
+        """Return ``{"items": [...], "next_cursor": ...}``; params are SPEC §5 filters."""
+        return self._call("GET", self._path(collection), tenant, params=params).json()
+
+    def all(self, collection: str, *, tenant: str, **params) -> list[dict]:
+        """Follow the cursor to the end and return every matching document."""
+        items, cursor = [], None
+        while True:
+            page = self.query(
+                collection, tenant=tenant, **params, **({"cursor": cursor} if cursor else {})
+            )
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+    def patch(
+        self,
+        collection: str,
+        doc_id: str,
+        changes: dict,
+        *,
+        tenant: str,
+        if_match: str | None = None,
+    ) -> dict:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        return self._call(
+            "PATCH",
+            self._path(collection, doc_id),
+            tenant,
+            data=json.dumps(changes),
+            headers=headers,
+        ).json()
+
+    def delete(self, collection: str, doc_id: str, *, tenant: str) -> None:
+        self._call("DELETE", self._path(collection, doc_id), tenant)
