@@ -5,11 +5,14 @@ from collections.abc import Callable
 
 import click
 from flask import Flask
-from peewee import IntegerField, Model, SqliteDatabase
+from peewee import IntegerField, Model
+from playhouse.pool import PooledSqliteDatabase
 
 log = logging.getLogger(__name__)
 
-database = SqliteDatabase(None)
+# Pooled: a request's close() hands the connection back instead of closing the file, which
+# would run a WAL checkpoint (and an fsync) after every write and redo the pragmas each time.
+database = PooledSqliteDatabase(None, max_connections=64, stale_timeout=300)
 
 
 class BaseModel(Model):
@@ -34,8 +37,14 @@ def pragmas(busy_timeout_ms: int) -> dict[str, object]:
 
 
 def init_app(app: Flask) -> None:
-    """Bind the database to the app's file and open a connection per request."""
-    database.init(app.config["DATABASE"], pragmas=pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+    """Bind the database to the app's file and take a pooled connection per request."""
+    if not database.deferred:
+        database.close_all()  # connections of an earlier init point at another file
+    database.init(
+        app.config["DATABASE"],
+        pragmas=pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]),
+        check_same_thread=False,  # the pool hands a connection to one thread at a time
+    )
 
     @app.before_request
     def _connect() -> None:

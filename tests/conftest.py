@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from extframework import create_app, db
@@ -12,6 +14,10 @@ pytest_plugins = [
 ]
 
 PASSWORD = "correct horse battery"
+
+# A health monitor thread started in this process would outlive its app and sweep whichever
+# database a later test opens: apps built from the environment here never start one.
+os.environ["EXTFW_HEALTH_MONITOR"] = "false"
 
 
 @pytest.fixture

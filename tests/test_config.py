@@ -1,5 +1,7 @@
 """Configuration layers: defaults, instance/config.py, EXTFW_* environment."""
 
+import threading
+
 from extframework import create_app
 
 
@@ -24,8 +26,9 @@ def test_instance_path_comes_from_the_environment(tmp_path, monkeypatch):
 
 
 def test_secret_key_is_generated_once_and_reused(tmp_path):
-    first = create_app({"TESTING": True}, instance_path=str(tmp_path))
-    second = create_app({"TESTING": True}, instance_path=str(tmp_path))
+    config = {"TESTING": True, "HEALTH_MONITOR": False}
+    first = create_app(config, instance_path=str(tmp_path))
+    second = create_app(config, instance_path=str(tmp_path))
     assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
     assert len(first.config["SECRET_KEY"]) == 64
 
@@ -35,3 +38,7 @@ def test_secret_key_can_come_from_the_environment(tmp_path, monkeypatch):
     app = create_app(instance_path=str(tmp_path))
     assert app.config["SECRET_KEY"] == "from-the-environment"
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_no_health_monitor_runs_in_the_test_process():
+    assert not [t for t in threading.enumerate() if "health" in t.name.lower()]
