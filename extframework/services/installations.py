@@ -1,20 +1,20 @@
 """Which tenants a plugin is installed in (SPEC §5: X-Tenant-ID must name one)."""
 
+from extframework.db import database
 from extframework.models import Installation, Plugin, Tenant
+
+# Asked on every storage call: one plain statement, no query building.
+_INSTALLED_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM tenant t WHERE t.slug = ? AND (? OR EXISTS ("
+    "SELECT 1 FROM installation i WHERE i.tenant_id = t.id AND i.plugin_id = ?)))"
+)
 
 
 def is_installed(plugin: Plugin, tenant_slug: str) -> bool:
     """A plugin is in every tenant unless an operator restricted it to its Installation rows."""
-    tenant = Tenant.get_or_none(Tenant.slug == tenant_slug)
-    if tenant is None:
-        return False
-    if not plugin.restricted:
-        return True
-    return (
-        Installation.select()
-        .where((Installation.plugin == plugin) & (Installation.tenant == tenant))
-        .exists()
-    )
+    unrestricted = not plugin.restricted
+    row = database.execute_sql(_INSTALLED_SQL, (tenant_slug, unrestricted, plugin.id)).fetchone()
+    return bool(row[0])
 
 
 def ensure_installation(plugin: Plugin, tenant: Tenant) -> Installation:
