@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from functools import wraps
+from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, g, redirect, request, url_for
 from flask_login import LoginManager, current_user
@@ -10,6 +11,9 @@ from flask_wtf.csrf import CSRFProtect
 from extframework.errors import Forbidden, Unauthorized
 from extframework.models import Plugin
 from extframework.services import accounts, tokens
+
+if TYPE_CHECKING:
+    from extframework.models import Plugin
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret
 
 login_manager = LoginManager()
@@ -42,22 +46,15 @@ class Identity:
         return self.name or self.email.split("@")[0]
 
     @classmethod
-    def from_user(cls, user, via: str = "session") -> "Identity":
-        return cls(
-            id=user.id,
-            email=user.email,
-            name=user.name,
-            role=user.role,
-            tenant=user.tenant.slug,
-            is_operator=user.is_operator,
-            via=via,
-        )
+    def load(cls, user_id: int, via: str = "session") -> "Identity | None":
+        """Return the active user with this id, or None (unknown or disabled)."""
+        row = accounts.active_user(user_id)
+        return cls(*row, via=via) if row else None
 
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> Identity | None:
-    user = accounts.get_user(int(user_id)) if user_id.isdigit() else None
-    return Identity.from_user(user) if user else None
+    return Identity.load(int(user_id)) if user_id.isdigit() else None
 
 
 def init_app(app: Flask) -> None:
@@ -106,10 +103,9 @@ def api_user() -> Identity:
     token = bearer_token()
     if token is not None:
         claims = tokens.verify_user_jwt(keystore(), token, issuer=current_app.config["BASE_URL"])
-        user = accounts.get_user(int(claims["sub"]))
-        if user is None:
+        identity = Identity.load(int(claims["sub"]), via="jwt")
+        if identity is None:
             raise Unauthorized("The token's user no longer exists or is disabled.")
-        identity = Identity.from_user(user, via="jwt")
     elif current_user.is_authenticated:
         if request.method not in SAFE_METHODS:
             check_csrf()
@@ -169,3 +165,24 @@ def require_plugin():
     if plugin is None:
         raise Unauthorized("The plugin token is unknown, rotated out, or revoked.")
     return plugin
+
+
+def storage_caller() -> "tuple[Plugin, bool]":
+    """Return the plugin calling the storage API and whether it calls in its migration's context.
+
+    A plugin token gives ``(plugin, False)``. A migration credential (``efmc_…``) gives
+    ``(plugin, True)`` while its attempt runs, it has not expired and the plugin is
+    ``migrating``; anything else is 401.
+    """
+    from extframework.services import migrations
+    from extframework.services.secrets import MIGRATION_TOKEN_PREFIX
+
+    token = bearer_token()
+    if token is not None and token.startswith(MIGRATION_TOKEN_PREFIX):
+        plugin = migrations.plugin_for_credential(token)
+        if plugin is None:
+            raise Unauthorized(
+                "The migration credential is unknown, expired, or revoked (its attempt ended)."
+            )
+        return plugin, True
+    return require_plugin(), False

@@ -43,7 +43,7 @@ def login():
         except DomainError as exc:
             error, status = exc.detail, exc.status
         else:
-            login_user(Identity.from_user(user))
+            login_user(Identity.load(user.id))
             log.info("login: user %s", user.id)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error, email=email), status

@@ -90,13 +90,17 @@ def create_user(
     return user
 
 
-def get_user(user_id: int) -> User | None:
-    return (
-        User.select(User, Tenant)
-        .join(Tenant)
-        .where((User.id == user_id) & (User.is_active == True))  # noqa: E712
-        .first()
-    )
+# Runs on every request (session or user JWT): one plain statement, no query building.
+_ACTIVE_USER_SQL = (
+    'SELECT u.id, u.email, u.name, u.role, t.slug, u.is_operator FROM "user" u '
+    "JOIN tenant t ON t.id = u.tenant_id WHERE u.id = ? AND u.is_active"
+)
+
+
+def active_user(user_id: int) -> tuple[int, str, str, str, str, bool] | None:
+    """Return (id, email, name, role, tenant slug, is_operator) of an active user, or None."""
+    row = database.execute_sql(_ACTIVE_USER_SQL, (user_id,)).fetchone()
+    return (*row[:5], bool(row[5])) if row else None
 
 
 def has_users() -> bool:

@@ -2,11 +2,20 @@
 
 from dataclasses import dataclass, field
 
-from extframework.models import Plugin, Route
+from extframework.db import database
+from extframework.models import Plugin
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
 SHOWN_STATE = "active"
+
+# Runs on every shell page: one plain statement, no query building.
+_MENU_SQL = (
+    "SELECT r.menu_id, r.label, r.path, r.role, r.mode, p.id, p.plugin_id, p.name, p.restricted"
+    " FROM route r JOIN plugin p ON p.id = r.plugin_id"
+    " WHERE p.state = ? AND r.action_id IS NULL"
+    " ORDER BY p.name, p.plugin_id, r.position, r.id"
+)
 
 
 @dataclass(frozen=True)
@@ -35,39 +44,32 @@ def menu_for(role: str, tenant: str) -> list[PluginMenu]:
     gets no menu entry.
     """
     rank = role_rank(role)
-    routes = (
-        Route.select(
-            Route.menu_id,
-            Route.label,
-            Route.path,
-            Route.role,
-            Route.mode,
-            Plugin.id,
-            Plugin.plugin_id,
-            Plugin.name,
-            Plugin.restricted,
-        )  # fmt: skip
-        .join(Plugin)
-        .where((Plugin.state == SHOWN_STATE) & Route.action_id.is_null())
-        .order_by(Plugin.name, Plugin.plugin_id, Route.position, Route.id)
-    )
     menus: dict[str, PluginMenu] = {}
     installed: dict[str, bool] = {}
-    for route in routes:
-        plugin = route.plugin
-        if plugin.plugin_id not in installed:
-            installed[plugin.plugin_id] = not plugin.restricted or is_installed(plugin, tenant)
-        if not installed[plugin.plugin_id] or role_rank(route.role) > rank:
+    for (
+        menu_id,
+        label,
+        path,
+        route_role,
+        mode,
+        pk,
+        plugin_id,
+        name,
+        restricted,
+    ) in database.execute_sql(_MENU_SQL, (SHOWN_STATE,)):
+        if plugin_id not in installed:
+            installed[plugin_id] = not restricted or is_installed(
+                Plugin(id=pk, restricted=restricted), tenant
+            )
+        if not installed[plugin_id] or role_rank(route_role) > rank or has_params(path):
             continue
-        if has_params(route.path):
-            continue
-        menu = menus.setdefault(plugin.plugin_id, PluginMenu(plugin.plugin_id, plugin.name))
+        menu = menus.setdefault(plugin_id, PluginMenu(plugin_id, name))
         menu.entries.append(
             MenuEntry(
-                menu_id=route.menu_id,
-                label=route.label or route.menu_id,
-                href=f"/plugin-proxy/{plugin.plugin_id}{route.path}",
-                mode=route.mode,
+                menu_id=menu_id,
+                label=label or menu_id,
+                href=f"/plugin-proxy/{plugin_id}{path}",
+                mode=mode,
             )
         )
     return list(menus.values())

@@ -109,19 +109,15 @@ def _specificity(route: Route) -> int:
     return sum(1 for s in _segments(route.path) if not s.startswith(":"))
 
 
-SERVED_COLUMNS = (Plugin.id, Plugin.plugin_id, Plugin.name, Plugin.base_url, Plugin.state,
-                  Plugin.restricted)  # fmt: skip
+# Route lookup runs on every proxied request: plain statements, no query building.
+_PLUGIN_SQL = "SELECT * FROM plugin WHERE plugin_id = ?"
+_ROUTES_SQL = "SELECT * FROM route WHERE plugin_id = ? AND method = ?"
 
 
 def resolve(plugin_id: str, method: str, path: str, *, role: str, tenant: str) -> Target:
     """Find the declared route a person may call, or raise why not (404, 503, 403)."""
     method = "GET" if method.upper() == "HEAD" else method.upper()
-    routes = list(
-        Route.select(Route, *SERVED_COLUMNS)
-        .join(Plugin)
-        .where((Plugin.plugin_id == plugin_id) & (Route.method == method))
-    )
-    plugin = routes[0].plugin if routes else _plugin_without_route(plugin_id)
+    plugin = next(iter(Plugin.raw(_PLUGIN_SQL, plugin_id)), None)
     if plugin is None or plugin.state == "deregistered" or not _installed(plugin, tenant):
         raise NotFound(f"No plugin {plugin_id!r} is available to you.")
     if plugin.state != SERVED_STATE:
@@ -129,20 +125,18 @@ def resolve(plugin_id: str, method: str, path: str, *, role: str, tenant: str) -
             f"{plugin.name} is {plugin.state} and cannot be opened right now.",
             headers={"Retry-After": "30"},
         )
+    routes = list(Route.raw(_ROUTES_SQL, plugin.id, method))
     for route in sorted(routes, key=_specificity, reverse=True):
         params = match_path(route.path, path)
         if params is not None:
             break
     else:
         raise NotFound(f"{plugin.name} declares no {method} {path}.")
+    route.plugin = plugin
     if role_rank(role) < role_rank(route.role):
         kind = "view" if route.action_id is None else f"action {route.action_id!r}"
         raise Forbidden(f"Your role ({role}) may not use this {kind}; it needs {route.role}.")
     return Target(plugin, route, concrete_path(route.path, params), params)
-
-
-def _plugin_without_route(plugin_id: str) -> Plugin | None:
-    return Plugin.select(*SERVED_COLUMNS).where(Plugin.plugin_id == plugin_id).first()
 
 
 def _installed(plugin: Plugin, tenant: str) -> bool:

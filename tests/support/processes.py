@@ -105,15 +105,22 @@ def flask_cli(instance: Path, *args: str, env: dict | None = None) -> subprocess
     )
 
 
-def start_core(tmp_path: Path, *, workers: int = 1, **config: object) -> Process:
-    """Start the core under gunicorn, with its database initialised, on a free port."""
+def start_core(tmp_path: Path, *, workers: int = 1, threads: int = 1, **config: object) -> Process:
+    """Start the core under gunicorn, with its database initialised, on a free port.
+
+    ``threads`` > 1 gives gthread workers (keep-alive), as ``make run`` serves.
+    """
     instance = tmp_path / "instance"
     port = free_port()
     env = core_env(instance, port, **config)
     result = flask_cli(instance, "init-db", env=env)
     assert result.returncode == 0, result.stderr
     return Process(
-        [str(VENV_BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "app:app"],
+        [
+            str(VENV_BIN / "gunicorn"),
+            *("-w", str(workers), "--threads", str(threads)),
+            *("-b", f"127.0.0.1:{port}", "app:app"),
+        ],
         port,
         "/healthz",
         env=env,

@@ -185,7 +185,7 @@ class Demo:
             "PROXY_TIMEOUT_S": 2,
             **core_config,
         }
-        self.core = start_core(base, workers=2, **config)
+        self.core = start_core(base, workers=2, threads=4, **config)  # as scripts/run_demo.sh
         self.url = self.core.url
         self.plugins: dict[str, Process] = {}
         self.users: dict[str, str] = {}
