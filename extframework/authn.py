@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 from functools import wraps
-from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, g, redirect, request, url_for
 from flask_login import LoginManager, current_user
@@ -11,10 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from extframework.errors import Forbidden, Unauthorized
 from extframework.models import Plugin
 from extframework.services import accounts, tokens
-
-if TYPE_CHECKING:
-    from extframework.models import Plugin
-from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret
+from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, PLUGIN_TOKEN_PREFIX, hash_secret
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -167,7 +163,7 @@ def require_plugin():
     return plugin
 
 
-def storage_caller() -> "tuple[Plugin, bool]":
+def storage_caller() -> tuple[Plugin, bool]:
     """Return the plugin calling the storage API and whether it calls in its migration's context.
 
     A plugin token gives ``(plugin, False)``. A migration credential (``efmc_…``) gives
@@ -175,7 +171,6 @@ def storage_caller() -> "tuple[Plugin, bool]":
     ``migrating``; anything else is 401.
     """
     from extframework.services import migrations
-    from extframework.services.secrets import MIGRATION_TOKEN_PREFIX
 
     token = bearer_token()
     if token is not None and token.startswith(MIGRATION_TOKEN_PREFIX):
