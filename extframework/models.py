@@ -10,6 +10,7 @@ from peewee import (
     FloatField,
     ForeignKeyField,
     IntegerField,
+    TextField,
 )
 from playhouse.sqlite_ext import JSONField
 
@@ -155,6 +156,43 @@ class Installation(BaseModel):
         indexes = ((("plugin", "tenant"), True),)
 
 
+class MigrationRun(BaseModel):
+    """One breaking update being migrated (SPEC §7): its attempts, outcome and credential."""
+
+    plugin = ForeignKeyField(Plugin, backref="migration_runs", on_delete="CASCADE")
+    from_version = CharField()
+    to_version = CharField()
+    manifest = JSONField()  # the target version's manifest, recorded on success
+    diff = JSONField(default=list)  # the breaking changes that made it a migration
+    state = CharField(default="running", index=True)  # running | failed | succeeded
+    attempts = IntegerField(default=1)
+    last_error = TextField(default="")
+    report = JSONField(default=dict)
+    credential_hash = CharField(null=True, unique=True)  # sha256 of the efmc_ credential
+    credential_expires_at = DateTimeField(null=True)
+    owner = CharField(default="")  # host:pid:nonce of the process running the attempt
+    lease_expires_at = DateTimeField(null=True)
+    created_by = CharField(default="")
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+
+
+class Archive(BaseModel):
+    """A compressed copy of one tenant's data of one plugin, written at deregistration."""
+
+    plugin_id = CharField(index=True)
+    tenant = CharField()
+    path = CharField(unique=True)  # relative to <instance>/archives
+    sha256 = CharField()
+    documents = IntegerField()
+    size_bytes = IntegerField()
+    created_by = CharField()
+    created_at = DateTimeField(default=utcnow)
+    restored_by = CharField(null=True)
+    restored_at = DateTimeField(null=True)
+
+
 class Lease(BaseModel):
     """A named lock with an expiry, so one process at a time runs a periodic job."""
 
@@ -198,4 +236,6 @@ ALL_MODELS = [
     Installation,
     Lease,
     Document,
+    MigrationRun,
+    Archive,
 ]

@@ -53,9 +53,27 @@ def _lifecycle_action(action: str, summary: str) -> dict:
             "operationId": f"{action}Plugin",
             "security": USER,
             "parameters": [PLUGIN_ID],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "reason": {"type": "string"},
+                                "confirm": {
+                                    "type": "string",
+                                    "description": "The plugin_id; deregister needs it when a "
+                                    "tenant's uninstall policy is purge.",
+                                },
+                            },
+                        }
+                    }
+                },
+            },
             "responses": {
                 "200": _json(_ref("PluginSummary"), "The plugin after the transition."),
-                **_problems(401, 403, 404, 409),
+                **_problems(400, 401, 403, 404, 409),
             },
         }
     }
@@ -227,6 +245,110 @@ def _paths() -> dict:
                         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
                     },
                     **_problems(401, 403, 404),
+                },
+            }
+        },
+        "/api/registry/plugins/{plugin_id}/migration": {
+            "get": {
+                "tags": ["registry"],
+                "summary": "The plugin's latest schema migration and earlier ones (operators)",
+                "operationId": "getMigration",
+                "security": USER,
+                "parameters": [PLUGIN_ID],
+                "responses": {
+                    "200": _json({"type": "object"}, "State, version, migration, earlier."),
+                    **_problems(401, 403, 404),
+                },
+            }
+        },
+        "/api/registry/plugins/{plugin_id}/migration/retry": {
+            "post": {
+                "tags": ["registry"],
+                "summary": "Start another attempt of a migrating plugin's migration (operators)",
+                "operationId": "retryMigration",
+                "security": USER,
+                "parameters": [PLUGIN_ID],
+                "responses": {
+                    "202": _json({"type": "object"}, "The attempt runs in the background."),
+                    **_problems(401, 403, 404, 409),
+                },
+            }
+        },
+        "/api/registry/plugins/{plugin_id}/versions": {
+            "get": {
+                "tags": ["registry"],
+                "summary": "Every recorded manifest version of the plugin",
+                "operationId": "listPluginVersions",
+                "security": USER_OR_PLUGIN,
+                "parameters": [PLUGIN_ID],
+                "responses": {
+                    "200": _json({"type": "object"}, "plugin_id and versions, newest first."),
+                    **_problems(401, 403, 404),
+                },
+            }
+        },
+        "/api/registry/plugins/{plugin_id}/diff": {
+            "get": {
+                "tags": ["registry"],
+                "summary": "The schema diff between two recorded versions",
+                "operationId": "diffPluginVersions",
+                "security": USER_OR_PLUGIN,
+                "parameters": [
+                    PLUGIN_ID,
+                    {"name": "from", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "to", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}, "plugin_id, from, to, breaking, changes."),
+                    **_problems(400, 401, 403, 404),
+                },
+            }
+        },
+        "/api/registry/plugins/{plugin_id}/tenants/{tenant}/uninstall-policy": {
+            "put": {
+                "tags": ["registry"],
+                "summary": "Set what deregistration does to a tenant's data (operators)",
+                "operationId": "setUninstallPolicy",
+                "security": USER,
+                "parameters": [
+                    PLUGIN_ID,
+                    {
+                        "name": "tenant",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["policy"],
+                        "properties": {"policy": {"enum": ["retain", "archive", "purge"]}},
+                    }
+                ),
+                "responses": {
+                    "200": _json({"type": "object"}, "plugin_id and uninstall_policies."),
+                    **_problems(400, 401, 403, 404, 409),
+                },
+            }
+        },
+        "/api/registry/archives": {
+            "get": {
+                "tags": ["registry"],
+                "summary": "Archives written at deregistration (operators)",
+                "operationId": "listArchives",
+                "security": USER,
+                "parameters": [
+                    {
+                        "name": "plugin_id",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}, "archives"),
+                    **_problems(401, 403),
                 },
             }
         },

@@ -8,17 +8,19 @@ from functools import wraps
 from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from extframework.db import database
 from extframework.errors import DomainError
-from extframework.services import enrolment, registry
+from extframework.services import enrolment, migrations, registry, uninstall
 
 CLI_ACTOR = "cli"
 
 plugins_cli = AppGroup("plugins", help="Register plugins and drive their lifecycle.")
 keys_cli = AppGroup("enrolment-keys", help="Create and revoke plugin enrolment keys.")
+migration_cli = AppGroup("migration", help="Follow and retry schema migrations.")
+plugins_cli.add_command(migration_cli)
 
 
 def init_app(app: Flask) -> None:
@@ -138,9 +140,118 @@ def _state_command(verb: str, name: str, help_text: str):
 
 _state_command("disable", "disable", "Disable a plugin: menus hidden, storage read-only.")
 _state_command("enable", "enable", "Re-enable a disabled plugin.")
-_state_command(
-    "deregister", "remove", "Deregister a disabled plugin and revoke its token (data is kept)."
-)
+
+
+@plugins_cli.command("remove")
+@click.argument("plugin_id")
+@click.option("--reason", default="", help="Recorded with the transition.")
+@click.option("--confirm", default=None, help="Repeat PLUGIN_ID when a tenant's policy is purge.")
+@refusals_as_errors
+def remove(plugin_id: str, reason: str, confirm: str | None) -> None:
+    """Deregister a disabled plugin, revoke its token and apply each tenant's uninstall policy."""
+    plugin = registry.get_plugin(plugin_id)
+    outcome = registry.change_state(
+        plugin, "deregister", actor=CLI_ACTOR, reason=reason, confirm=confirm
+    )
+    click.echo(f"{plugin_id} is now {plugin.state}.")
+    for tenant, entry in sorted((outcome or {}).get("tenants", {}).items()):
+        where = f" -> {entry['archive']}" if entry.get("archive") else ""
+        click.echo(f"  {tenant}: {entry['policy']} ({entry['documents']} documents){where}")
+
+
+@plugins_cli.command("uninstall-policy")
+@click.argument("plugin_id")
+@click.argument("tenant", required=False)
+@click.argument("policy", required=False, type=click.Choice(uninstall.UNINSTALL_POLICIES))
+@refusals_as_errors
+def uninstall_policy(plugin_id: str, tenant: str | None, policy: str | None) -> None:
+    """Show each tenant's uninstall policy, or set TENANT's to POLICY (retain|archive|purge)."""
+    plugin = registry.get_plugin(plugin_id)
+    if tenant is not None:
+        if policy is None:
+            raise click.UsageError("Give the POLICY to set for TENANT.")
+        uninstall.set_policy(plugin, tenant, policy, actor=CLI_ACTOR)
+    for entry in uninstall.policies(plugin):
+        click.echo(f"{entry['tenant']}\t{entry['policy']}\t{entry['documents']} documents")
+
+
+@plugins_cli.command("archives")
+@click.argument("plugin_id", required=False)
+@refusals_as_errors
+def archives(plugin_id: str | None) -> None:
+    """List the archives written at deregistration (id, plugin, tenant, documents, file)."""
+    for row in uninstall.list_archives(plugin_id):
+        restored = f"restored {row['restored_at']}" if row["restored_at"] else "not restored"
+        click.echo(
+            f"{row['id']}\t{row['plugin_id']}\t{row['tenant']}\t{row['documents']}\t"
+            f"{restored}\t{row['path']}"
+        )
+
+
+@plugins_cli.command("restore")
+@click.argument("archive")
+@refusals_as_errors
+def restore(archive: str) -> None:
+    """Verify an archive's checksum and bring its documents back (ARCHIVE: id or file path)."""
+    result = uninstall.restore(
+        archive, actor=CLI_ACTOR, root=uninstall.archive_root(current_app.instance_path)
+    )
+    click.echo(
+        f"Restored {result['documents']} document(s) of {result['plugin_id']} in tenant "
+        f"{result['tenant']}."
+    )
+
+
+@plugins_cli.command("diff")
+@click.argument("plugin_id")
+@click.argument("from_version")
+@click.argument("to_version")
+@refusals_as_errors
+def diff(plugin_id: str, from_version: str, to_version: str) -> None:
+    """Print the schema diff between two recorded versions of a plugin as JSON."""
+    result = registry.version_diff(registry.get_plugin(plugin_id), from_version, to_version)
+    click.echo(json.dumps(result, indent=2))
+
+
+def _echo_status(status: dict) -> None:
+    run = status["migration"]
+    click.echo(f"{status['plugin_id']} is {status['state']} at version {status['version']}.")
+    if run is None:
+        click.echo("No migration recorded.")
+        return
+    state = "interrupted" if run["interrupted"] else run["state"]
+    click.echo(
+        f"Migration {run['from_version']} -> {run['to_version']}: {state} "
+        f"after {run['attempts']} attempt(s)."
+    )
+    if run["last_error"]:
+        click.echo(f"Last error: {run['last_error']}")
+    for doc in run["report"].get("invalid", []):
+        why = "; ".join(f"{e['pointer'] or '/'} {e['message']}" for e in doc["errors"])
+        click.echo(f"  invalid: {doc['tenant']}/{doc['collection']}/{doc['id']}: {why}")
+
+
+@migration_cli.command("status")
+@click.argument("plugin_id")
+@refusals_as_errors
+def migration_status(plugin_id: str) -> None:
+    """Show a plugin's latest migration: outcome, attempts, error, invalid documents."""
+    _echo_status(migrations.status(registry.get_plugin(plugin_id)))
+
+
+@migration_cli.command("retry")
+@click.argument("plugin_id")
+@refusals_as_errors
+def migration_retry(plugin_id: str) -> None:
+    """Run another attempt of a migrating plugin's migration, here in the foreground."""
+    plugin = registry.get_plugin(plugin_id)
+    migrations.retry(
+        plugin, actor=CLI_ACTOR, app=current_app._get_current_object(), background=False
+    )
+    status = migrations.status(registry.get_plugin(plugin_id))
+    _echo_status(status)
+    if status["state"] == "migrating":
+        raise click.ClickException("The migration did not complete; the plugin stays migrating.")
 
 
 @plugins_cli.command("rotate-token")

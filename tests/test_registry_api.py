@@ -16,7 +16,7 @@ from extframework.models import (
     Route,
     Transition,
 )
-from extframework.services import enrolment
+from extframework.services import enrolment, migrations
 from extframework.services.secrets import hash_secret
 from tests.support.registry_fixtures import sample_manifest
 
@@ -436,14 +436,16 @@ def test_a_breaking_update_is_409_with_a_diff_and_changes_nothing(app, client, m
         assert ManifestVersion.select().count() == 1
 
 
-def test_a_breaking_update_with_a_handler_is_refused_until_migrations_exist(client, make_plugin):
+def test_a_breaking_update_with_a_handler_starts_a_migration(client, make_plugin):
     _, token = make_plugin()
     manifest = sample_manifest(version="2.0.0", migration={"path": "/migrate"})
     manifest["data_schemas"] = []
     response = update(client, token, manifest)
-    assert response.status_code == 409
-    assert "does not run migrations yet" in response.get_json()["detail"]
-    assert response.get_json()["diff"][0]["kind"] == "collection_removed"
+    assert response.status_code == 202
+    assert response.headers["Location"] == "/api/registry/plugins/test-plugin/migration"
+    body = response.get_json()
+    assert body["state"] == "migrating" and body["changes"][0]["kind"] == "collection_removed"
+    assert migrations.wait_for_attempts(30)  # nothing answers at the handler's URL
 
 
 def test_an_update_is_for_its_own_plugin_only(client, make_plugin):

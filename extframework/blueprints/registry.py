@@ -24,7 +24,7 @@ from extframework.errors import BadRequest, DomainError, Forbidden
 from extframework.http import json_body
 from extframework.models import Plugin, Tenant
 from extframework.openapi import openapi_document
-from extframework.services import enrolment, health, lifecycle, registry
+from extframework.services import enrolment, health, lifecycle, migrations, registry, uninstall
 from extframework.services.manifest import meta_schema
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
 
@@ -86,7 +86,8 @@ def _reading_plugin() -> Plugin | None:
 def list_plugins():
     caller = _reading_plugin()
     plugins = [caller] if caller else registry.list_plugins()
-    return jsonify({"plugins": [registry.plugin_summary(p) for p in plugins]})
+    summaries = [registry.plugin_summary(p, counts=False) for p in plugins]
+    return jsonify({"plugins": summaries})
 
 
 @bp.get("/api/registry/plugins/<plugin_id>")
@@ -103,19 +104,29 @@ def update_plugin(plugin_id: str):
     if plugin.plugin_id != plugin_id:
         raise Forbidden("A plugin token updates only its own plugin.")
     manifest = json_body()
-    return jsonify(registry.update(plugin, manifest, actor=plugin_actor(plugin)))
+    result = registry.update(plugin, manifest, actor=plugin_actor(plugin))
+    if "migration" in result:
+        location = url_for("registry.migration_status", plugin_id=plugin_id)
+        return jsonify(result), 202, {"Location": location}
+    return jsonify(result)
 
 
 @bp.post("/api/registry/plugins/<plugin_id>/<any(disable, enable, deregister):verb>")
 @require_api_operator
 def change_state(plugin_id: str, verb: str):
     body = request.get_json(silent=True) if request.content_length else None
-    reason = body.get("reason", "") if isinstance(body, dict) else ""
-    if not isinstance(reason, str):
-        raise BadRequest("'reason' must be a string.")
+    body = body if isinstance(body, dict) else {}
+    reason, confirm = body.get("reason", ""), body.get("confirm")
+    if not isinstance(reason, str) or not isinstance(confirm, str | None):
+        raise BadRequest("'reason' and 'confirm' must be strings.")
     plugin = registry.get_plugin(plugin_id)
-    registry.change_state(plugin, verb, actor=user_actor(api_user()), reason=reason[:200])
-    return jsonify(registry.plugin_summary(plugin))
+    outcome = registry.change_state(
+        plugin, verb, actor=user_actor(api_user()), reason=reason[:200], confirm=confirm
+    )
+    summary = registry.plugin_summary(plugin)
+    if outcome is not None:
+        summary["uninstall"] = outcome
+    return jsonify(summary)
 
 
 @bp.post("/api/registry/plugins/<plugin_id>/rotate-token")
@@ -141,6 +152,56 @@ def set_tenants(plugin_id: str):
     plugin = registry.get_plugin(plugin_id)
     registry.set_tenants(plugin, slugs, actor=user_actor(api_user()))
     return jsonify(registry.plugin_summary(plugin))
+
+
+@bp.get("/api/registry/plugins/<plugin_id>/migration")
+@require_api_operator
+def migration_status(plugin_id: str):
+    return jsonify(migrations.status(registry.get_plugin(plugin_id)))
+
+
+@bp.post("/api/registry/plugins/<plugin_id>/migration/retry")
+@require_api_operator
+def retry_migration(plugin_id: str):
+    plugin = registry.get_plugin(plugin_id)
+    migrations.retry(plugin, actor=user_actor(api_user()), app=current_app._get_current_object())
+    location = url_for("registry.migration_status", plugin_id=plugin_id)
+    return jsonify(migrations.status(plugin)), 202, {"Location": location}
+
+
+@bp.get("/api/registry/plugins/<plugin_id>/versions")
+def list_versions(plugin_id: str):
+    caller = _reading_plugin()
+    if caller is not None and caller.plugin_id != plugin_id:
+        raise Forbidden("A plugin token reads only its own plugin's versions.")
+    plugin = registry.get_plugin(plugin_id)
+    return jsonify({"plugin_id": plugin_id, "versions": registry.manifest_versions(plugin)})
+
+
+@bp.get("/api/registry/plugins/<plugin_id>/diff")
+def version_diff(plugin_id: str):
+    caller = _reading_plugin()
+    if caller is not None and caller.plugin_id != plugin_id:
+        raise Forbidden("A plugin token reads only its own plugin's versions.")
+    versions = request.args.get("from"), request.args.get("to")
+    if not all(versions):
+        raise BadRequest("Name two recorded versions: ?from=1.0.0&to=2.0.0.")
+    return jsonify(registry.version_diff(registry.get_plugin(plugin_id), *versions))
+
+
+@bp.put("/api/registry/plugins/<plugin_id>/tenants/<tenant>/uninstall-policy")
+@require_api_operator
+def set_uninstall_policy(plugin_id: str, tenant: str):
+    body = json_body()
+    plugin = registry.get_plugin(plugin_id)
+    uninstall.set_policy(plugin, tenant, body.get("policy"), actor=user_actor(api_user()))
+    return jsonify({"plugin_id": plugin_id, "uninstall_policies": uninstall.policies(plugin)})
+
+
+@bp.get("/api/registry/archives")
+@require_api_operator
+def list_archives():
+    return jsonify({"archives": uninstall.list_archives(request.args.get("plugin_id"))})
 
 
 # --- console ------------------------------------------------------------------------------
@@ -169,6 +230,10 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         checks=health.recent_checks(plugin, int(current_app.config["HEALTH_HISTORY"])),
         all_tenants=list(Tenant.select().order_by(Tenant.slug)),
         storage=lifecycle.STORAGE,
+        policies=uninstall.policies(plugin),
+        policy_names=uninstall.UNINSTALL_POLICIES,
+        migration=migrations.status(plugin),
+        archives=uninstall.list_archives(plugin.plugin_id),
         **extra,
     )
 
@@ -185,13 +250,58 @@ def console_change_state(plugin_id: str, verb: str):
     plugin = registry.get_plugin(plugin_id)
     try:
         registry.change_state(
-            plugin, verb, actor=user_actor(current_user), reason=request.form.get("reason", "")
+            plugin,
+            verb,
+            actor=user_actor(current_user),
+            reason=request.form.get("reason", ""),
+            confirm=request.form.get("confirm", "").strip() or None,
         )
     except DomainError as exc:
         flash(exc.detail, "error")
     else:
         flash(f"{plugin.name} is now {plugin.state}.", "ok")
     return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
+
+
+@bp.post("/console/plugins/<plugin_id>/migration/retry")
+@require_operator_page
+def console_retry_migration(plugin_id: str):
+    plugin = registry.get_plugin(plugin_id)
+    try:
+        run = migrations.retry(
+            plugin, actor=user_actor(current_user), app=current_app._get_current_object()
+        )
+    except DomainError as exc:
+        flash(exc.detail, "error")
+    else:
+        flash(f"Attempt {run.attempts} of the migration to {run.to_version} started.", "ok")
+    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
+
+
+@bp.post("/console/plugins/<plugin_id>/uninstall-policy")
+@require_operator_page
+def console_set_uninstall_policy(plugin_id: str):
+    plugin = registry.get_plugin(plugin_id)
+    tenant, policy = request.form.get("tenant", ""), request.form.get("policy", "")
+    try:
+        uninstall.set_policy(plugin, tenant, policy, actor=user_actor(current_user))
+    except DomainError as exc:
+        flash(exc.detail, "error")
+    else:
+        flash(f"Uninstall policy in {tenant}: {policy}.", "ok")
+    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
+
+
+@bp.get("/console/plugins/<plugin_id>/diff")
+@require_operator_page
+def console_version_diff(plugin_id: str):
+    plugin = registry.get_plugin(plugin_id)
+    versions = registry.manifest_versions(plugin)
+    names = [row["version"] for row in versions]
+    old = request.args.get("from") or (names[1] if len(names) > 1 else names[0])
+    new = request.args.get("to") or names[0]
+    result = registry.version_diff(plugin, old, new)
+    return render_template("console/diff.html", plugin=plugin, versions=names, diff=result)
 
 
 @bp.post("/console/plugins/<plugin_id>/rotate-token")

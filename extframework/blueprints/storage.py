@@ -11,12 +11,8 @@ bp = Blueprint("storage", __name__)
 
 
 def _caller() -> tuple[Plugin, bool]:
-    """Return the calling plugin and whether the call is made in its migration's context.
-
-    Only plugin tokens are accepted today; the migration work resolves its ``efmc_``
-    credential here and returns True for it.
-    """
-    return authn.require_plugin(), False
+    """Return the calling plugin and whether the call is made in its migration's context."""
+    return authn.storage_caller()
 
 
 def _namespace(collection: str, *, write: bool) -> storage.Namespace:

@@ -42,24 +42,7 @@ def transition(plugin: Plugin, to_state: str, *, cause: str, actor: str) -> Tran
     plugin out of the same state. ``plugin`` is updated in place.
     """
     with database.atomic("IMMEDIATE"):
-        current = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
-        if current is None:
-            raise Conflict(f"Plugin {plugin.plugin_id!r} no longer exists.", allowed=[])
-        if to_state not in ALLOWED.get(current, set()):
-            allowed = allowed_from(current)
-            log.info(
-                "transition refused: %s %s -> %s by %s", plugin.plugin_id, current, to_state, actor
-            )
-            raise Conflict(
-                f"Plugin {plugin.plugin_id!r} is {current}; it cannot become {to_state}. "
-                + (
-                    f"Allowed from {current}: {', '.join(allowed)}."
-                    if allowed
-                    else f"No transition leaves {current}."
-                ),
-                state=current,
-                allowed=allowed,
-            )
+        current = check_allowed(plugin, to_state, actor=actor)
         changes: dict = {"state": to_state, "updated_at": utcnow()}
         if to_state == "deregistered":
             changes["token_hash"] = None  # deregistration revokes the plugin token
@@ -69,6 +52,38 @@ def transition(plugin: Plugin, to_state: str, *, cause: str, actor: str) -> Tran
     if to_state == "deregistered":
         plugin.token_hash = None
     return record
+
+
+def check_allowed(plugin: Plugin, to_state: str, *, actor: str) -> str:
+    """Return the plugin's current state, or raise 409 if SPEC §6 forbids moving to ``to_state``."""
+    current = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
+    if current is None:
+        raise Conflict(f"Plugin {plugin.plugin_id!r} no longer exists.", allowed=[])
+    if to_state not in ALLOWED.get(current, set()):
+        allowed = allowed_from(current)
+        log.info(
+            "transition refused: %s %s -> %s by %s", plugin.plugin_id, current, to_state, actor
+        )
+        raise Conflict(
+            f"Plugin {plugin.plugin_id!r} is {current}; it cannot become {to_state}. "
+            + (
+                f"Allowed from {current}: {', '.join(allowed)}."
+                if allowed
+                else f"No transition leaves {current}."
+            ),
+            state=current,
+            allowed=allowed,
+        )
+    return current
+
+
+def reenter_initial_state(plugin: Plugin, *, cause: str, actor: str) -> Transition:
+    """Record deregistered -> registered for a plugin_id registered again (a new registration).
+
+    Not a transition of SPEC §6's table: no state leaves ``deregistered``; registering the same
+    plugin_id again starts its life over on the same row. The caller updates the row.
+    """
+    return _record(plugin, "deregistered", INITIAL_STATE, cause=cause, actor=actor)
 
 
 def enter_initial_state(plugin: Plugin, *, cause: str, actor: str) -> Transition:

@@ -7,6 +7,7 @@ failure at any step leaves nothing behind.
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import semver
 from flask import current_app, has_app_context
@@ -19,6 +20,7 @@ from extframework.models import (
     ROLES,
     AuditEvent,
     Collection,
+    Document,
     EnrolmentKey,
     HealthCheck,
     Installation,
@@ -28,7 +30,7 @@ from extframework.models import (
     Tenant,
     utcnow,
 )
-from extframework.services import enrolment, health, indexes, lifecycle
+from extframework.services import enrolment, health, indexes, lifecycle, migrations, uninstall
 from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.manifest import validate_manifest
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret, new_secret
@@ -74,9 +76,13 @@ def register(
     """Register a plugin from its manifest; return the plugin and its token (shown once)."""
     manifest = validate_manifest(manifest)
     plugin_id = manifest["plugin_id"]
-    _refuse_taken(plugin_id)
+    previous = _refuse_taken(plugin_id)
+    if previous is not None:
+        _check_reattachable(previous, manifest)
     probe(manifest_base_url(manifest))
     token = new_secret(PLUGIN_TOKEN_PREFIX)
+    if previous is not None:
+        return _register_again(previous, manifest, token, actor, enrolment_key), token
     try:
         with database.atomic():
             if enrolment_key is not None:
@@ -108,15 +114,134 @@ def register(
     return plugin, token
 
 
-def _refuse_taken(plugin_id: str) -> None:
+def _refuse_taken(plugin_id: str) -> Plugin | None:
+    """Refuse a plugin_id in use; return the row of a deregistered plugin of that id, if any."""
     existing = Plugin.get_or_none(Plugin.plugin_id == plugin_id)
-    if existing is not None:
+    if existing is not None and existing.state != "deregistered":
         raise Conflict(
             f"The plugin_id {plugin_id!r} is taken (its plugin is {existing.state}). "
             "An installed plugin sends updates with PUT /api/registry/plugins/"
             f"{plugin_id} and its plugin token.",
             plugin_id=plugin_id,
         )
+    return existing
+
+
+def _check_reattachable(previous: Plugin, manifest: dict) -> None:
+    """Refuse a re-registration whose schemas break the retained data (SPEC §7's diff)."""
+    from extframework.services import schema_diff
+
+    _check_version_unused(previous, manifest)
+    changes = schema_diff.diff_collections(
+        previous.manifest.get("data_schemas", []), manifest["data_schemas"]
+    )
+    kept = {
+        row[0]
+        for row in database.execute_sql(
+            "SELECT DISTINCT collection FROM document WHERE plugin_id = ?", [previous.plugin_id]
+        )
+    }
+    breaking = [c for c in schema_diff.breaking_changes(changes) if c.collection in kept]
+    if breaking:
+        raise Conflict(
+            f"Plugin {previous.plugin_id!r} was deregistered with its data retained, and this "
+            f"manifest changes the retained collections in a breaking way. Register version "
+            f"{previous.version}'s schemas again, then update with a migration handler.",
+            diff=[change.to_dict() for change in breaking],
+        )
+
+
+def _register_again(
+    plugin: Plugin,
+    manifest: dict,
+    token: str,
+    actor: str,
+    enrolment_key: EnrolmentKey | None,
+) -> Plugin:
+    """Reuse a deregistered plugin's row: its history, tenants, policies and data stay."""
+    with database.atomic("IMMEDIATE"):
+        if enrolment_key is not None:
+            enrolment.spend_key(enrolment_key)
+        now = utcnow()
+        reused = (
+            Plugin.update(
+                state=lifecycle.INITIAL_STATE,
+                token_hash=hash_secret(token),
+                token_rotated_at=now,
+                consecutive_failures=0,
+                last_health_at=None,
+                last_health_ok=None,
+            )
+            .where((Plugin.id == plugin.id) & (Plugin.state == "deregistered"))
+            .execute()
+        )
+        if reused != 1:
+            _refuse_taken(plugin.plugin_id)
+            raise Conflict(f"The plugin_id {plugin.plugin_id!r} is taken.")
+        plugin.state, plugin.token_hash = lifecycle.INITIAL_STATE, hash_secret(token)
+        record_manifest(plugin, manifest)
+        wanted = {entry["collection"]: entry for entry in manifest["data_schemas"]}
+        for row in Collection.select().where(Collection.plugin == plugin):
+            indexes.drop_indexes(plugin.plugin_id, row.name, row.indexes)
+            row.delete_instance()
+        for entry in wanted.values():
+            _create_collection(plugin, entry)
+        documents = Document.select().where(Document.plugin_id == plugin.plugin_id).count()
+        lifecycle.reenter_initial_state(
+            plugin,
+            cause=f"registered again; {documents} retained document(s) re-attached",
+            actor=actor,
+        )
+        AuditEvent.create(
+            actor=actor,
+            action="plugin.register",
+            target=plugin.plugin_id,
+            detail={
+                "version": plugin.version,
+                "base_url": plugin.base_url,
+                "reattached_documents": documents,
+            },
+        )
+    log.info("plugin registered again: %s %s by %s", plugin.plugin_id, plugin.version, actor)
+    return plugin
+
+
+def _check_version_unused(plugin: Plugin, manifest: dict) -> None:
+    """Refuse a version number this plugin has used before for a different manifest."""
+    earlier = ManifestVersion.get_or_none(
+        (ManifestVersion.plugin == plugin) & (ManifestVersion.version == manifest["version"])
+    )
+    if earlier is not None and earlier.manifest != manifest:
+        raise Conflict(
+            f"Version {manifest['version']} of {plugin.plugin_id!r} was registered before with "
+            "a different manifest; every version keeps one manifest, so use a new version.",
+            version=manifest["version"],
+        )
+
+
+def record_manifest(plugin: Plugin, manifest: dict) -> None:
+    """Make ``manifest`` the plugin's current version: its fields, history row and routes."""
+    _check_version_unused(plugin, manifest)
+    plugin.name = manifest["name"]
+    plugin.version = manifest["version"]
+    plugin.base_url = manifest_base_url(manifest)
+    plugin.manifest = manifest
+    plugin.updated_at = utcnow()
+    Plugin.update(
+        name=plugin.name,
+        version=plugin.version,
+        base_url=plugin.base_url,
+        manifest=manifest,
+        updated_at=plugin.updated_at,
+    ).where(Plugin.id == plugin.id).execute()
+    if (
+        not ManifestVersion.select()
+        .where((ManifestVersion.plugin == plugin) & (ManifestVersion.version == plugin.version))
+        .exists()
+    ):
+        ManifestVersion.create(plugin=plugin, version=plugin.version, manifest=manifest)
+    Route.delete().where(Route.plugin == plugin).execute()
+    _store_routes(plugin, manifest)
 
 
 def update(plugin: Plugin, manifest: object, *, actor: str, probe: Probe = probe_health) -> dict:
@@ -141,16 +266,19 @@ def update(plugin: Plugin, manifest: object, *, actor: str, probe: Probe = probe
             "an update must carry a higher semantic version.",
             current_version=old_version,
         )
+    _check_version_unused(plugin, manifest)
     old_manifest = plugin.manifest
     renames = _renames(old_manifest, manifest)
     changes = schema_diff.diff_collections(
         old_manifest.get("data_schemas", []), manifest["data_schemas"], renames=renames
     )
     breaking = schema_diff.breaking_changes(changes)
-    if breaking:
-        return begin_migration(plugin, manifest, breaking, actor=actor)
-    if manifest_base_url(manifest) != plugin.base_url:
+    if manifest_base_url(manifest) != plugin.base_url and (
+        not breaking or manifest.get("migration")
+    ):
         probe(manifest_base_url(manifest))
+    if breaking:
+        return begin_migration(plugin, manifest, breaking, actor=actor, renames=renames)
     with database.atomic():
         _apply_compatible(plugin, old_manifest, manifest)
         AuditEvent.create(
@@ -169,25 +297,41 @@ def update(plugin: Plugin, manifest: object, *, actor: str, probe: Probe = probe
     }
 
 
-def begin_migration(plugin: Plugin, manifest: dict, breaking: list, *, actor: str) -> dict:
-    """Refuse a breaking update with its diff; the seam where the migration flow (SPEC §7) goes.
+def begin_migration(
+    plugin: Plugin,
+    manifest: dict,
+    breaking: list,
+    *,
+    actor: str,
+    renames: dict[str, str] | None = None,
+) -> dict:
+    """Refuse a breaking update without a handler; with one, start the migration (SPEC §7).
 
-    With a ``migration`` handler declared, this will move the plugin to ``migrating`` and call
-    the handler; until that lands both cases answer 409 with the diff.
+    The plugin enters ``migrating`` in this call's transaction; the handler is called by a
+    background thread started after that transaction commits, never inside the request.
     """
     diff = [change.to_dict() for change in breaking]
-    log.info("breaking update refused: %s -> %s", plugin.plugin_id, manifest["version"])
-    if manifest.get("migration"):
+    if not manifest.get("migration"):
+        log.info("breaking update refused: %s -> %s", plugin.plugin_id, manifest["version"])
         raise Conflict(
-            f"The update to {manifest['version']} changes {len(diff)} thing(s) in a breaking way "
-            "and declares a migration handler, but this core does not run migrations yet.",
+            f"The update to {manifest['version']} changes {len(diff)} thing(s) in a breaking "
+            "way; declare a 'migration' handler or keep the schemas compatible (see 'diff').",
             diff=diff,
         )
-    raise Conflict(
-        f"The update to {manifest['version']} changes {len(diff)} thing(s) in a breaking way; "
-        "declare a 'migration' handler or keep the schemas compatible (see 'diff').",
-        diff=diff,
+    app = current_app._get_current_object()
+    old_version = plugin.version
+    run, credential = migrations.begin(
+        plugin, manifest, diff, renames or {}, actor=actor, config=app.config
     )
+    migrations.launch(app, run.id, credential)
+    return {
+        "plugin_id": plugin.plugin_id,
+        "version": manifest["version"],
+        "previous_version": old_version,
+        "state": plugin.state,
+        "changes": diff,
+        "migration": migrations.run_summary(run),
+    }
 
 
 def _renames(old_manifest: dict, manifest: dict) -> dict[str, str]:
@@ -221,15 +365,7 @@ def _renames(old_manifest: dict, manifest: dict) -> dict[str, str]:
 
 
 def _apply_compatible(plugin: Plugin, old_manifest: dict, manifest: dict) -> None:
-    plugin.name = manifest["name"]
-    plugin.version = manifest["version"]
-    plugin.base_url = manifest_base_url(manifest)
-    plugin.manifest = manifest
-    plugin.updated_at = utcnow()
-    plugin.save()
-    ManifestVersion.create(plugin=plugin, version=plugin.version, manifest=manifest)
-    Route.delete().where(Route.plugin == plugin).execute()
-    _store_routes(plugin, manifest)
+    record_manifest(plugin, manifest)
     existing = {c.name: c for c in Collection.select().where(Collection.plugin == plugin)}
     for entry in manifest["data_schemas"]:
         row = existing.get(entry["collection"])
@@ -393,8 +529,11 @@ def tenants(plugin: Plugin) -> list[str] | None:
     ]
 
 
-def plugin_summary(plugin: Plugin) -> dict:
-    """Describe a plugin as the registry API and the console show it."""
+def plugin_summary(plugin: Plugin, *, counts: bool = True) -> dict:
+    """Describe a plugin as the registry API and the console show it.
+
+    ``counts=False`` leaves the per-tenant document counts out of ``uninstall_policies``.
+    """
     return {
         "plugin_id": plugin.plugin_id,
         "name": plugin.name,
@@ -409,9 +548,48 @@ def plugin_summary(plugin: Plugin) -> dict:
         "menus": menus(plugin),
         "versions": [row["version"] for row in manifest_versions(plugin)],
         "tenants": tenants(plugin),
+        "uninstall_policies": uninstall.policies(plugin, counts=counts),
+        "migration": migration_summary(plugin),
         "token_rotated_at": _iso(plugin.token_rotated_at),
         "created_at": _iso(plugin.created_at),
         "updated_at": _iso(plugin.updated_at),
+    }
+
+
+def migration_summary(plugin: Plugin) -> dict | None:
+    run = migrations.latest_run(plugin)
+    return None if run is None else migrations.run_summary(run)
+
+
+def version_diff(plugin: Plugin, from_version: str, to_version: str) -> dict:
+    """Compare the collections of two recorded versions of a plugin (SPEC §7's diff)."""
+    from extframework.services import schema_diff
+
+    manifests = {}
+    for version in (from_version, to_version):
+        row = ManifestVersion.get_or_none(
+            (ManifestVersion.plugin == plugin) & (ManifestVersion.version == version)
+        )
+        if row is None:
+            raise NotFound(f"Plugin {plugin.plugin_id!r} has no recorded version {version!r}.")
+        manifests[version] = row.manifest
+    old, new = manifests[from_version], manifests[to_version]
+    renames = {
+        entry["collection"]: entry["replaces"]
+        for entry in new.get("data_schemas", [])
+        if entry.get("replaces")
+        and entry["replaces"] in {e["collection"] for e in old.get("data_schemas", [])}
+        and entry["collection"] not in {e["collection"] for e in old.get("data_schemas", [])}
+    }
+    changes = schema_diff.diff_collections(
+        old.get("data_schemas", []), new.get("data_schemas", []), renames=renames
+    )
+    return {
+        "plugin_id": plugin.plugin_id,
+        "from": from_version,
+        "to": to_version,
+        "breaking": any(change.breaking for change in changes),
+        "changes": [change.to_dict() for change in changes],
     }
 
 
@@ -422,14 +600,32 @@ def _iso(value) -> str | None:
 # --- operator actions -----------------------------------------------------------------------
 
 
-def change_state(plugin: Plugin, verb: str, *, actor: str, reason: str = "") -> None:
-    """Disable, re-enable or deregister a plugin on an operator's word."""
+def change_state(
+    plugin: Plugin,
+    verb: str,
+    *,
+    actor: str,
+    reason: str = "",
+    confirm: str | None = None,
+    archive_root: Path | None = None,
+) -> dict | None:
+    """Disable, re-enable or deregister a plugin on an operator's word.
+
+    Deregistering applies each tenant's uninstall policy (``confirm`` must repeat the
+    plugin_id when a tenant's policy is ``purge``) and returns what happened per tenant.
+    """
     if verb not in ADMIN_ACTIONS:
         raise NotFound(f"No operator action {verb!r}; use {', '.join(ADMIN_ACTIONS)}.")
     target, cause = ADMIN_ACTIONS[verb]
-    lifecycle.transition(
-        plugin, target, cause=f"{cause}: {reason}" if reason else cause, actor=actor
-    )
+    cause = f"{cause}: {reason}" if reason else cause
+    if verb == "deregister":
+        if archive_root is None:
+            archive_root = uninstall.archive_root(current_app.instance_path)
+        return uninstall.deregister(
+            plugin, actor=actor, cause=cause, confirm=confirm, archive_root=archive_root
+        )
+    lifecycle.transition(plugin, target, cause=cause, actor=actor)
+    return None
 
 
 def rotate_token(plugin: Plugin, *, actor: str) -> str:

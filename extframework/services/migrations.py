@@ -1,0 +1,671 @@
+"""Schema migrations (SPEC §7): freeze a plugin, call its handler, check every document, swap.
+
+A breaking update that declares a ``migration`` handler moves the plugin to ``migrating`` and
+stages the new collections (renamed collections take their documents along) in one
+transaction. Then, in a background thread or a CLI command, one *attempt* runs: the core
+POSTs the migration context to the handler with a request JWT and a short-lived ``efmc_``
+credential; after a ``200`` it checks every document of the plugin against the new schemas
+and, when all pass, records the new version and returns the plugin to ``active``. Anything
+else leaves it ``migrating`` with the error on its ``MigrationRun``; an operator retries.
+See docs/migrations.md.
+"""
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import requests
+from flask import Flask
+
+from extframework.db import database
+from extframework.errors import Conflict, NotFound
+from extframework.models import AuditEvent, Collection, Document, MigrationRun, Plugin, utcnow
+from extframework.services import health, indexes, lifecycle, storage, tokens
+from extframework.services.manifest import base_url as manifest_base_url
+from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, hash_secret, new_secret
+
+log = logging.getLogger(__name__)
+
+# The request JWT of a handler call: no person is behind it.
+HANDLER_SUBJECT = "system:migration"
+HANDLER_NAME = "Schema migration"
+HANDLER_ROLE = "admin"
+HANDLER_SCOPES = ["migrate"]
+HANDLER_TENANT = "*"  # every tenant: a migration rewrites the plugin's data in all of them
+MIGRATION_ACTOR = "migration"
+
+CREDENTIAL_SLACK_S = 60  # the credential outlives the handler's timeout by this much
+VALIDATION_LEASE_S = 600  # how long checking the documents may take before a retry may start
+REPORT_LIMIT = 100  # invalid documents listed in a report (the count is always complete)
+ERROR_CHARS = 2000
+BODY_EXCERPT_CHARS = 500
+MAX_RESPONSE_BYTES = 64 * 1024
+CHECK_ROUNDS = 3
+BATCH = 500
+
+_owner: tuple[int, str] | None = None
+_active: set[int] = set()  # runs with an attempt in progress in this process
+_active_lock = threading.Lock()
+_threads: dict[int, threading.Thread] = {}
+
+
+def owner_id() -> str:
+    """Name this process as ``host:pid:nonce``; the nonce tells a reused pid apart."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:
+        _owner = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}")
+    return _owner[1]
+
+
+def handler_timeout(manifest: dict, config: Mapping) -> float:
+    return float(manifest["migration"].get("timeout_s") or config["MIGRATION_TIMEOUT_S"])
+
+
+def handler_url(manifest: dict) -> str:
+    return manifest_base_url(manifest) + manifest["migration"]["path"]
+
+
+# --- starting -------------------------------------------------------------------------------
+
+
+def begin(
+    plugin: Plugin,
+    manifest: dict,
+    diff: list[dict],
+    renames: dict[str, str],
+    *,
+    actor: str,
+    config: Mapping,
+) -> tuple[MigrationRun, str]:
+    """Enter ``migrating``, stage the new collections and record the run; return it and the
+    plaintext credential of its first attempt (launch() it after this commits)."""
+    credential = new_secret(MIGRATION_TOKEN_PREFIX)
+    expires, lease = _deadlines(handler_timeout(manifest, config))
+    with database.atomic("IMMEDIATE"):
+        lifecycle.transition(
+            plugin,
+            "migrating",
+            cause=f"breaking update {plugin.version} -> {manifest['version']} with a migration "
+            "handler",
+            actor=actor,
+        )
+        moved = stage_collections(plugin, manifest, renames)
+        run = MigrationRun.create(
+            plugin=plugin,
+            from_version=plugin.version,
+            to_version=manifest["version"],
+            manifest=manifest,
+            diff=diff,
+            credential_hash=hash_secret(credential),
+            credential_expires_at=expires,
+            owner=owner_id(),
+            lease_expires_at=lease,
+            created_by=actor,
+            report={"renamed": moved},
+        )
+        AuditEvent.create(
+            actor=actor,
+            action="plugin.migration.start",
+            target=plugin.plugin_id,
+            detail={"run": run.id, "from": run.from_version, "to": run.to_version},
+        )
+    log.info(
+        "migration %d of %s to %s started by %s", run.id, plugin.plugin_id, run.to_version, actor
+    )
+    return run, credential
+
+
+def stage_collections(plugin: Plugin, manifest: dict, renames: dict[str, str]) -> list[dict]:
+    """Give the collections the new version's names, schemas and indexes; return the moves.
+
+    A renamed collection takes its documents along (every tenant). A collection the new
+    version drops keeps its old schema until the migration succeeds, so the handler can still
+    read and empty it.
+    """
+    existing = {c.name: c for c in Collection.select().where(Collection.plugin == plugin)}
+    moved = []
+    for entry in manifest["data_schemas"]:
+        name, source = entry["collection"], renames.get(entry["collection"])
+        row = existing.pop(source or name, None)
+        if row is None:
+            Collection.create(
+                plugin=plugin, name=name, schema=entry["schema"], indexes=entry["indexes"]
+            )
+            indexes.create_indexes(plugin.plugin_id, name, entry["indexes"])
+            continue
+        if source:
+            indexes.drop_indexes(plugin.plugin_id, source, row.indexes)
+            count = (
+                Document.update(collection=name)
+                .where((Document.plugin_id == plugin.plugin_id) & (Document.collection == source))
+                .execute()
+            )
+            moved.append({"from": source, "to": name, "documents": count})
+        else:
+            kept = {tuple(spec["fields"]) for spec in entry["indexes"]}
+            dropped = [spec for spec in row.indexes if tuple(spec["fields"]) not in kept]
+            indexes.drop_indexes(plugin.plugin_id, name, dropped)
+        indexes.create_indexes(plugin.plugin_id, name, entry["indexes"])
+        row.name, row.schema, row.indexes = name, entry["schema"], entry["indexes"]
+        row.save()
+    return moved
+
+
+def _deadlines(timeout_s: float) -> tuple[datetime, datetime]:
+    """Return when an attempt's credential expires and when its lease does.
+
+    Reading a slow answer can take up to twice the timeout (the wait for the first byte, then
+    the body), so the lease, after which a retry may start elsewhere, is longer.
+    """
+    now = utcnow()
+    return (
+        now + timedelta(seconds=timeout_s + CREDENTIAL_SLACK_S),
+        now + timedelta(seconds=2 * timeout_s + CREDENTIAL_SLACK_S),
+    )
+
+
+def launch(app: Flask, run_id: int, credential: str) -> threading.Thread:
+    """Run one attempt in a daemon thread of this process, outside any request."""
+    with _active_lock:
+        _active.add(run_id)
+
+    def work() -> None:
+        try:
+            with app.app_context(), database.connection_context():
+                run_attempt(run_id, credential, app=app)
+        except Exception:  # the run stays `running`; is_abandoned() then lets a retry start
+            log.exception("migration run %d failed unexpectedly", run_id)
+        finally:
+            with _active_lock:
+                _active.discard(run_id)
+
+    thread = threading.Thread(target=work, name=f"migration-{run_id}", daemon=True)
+    with _active_lock:
+        _threads[run_id] = thread
+    thread.start()
+    return thread
+
+
+def wait_for_attempts(timeout_s: float) -> bool:
+    """Wait for this process's background attempts to end (tests, shutdown); True if they did."""
+    deadline = time.monotonic() + timeout_s
+    with _active_lock:
+        threads = list(_threads.values())
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    with _active_lock:
+        for run_id, thread in list(_threads.items()):
+            if not thread.is_alive():
+                del _threads[run_id]
+        return not _threads
+
+
+def retry(plugin: Plugin, *, actor: str, app: Flask, background: bool = True) -> MigrationRun:
+    """Start another attempt of a migrating plugin's migration; in the foreground if asked."""
+    credential = new_secret(MIGRATION_TOKEN_PREFIX)
+    with database.atomic("IMMEDIATE"):
+        state = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
+        if state != "migrating":
+            raise Conflict(
+                f"Plugin {plugin.plugin_id!r} is {state}; only a migrating plugin has a "
+                "migration to retry.",
+                state=state,
+            )
+        run = latest_run(plugin)
+        if run is None:
+            raise Conflict(f"Plugin {plugin.plugin_id!r} has no recorded migration to retry.")
+        if run.state == "running" and not is_abandoned(run):
+            raise Conflict(
+                f"Attempt {run.attempts} of this migration is still running (process "
+                f"{run.owner}, since {_iso(run.started_at)}); wait for it to finish.",
+                attempt=run.attempts,
+            )
+        last_error = run.last_error
+        if run.state == "running":
+            last_error = (
+                f"attempt {run.attempts} was interrupted: the process running it "
+                f"({run.owner}) stopped before it finished"
+            )
+        now = utcnow()
+        expires, lease = _deadlines(handler_timeout(run.manifest, app.config))
+        MigrationRun.update(
+            state="running",
+            attempts=run.attempts + 1,
+            last_error=last_error,
+            credential_hash=hash_secret(credential),
+            credential_expires_at=expires,
+            owner=owner_id(),
+            lease_expires_at=lease,
+            started_at=now,
+            finished_at=None,
+        ).where(MigrationRun.id == run.id).execute()
+        AuditEvent.create(
+            actor=actor,
+            action="plugin.migration.retry",
+            target=plugin.plugin_id,
+            detail={"run": run.id, "attempt": run.attempts + 1},
+        )
+    log.info("migration %d of %s retried by %s", run.id, plugin.plugin_id, actor)
+    if background:
+        launch(app, run.id, credential)
+    else:
+        with _active_lock:
+            _active.add(run.id)
+        try:
+            run_attempt(run.id, credential, app=app)
+        finally:
+            with _active_lock:
+                _active.discard(run.id)
+    return MigrationRun.get_by_id(run.id)
+
+
+# --- one attempt ----------------------------------------------------------------------------
+
+
+def run_attempt(run_id: int, credential: str, *, app: Flask) -> MigrationRun:
+    """Call the handler, then check the documents and finish; every outcome is recorded."""
+    run = MigrationRun.get_by_id(run_id)
+    plugin = run.plugin
+    config = app.config
+    timeout_s = handler_timeout(run.manifest, config)
+    url = handler_url(run.manifest)
+    request_jwt = tokens.mint_request_jwt(
+        app.extensions["extframework.keys"],
+        issuer=config["BASE_URL"],
+        plugin_id=plugin.plugin_id,
+        user_id=HANDLER_SUBJECT,
+        name=HANDLER_NAME,
+        email="",
+        tenant=HANDLER_TENANT,
+        role=HANDLER_ROLE,
+        scopes=HANDLER_SCOPES,
+        ttl_s=int(config["REQUEST_JWT_TTL_S"]),
+    )
+    body = context(run, plugin, credential, config)
+    ok, status_code, detail = call_handler(url, request_jwt, credential, body, timeout_s)
+    _revoke(run)
+    if not ok:
+        return _fail(run, "handler", detail, {"url": url, "status_code": status_code})
+    log.info("migration %d: handler of %s answered 200", run.id, plugin.plugin_id)
+    return check_and_finish(run)
+
+
+def context(run: MigrationRun, plugin: Plugin, credential: str, config: Mapping) -> dict:
+    """Build the JSON body the handler receives: what changes and how to reach the data."""
+    tenants = [
+        row[0]
+        for row in database.execute_sql(
+            "SELECT DISTINCT tenant FROM document WHERE plugin_id = ? ORDER BY tenant",
+            [plugin.plugin_id],
+        )
+    ]
+    return {
+        "plugin_id": plugin.plugin_id,
+        "run_id": run.id,
+        "attempt": run.attempts,
+        "from_version": run.from_version,
+        "to_version": run.to_version,
+        "collections": run.manifest["data_schemas"],
+        "renamed": run.report.get("renamed", []),
+        "diff": run.diff,
+        "tenants": tenants,
+        "storage_url": f"{config['BASE_URL']}/api/storage",
+        "credential": credential,
+        "credential_expires_at": _iso(run.credential_expires_at),
+        "timeout_s": handler_timeout(run.manifest, config),
+    }
+
+
+def call_handler(
+    url: str, request_jwt: str, credential: str, body: dict, timeout_s: float
+) -> tuple[bool, int | None, str]:
+    """POST the context to the handler; only a 200 within the timeout is a success."""
+    started = time.monotonic()
+    session = requests.Session()
+    session.trust_env = False  # plugins are reached directly, never through an env proxy
+    try:
+        with session.post(
+            url,
+            json=body,
+            headers={
+                "Authorization": f"Bearer {request_jwt}",
+                "X-Migration-Token": credential,
+                "User-Agent": "extframework-migration/1",
+            },
+            timeout=(min(timeout_s, 10.0), timeout_s),
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            data = b""
+            for chunk in response.iter_content(8192):
+                data += chunk
+                if len(data) > MAX_RESPONSE_BYTES or time.monotonic() - started > timeout_s:
+                    break
+            if time.monotonic() - started > timeout_s:
+                return (
+                    False,
+                    response.status_code,
+                    f"{url} gave no complete answer within " + (f"{timeout_s:g} s"),
+                )
+            if response.status_code == 200:
+                return True, 200, "HTTP 200"
+            excerpt = data[:BODY_EXCERPT_CHARS].decode("utf-8", "replace").strip()
+            status = f"HTTP {response.status_code} {response.reason or ''}".strip()
+            return (
+                False,
+                response.status_code,
+                f"{url} answered {status}" + (f": {excerpt}" if excerpt else ""),
+            )
+    except requests.Timeout:
+        return False, None, f"{url} gave no answer within {timeout_s:g} s"
+    except requests.ConnectionError as exc:
+        if "timed out" in str(exc).lower():
+            return False, None, f"{url} gave no complete answer within {timeout_s:g} s"
+        return False, None, f"could not connect to {url}: {health._reason(exc)}"
+    except requests.RequestException as exc:
+        return False, None, f"{url} failed: {health._reason(exc)}"
+    finally:
+        session.close()
+
+
+def check_and_finish(run: MigrationRun) -> MigrationRun:
+    """Check every document against the new schemas; all pass: record the version, ``active``.
+
+    The check reads one snapshot; the swap then happens only if the plugin's documents are
+    unchanged since (same count, version sum and highest row), so nothing slips in between.
+    """
+    plugin = run.plugin
+    MigrationRun.update(lease_expires_at=utcnow() + timedelta(seconds=VALIDATION_LEASE_S)).where(
+        MigrationRun.id == run.id
+    ).execute()
+    schemas = {entry["collection"]: entry["schema"] for entry in run.manifest["data_schemas"]}
+    for _ in range(CHECK_ROUNDS):
+        checked, invalid, invalid_count, seen = check_documents(
+            plugin.plugin_id, schemas, run.to_version
+        )
+        report = {
+            "checked": checked,
+            "invalid_count": invalid_count,
+            "invalid": invalid,
+            "renamed": run.report.get("renamed", []),
+        }
+        if invalid_count:
+            return _fail(
+                run,
+                "validation",
+                f"{invalid_count} of {checked} document(s) do not match the schemas of version "
+                f"{run.to_version}",
+                report,
+            )
+        with database.atomic("IMMEDIATE"):
+            if not _still_ours(run):
+                log.warning("migration %d: attempt %d was superseded", run.id, run.attempts)
+                return MigrationRun.get_by_id(run.id)
+            if _fingerprint(plugin.plugin_id) != seen:
+                continue
+            _record_new_version(plugin, run)
+            MigrationRun.update(
+                state="succeeded", report=report, finished_at=utcnow(), last_error=""
+            ).where(MigrationRun.id == run.id).execute()
+            lifecycle.transition(
+                plugin,
+                "active",
+                cause=f"migration to {run.to_version} succeeded ({checked} documents checked)",
+                actor=MIGRATION_ACTOR,
+            )
+            AuditEvent.create(
+                actor=MIGRATION_ACTOR,
+                action="plugin.migration.succeed",
+                target=plugin.plugin_id,
+                detail={"run": run.id, "attempt": run.attempts, "checked": checked},
+            )
+        log.info("migration %d of %s succeeded", run.id, plugin.plugin_id)
+        return MigrationRun.get_by_id(run.id)
+    return _fail(run, "validation", "the documents kept changing while they were checked", {})
+
+
+def check_documents(
+    plugin_id: str, schemas: dict[str, dict], version: str
+) -> tuple[int, list[dict], int, tuple]:
+    """Validate every document of a plugin (all tenants) in one snapshot.
+
+    Return how many were checked, the first REPORT_LIMIT invalid ones (tenant, collection, id,
+    errors), how many are invalid, and the snapshot's fingerprint.
+    """
+    checked, invalid_count, invalid = 0, 0, []
+    with database.atomic():
+        seen = _fingerprint(plugin_id)
+        cursor = database.execute_sql(
+            "SELECT tenant, collection, doc_id, data FROM document WHERE plugin_id = ? "
+            "ORDER BY tenant, collection, pk",
+            [plugin_id],
+        )
+        while rows := cursor.fetchmany(BATCH):
+            for tenant, collection, doc_id, data in rows:
+                checked += 1
+                schema = schemas.get(collection)
+                if schema is None:
+                    errors = [
+                        {
+                            "pointer": "",
+                            "message": f"collection {collection!r} is not declared by version "
+                            f"{version}; the handler must move or delete this document",
+                        }
+                    ]
+                else:
+                    validator = storage.validator_for(plugin_id, collection, schema)
+                    errors = storage.validation_errors(validator, json.loads(data))
+                if errors:
+                    invalid_count += 1
+                    if len(invalid) < REPORT_LIMIT:
+                        invalid.append(
+                            {
+                                "tenant": tenant,
+                                "collection": collection,
+                                "id": doc_id,
+                                "errors": errors,
+                            }
+                        )
+    return checked, invalid, invalid_count, seen
+
+
+def _fingerprint(plugin_id: str) -> tuple:
+    return tuple(
+        database.execute_sql(
+            "SELECT count(*), total(version), max(pk) FROM document WHERE plugin_id = ?",
+            [plugin_id],
+        ).fetchone()
+    )
+
+
+def _record_new_version(plugin: Plugin, run: MigrationRun) -> None:
+    from extframework.services import registry
+
+    manifest = run.manifest
+    names = {entry["collection"] for entry in manifest["data_schemas"]}
+    for row in Collection.select().where(
+        (Collection.plugin == plugin) & Collection.name.not_in(names)
+    ):
+        indexes.drop_indexes(plugin.plugin_id, row.name, row.indexes)
+        row.delete_instance()
+    registry.record_manifest(plugin, manifest)
+
+
+def _revoke(run: MigrationRun) -> None:
+    MigrationRun.update(credential_hash=None, credential_expires_at=None).where(
+        (MigrationRun.id == run.id) & (MigrationRun.attempts == run.attempts)
+    ).execute()
+
+
+def _still_ours(run: MigrationRun) -> bool:
+    """Tell whether this attempt is still the run's current one (no retry took over)."""
+    return (
+        MigrationRun.select()
+        .where(
+            (MigrationRun.id == run.id)
+            & (MigrationRun.attempts == run.attempts)
+            & (MigrationRun.state == "running")
+        )
+        .exists()
+    )
+
+
+def _fail(run: MigrationRun, stage: str, error: str, report: dict) -> MigrationRun:
+    with database.atomic():
+        if not _still_ours(run):
+            log.warning("migration %d: attempt %d was superseded", run.id, run.attempts)
+            return MigrationRun.get_by_id(run.id)
+        MigrationRun.update(
+            state="failed",
+            last_error=error[:ERROR_CHARS],
+            report={**report, "stage": stage, "renamed": run.report.get("renamed", [])},
+            finished_at=utcnow(),
+            credential_hash=None,
+            credential_expires_at=None,
+        ).where(MigrationRun.id == run.id).execute()
+        AuditEvent.create(
+            actor=MIGRATION_ACTOR,
+            action="plugin.migration.fail",
+            target=run.plugin.plugin_id,
+            detail={"run": run.id, "attempt": run.attempts, "stage": stage, "error": error[:500]},
+        )
+    log.warning(
+        "migration %d of %s failed (attempt %d, %s): %s",
+        run.id,
+        run.plugin.plugin_id,
+        run.attempts,
+        stage,
+        error,
+    )
+    return MigrationRun.get_by_id(run.id)
+
+
+# --- who is running what ------------------------------------------------------------------
+
+
+def is_abandoned(run: MigrationRun, *, now: datetime | None = None) -> bool:
+    """Tell whether a ``running`` attempt has no live process behind it any more.
+
+    Abandoned when its lease has passed, or when its owner ran on this host and is gone: this
+    process without the attempt in progress, or another process whose pid no longer runs
+    (or is a zombie). An owner on another host is trusted until its lease passes.
+    """
+    if run.state != "running":
+        return False
+    now = now or utcnow()
+    if run.lease_expires_at is not None and run.lease_expires_at <= now:
+        return True
+    host, _, rest = run.owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    if run.owner == owner_id():
+        with _active_lock:
+            return run.id not in _active
+    pid = int(pid_text)
+    return pid == os.getpid() or not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+# --- the credential -------------------------------------------------------------------------
+
+
+def plugin_for_credential(token: str) -> Plugin | None:
+    """Return the migrating plugin whose running attempt holds this unexpired credential."""
+    if not token.startswith(MIGRATION_TOKEN_PREFIX):
+        return None
+    run = (
+        MigrationRun.select(MigrationRun, Plugin)
+        .join(Plugin)
+        .where(
+            (MigrationRun.credential_hash == hash_secret(token))
+            & (MigrationRun.state == "running")
+            & (MigrationRun.credential_expires_at > utcnow())
+            & (Plugin.state == "migrating")
+        )
+        .first()
+    )
+    return run.plugin if run else None
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def latest_run(plugin: Plugin) -> MigrationRun | None:
+    return (
+        MigrationRun.select()
+        .where(MigrationRun.plugin == plugin)
+        .order_by(MigrationRun.id.desc())
+        .first()
+    )
+
+
+def get_run(plugin: Plugin) -> MigrationRun:
+    run = latest_run(plugin)
+    if run is None:
+        raise NotFound(f"Plugin {plugin.plugin_id!r} has never been migrated.")
+    return run
+
+
+def run_summary(run: MigrationRun) -> dict:
+    """Describe a migration run as the API, the CLI and the console show it."""
+    return {
+        "id": run.id,
+        "from_version": run.from_version,
+        "to_version": run.to_version,
+        "state": run.state,
+        "interrupted": is_abandoned(run),
+        "attempts": run.attempts,
+        "last_error": run.last_error,
+        "report": run.report,
+        "diff": run.diff,
+        "handler": {
+            "url": handler_url(run.manifest),
+            "timeout_s": run.manifest["migration"].get("timeout_s"),
+        },
+        "created_by": run.created_by,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+    }
+
+
+def status(plugin: Plugin) -> dict:
+    """Return the plugin's state, its latest migration and the earlier ones."""
+    runs = list(
+        MigrationRun.select().where(MigrationRun.plugin == plugin).order_by(MigrationRun.id.desc())
+    )
+    return {
+        "plugin_id": plugin.plugin_id,
+        "state": plugin.state,
+        "version": plugin.version,
+        "migration": run_summary(runs[0]) if runs else None,
+        "earlier": [
+            {k: v for k, v in run_summary(run).items() if k not in ("report", "diff")}
+            for run in runs[1:]
+        ],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None
