@@ -25,6 +25,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """Format a stored (naive UTC) time for JSON: ISO 8601 with a ``Z``."""
+    return value.isoformat() + "Z" if value else None
+
+
 # --- identity -----------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from flask.cli import AppGroup
 
 from extframework.db import database
 from extframework.errors import DomainError
-from extframework.services import enrolment, migrations, registry, uninstall
+from extframework.services import catalog, enrolment, migrations, registry, uninstall
 
 CLI_ACTOR = "cli"
 
@@ -107,8 +107,8 @@ def register(manifest_file: Path) -> None:
 @refusals_as_errors
 def list_plugins() -> None:
     """List plugins with their version, state and last health check."""
-    for plugin in registry.list_plugins():
-        last = registry.last_health(plugin)
+    for plugin in catalog.list_plugins():
+        last = catalog.last_health(plugin)
         health = "not checked" if last is None else ("ok" if last["ok"] else "failing")
         click.echo(
             f"{plugin.plugin_id}\t{plugin.version}\t{plugin.state}\t{health}\t{plugin.base_url}"
@@ -120,7 +120,7 @@ def list_plugins() -> None:
 @refusals_as_errors
 def show(plugin_id: str) -> None:
     """Print a plugin's registry record as JSON."""
-    summary = registry.plugin_summary(registry.get_plugin(plugin_id))
+    summary = catalog.plugin_summary(catalog.get_plugin(plugin_id))
     click.echo(json.dumps(summary, indent=2))
 
 
@@ -130,7 +130,7 @@ def _state_command(verb: str, name: str, help_text: str):
     @click.option("--reason", default="", help="Recorded with the transition.")
     @refusals_as_errors
     def command(plugin_id: str, reason: str) -> None:
-        plugin = registry.get_plugin(plugin_id)
+        plugin = catalog.get_plugin(plugin_id)
         registry.change_state(plugin, verb, actor=CLI_ACTOR, reason=reason)
         click.echo(f"{plugin_id} is now {plugin.state}.")
 
@@ -149,7 +149,7 @@ _state_command("enable", "enable", "Re-enable a disabled plugin.")
 @refusals_as_errors
 def remove(plugin_id: str, reason: str, confirm: str | None) -> None:
     """Deregister a disabled plugin, revoke its token and apply each tenant's uninstall policy."""
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     outcome = registry.change_state(
         plugin, "deregister", actor=CLI_ACTOR, reason=reason, confirm=confirm
     )
@@ -166,7 +166,7 @@ def remove(plugin_id: str, reason: str, confirm: str | None) -> None:
 @refusals_as_errors
 def uninstall_policy(plugin_id: str, tenant: str | None, policy: str | None) -> None:
     """Show each tenant's uninstall policy, or set TENANT's to POLICY (retain|archive|purge)."""
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     if tenant is not None:
         if policy is None:
             raise click.UsageError("Give the POLICY to set for TENANT.")
@@ -209,7 +209,7 @@ def restore(archive: str) -> None:
 @refusals_as_errors
 def diff(plugin_id: str, from_version: str, to_version: str) -> None:
     """Print the schema diff between two recorded versions of a plugin as JSON."""
-    result = registry.version_diff(registry.get_plugin(plugin_id), from_version, to_version)
+    result = catalog.version_diff(catalog.get_plugin(plugin_id), from_version, to_version)
     click.echo(json.dumps(result, indent=2))
 
 
@@ -236,7 +236,7 @@ def _echo_status(status: dict) -> None:
 @refusals_as_errors
 def migration_status(plugin_id: str) -> None:
     """Show a plugin's latest migration: outcome, attempts, error, invalid documents."""
-    _echo_status(migrations.status(registry.get_plugin(plugin_id)))
+    _echo_status(migrations.status(catalog.get_plugin(plugin_id)))
 
 
 @migration_cli.command("retry")
@@ -244,11 +244,11 @@ def migration_status(plugin_id: str) -> None:
 @refusals_as_errors
 def migration_retry(plugin_id: str) -> None:
     """Run another attempt of a migrating plugin's migration, here in the foreground."""
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     migrations.retry(
         plugin, actor=CLI_ACTOR, app=current_app._get_current_object(), background=False
     )
-    status = migrations.status(registry.get_plugin(plugin_id))
+    status = migrations.status(catalog.get_plugin(plugin_id))
     _echo_status(status)
     if status["state"] == "migrating":
         raise click.ClickException("The migration did not complete; the plugin stays migrating.")
@@ -259,7 +259,7 @@ def migration_retry(plugin_id: str) -> None:
 @refusals_as_errors
 def rotate_token(plugin_id: str) -> None:
     """Give a plugin a new token and print it (last line); the old one stops working."""
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     token = registry.rotate_token(plugin, actor=CLI_ACTOR)
     click.echo(f"Rotated the token of {plugin_id}; the old token no longer works.")
     click.echo(token)

@@ -9,7 +9,7 @@ import pytest
 
 from extframework.db import database
 from extframework.models import Collection, Document, ManifestVersion, MigrationRun, Plugin
-from extframework.services import migrations, registry
+from extframework.services import catalog, migrations
 from tests.support.migration_fixtures import (
     ENUM_STATUS,
     STRING_STATUS,
@@ -268,7 +268,7 @@ def test_the_migration_credential_works_only_for_its_running_attempt(
     doc = plugin_api(token).create("items", {"title": "a", "status": "OPEN"}).get_json()
     plugin_api(other_token).create("notes", {"title": "secret"})
     with app.app_context(), database.connection_context():
-        plugin = registry.get_plugin("test-plugin")
+        plugin = catalog.get_plugin("test-plugin")
         manifest = migration_manifest("2.0.0", "http://127.0.0.1:9", ENUM_STATUS)
         run, credential = migrations.begin(
             plugin, manifest, [], {}, actor="test", config=app.config

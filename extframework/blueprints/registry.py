@@ -24,7 +24,15 @@ from extframework.errors import BadRequest, DomainError, Forbidden
 from extframework.http import json_body
 from extframework.models import Plugin, Tenant
 from extframework.openapi import openapi_document
-from extframework.services import enrolment, health, lifecycle, migrations, registry, uninstall
+from extframework.services import (
+    catalog,
+    enrolment,
+    health,
+    lifecycle,
+    migrations,
+    registry,
+    uninstall,
+)
 from extframework.services.manifest import meta_schema
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
 
@@ -85,8 +93,8 @@ def _reading_plugin() -> Plugin | None:
 @bp.get("/api/registry/plugins")
 def list_plugins():
     caller = _reading_plugin()
-    plugins = [caller] if caller else registry.list_plugins()
-    summaries = [registry.plugin_summary(p, counts=False) for p in plugins]
+    plugins = [caller] if caller else catalog.list_plugins()
+    summaries = [catalog.plugin_summary(p, counts=False) for p in plugins]
     return jsonify({"plugins": summaries})
 
 
@@ -95,7 +103,7 @@ def get_plugin(plugin_id: str):
     caller = _reading_plugin()
     if caller is not None and caller.plugin_id != plugin_id:
         raise Forbidden("A plugin token reads only its own plugin's record.")
-    return jsonify(registry.plugin_summary(registry.get_plugin(plugin_id)))
+    return jsonify(catalog.plugin_summary(catalog.get_plugin(plugin_id)))
 
 
 @bp.put("/api/registry/plugins/<plugin_id>")
@@ -119,11 +127,11 @@ def change_state(plugin_id: str, verb: str):
     reason, confirm = body.get("reason", ""), body.get("confirm")
     if not isinstance(reason, str) or not isinstance(confirm, str | None):
         raise BadRequest("'reason' and 'confirm' must be strings.")
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     outcome = registry.change_state(
         plugin, verb, actor=user_actor(api_user()), reason=reason[:200], confirm=confirm
     )
-    summary = registry.plugin_summary(plugin)
+    summary = catalog.plugin_summary(plugin)
     if outcome is not None:
         summary["uninstall"] = outcome
     return jsonify(summary)
@@ -132,7 +140,7 @@ def change_state(plugin_id: str, verb: str):
 @bp.post("/api/registry/plugins/<plugin_id>/rotate-token")
 @require_api_operator
 def rotate_token(plugin_id: str):
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     token = registry.rotate_token(plugin, actor=user_actor(api_user()))
     return jsonify({"plugin_id": plugin.plugin_id, "plugin_token": token}), 200, NO_STORE
 
@@ -149,21 +157,21 @@ def set_tenants(plugin_id: str):
             "Send {'tenants': null} for every tenant or {'tenants': ['slug', ...]}.",
             errors=[{"path": "$.tenants", "message": "null or a list of tenant slugs"}],
         )
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     registry.set_tenants(plugin, slugs, actor=user_actor(api_user()))
-    return jsonify(registry.plugin_summary(plugin))
+    return jsonify(catalog.plugin_summary(plugin))
 
 
 @bp.get("/api/registry/plugins/<plugin_id>/migration")
 @require_api_operator
 def migration_status(plugin_id: str):
-    return jsonify(migrations.status(registry.get_plugin(plugin_id)))
+    return jsonify(migrations.status(catalog.get_plugin(plugin_id)))
 
 
 @bp.post("/api/registry/plugins/<plugin_id>/migration/retry")
 @require_api_operator
 def retry_migration(plugin_id: str):
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     migrations.retry(plugin, actor=user_actor(api_user()), app=current_app._get_current_object())
     location = url_for("registry.migration_status", plugin_id=plugin_id)
     return jsonify(migrations.status(plugin)), 202, {"Location": location}
@@ -174,8 +182,8 @@ def list_versions(plugin_id: str):
     caller = _reading_plugin()
     if caller is not None and caller.plugin_id != plugin_id:
         raise Forbidden("A plugin token reads only its own plugin's versions.")
-    plugin = registry.get_plugin(plugin_id)
-    return jsonify({"plugin_id": plugin_id, "versions": registry.manifest_versions(plugin)})
+    plugin = catalog.get_plugin(plugin_id)
+    return jsonify({"plugin_id": plugin_id, "versions": catalog.manifest_versions(plugin)})
 
 
 @bp.get("/api/registry/plugins/<plugin_id>/diff")
@@ -186,14 +194,14 @@ def version_diff(plugin_id: str):
     versions = request.args.get("from"), request.args.get("to")
     if not all(versions):
         raise BadRequest("Name two recorded versions: ?from=1.0.0&to=2.0.0.")
-    return jsonify(registry.version_diff(registry.get_plugin(plugin_id), *versions))
+    return jsonify(catalog.version_diff(catalog.get_plugin(plugin_id), *versions))
 
 
 @bp.put("/api/registry/plugins/<plugin_id>/tenants/<tenant>/uninstall-policy")
 @require_api_operator
 def set_uninstall_policy(plugin_id: str, tenant: str):
     body = json_body()
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     uninstall.set_policy(plugin, tenant, body.get("policy"), actor=user_actor(api_user()))
     return jsonify({"plugin_id": plugin_id, "uninstall_policies": uninstall.policies(plugin)})
 
@@ -216,7 +224,7 @@ def console():
 @bp.get("/console/plugins")
 @require_operator_page
 def console_plugins():
-    rows = [(p, registry.last_health(p)) for p in registry.list_plugins()]
+    rows = [(p, catalog.last_health(p)) for p in catalog.list_plugins()]
     return render_template("console/plugins.html", rows=rows)
 
 
@@ -224,9 +232,9 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
     return render_template(
         "console/plugin.html",
         plugin=plugin,
-        summary=registry.plugin_summary(plugin),
-        versions=registry.manifest_versions(plugin),
-        collections=registry.collections(plugin),
+        summary=catalog.plugin_summary(plugin),
+        versions=catalog.manifest_versions(plugin),
+        collections=catalog.collections(plugin),
         checks=health.recent_checks(plugin, int(current_app.config["HEALTH_HISTORY"])),
         all_tenants=list(Tenant.select().order_by(Tenant.slug)),
         storage=lifecycle.STORAGE,
@@ -241,13 +249,13 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
 @bp.get("/console/plugins/<plugin_id>")
 @require_operator_page
 def console_plugin(plugin_id: str):
-    return _render_plugin(registry.get_plugin(plugin_id))
+    return _render_plugin(catalog.get_plugin(plugin_id))
 
 
 @bp.post("/console/plugins/<plugin_id>/<any(disable, enable, deregister):verb>")
 @require_operator_page
 def console_change_state(plugin_id: str, verb: str):
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     try:
         registry.change_state(
             plugin,
@@ -266,7 +274,7 @@ def console_change_state(plugin_id: str, verb: str):
 @bp.post("/console/plugins/<plugin_id>/migration/retry")
 @require_operator_page
 def console_retry_migration(plugin_id: str):
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     try:
         run = migrations.retry(
             plugin, actor=user_actor(current_user), app=current_app._get_current_object()
@@ -281,7 +289,7 @@ def console_retry_migration(plugin_id: str):
 @bp.post("/console/plugins/<plugin_id>/uninstall-policy")
 @require_operator_page
 def console_set_uninstall_policy(plugin_id: str):
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     tenant, policy = request.form.get("tenant", ""), request.form.get("policy", "")
     try:
         uninstall.set_policy(plugin, tenant, policy, actor=user_actor(current_user))
@@ -295,19 +303,19 @@ def console_set_uninstall_policy(plugin_id: str):
 @bp.get("/console/plugins/<plugin_id>/diff")
 @require_operator_page
 def console_version_diff(plugin_id: str):
-    plugin = registry.get_plugin(plugin_id)
-    versions = registry.manifest_versions(plugin)
+    plugin = catalog.get_plugin(plugin_id)
+    versions = catalog.manifest_versions(plugin)
     names = [row["version"] for row in versions]
     old = request.args.get("from") or (names[1] if len(names) > 1 else names[0])
     new = request.args.get("to") or names[0]
-    result = registry.version_diff(plugin, old, new)
+    result = catalog.version_diff(plugin, old, new)
     return render_template("console/diff.html", plugin=plugin, versions=names, diff=result)
 
 
 @bp.post("/console/plugins/<plugin_id>/rotate-token")
 @require_operator_page
 def console_rotate_token(plugin_id: str):
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     try:
         token = registry.rotate_token(plugin, actor=user_actor(current_user))
     except DomainError as exc:
@@ -319,7 +327,7 @@ def console_rotate_token(plugin_id: str):
 @bp.post("/console/plugins/<plugin_id>/tenants")
 @require_operator_page
 def console_set_tenants(plugin_id: str):
-    plugin = registry.get_plugin(plugin_id)
+    plugin = catalog.get_plugin(plugin_id)
     slugs = None if request.form.get("scope") != "selected" else request.form.getlist("tenant")
     try:
         registry.set_tenants(plugin, slugs, actor=user_actor(current_user))

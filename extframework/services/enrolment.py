@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from extframework.db import database
 from extframework.errors import BadRequest, NotFound, Unauthorized
-from extframework.models import AuditEvent, EnrolmentKey, utcnow
+from extframework.models import AuditEvent, EnrolmentKey, iso_utc, utcnow
 from extframework.services.secrets import ENROLMENT_KEY_PREFIX, hash_secret, new_secret
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def create_key(
             actor=actor,
             action="enrolment_key.create",
             target=str(key.id),
-            detail={"uses": uses, "expires_at": _iso(key.expires_at), "label": key.label},
+            detail={"uses": uses, "expires_at": iso_utc(key.expires_at), "label": key.label},
         )
     log.info("enrolment key %s created by %s", key.id, actor)
     return key, secret
@@ -139,12 +139,8 @@ def key_summary(key: EnrolmentKey) -> dict:
         "label": key.label,
         "status": status(key),
         "uses_left": key.uses_left,
-        "expires_at": _iso(key.expires_at),
-        "revoked_at": _iso(key.revoked_at),
+        "expires_at": iso_utc(key.expires_at),
+        "revoked_at": iso_utc(key.revoked_at),
         "created_by": key.created_by,
-        "created_at": _iso(key.created_at),
+        "created_at": iso_utc(key.created_at),
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() + "Z" if value else None

@@ -4,7 +4,7 @@ import logging
 
 from extframework.db import database
 from extframework.errors import Conflict
-from extframework.models import AuditEvent, Plugin, Transition, utcnow
+from extframework.models import AuditEvent, Plugin, Transition, iso_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def history(plugin: Plugin) -> list[dict]:
     """Return the plugin's transitions, oldest first."""
     return [
         {
-            "at": t.at.isoformat() + "Z",
+            "at": iso_utc(t.at),
             "from": t.from_state,
             "to": t.to_state,
             "cause": t.cause,

@@ -25,7 +25,15 @@ from flask import Flask
 
 from extframework.db import database
 from extframework.errors import Conflict, NotFound
-from extframework.models import AuditEvent, Collection, Document, MigrationRun, Plugin, utcnow
+from extframework.models import (
+    AuditEvent,
+    Collection,
+    Document,
+    MigrationRun,
+    Plugin,
+    iso_utc,
+    utcnow,
+)
 from extframework.services import health, indexes, lifecycle, storage, tokens
 from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, hash_secret, new_secret
@@ -224,7 +232,7 @@ def retry(plugin: Plugin, *, actor: str, app: Flask, background: bool = True) ->
         if run.state == "running" and not is_abandoned(run):
             raise Conflict(
                 f"Attempt {run.attempts} of this migration is still running (process "
-                f"{run.owner}, since {_iso(run.started_at)}); wait for it to finish.",
+                f"{run.owner}, since {iso_utc(run.started_at)}); wait for it to finish.",
                 attempt=run.attempts,
             )
         last_error = run.last_error
@@ -318,7 +326,7 @@ def context(run: MigrationRun, plugin: Plugin, credential: str, config: Mapping)
         "tenants": tenants,
         "storage_url": f"{config['BASE_URL']}/api/storage",
         "credential": credential,
-        "credential_expires_at": _iso(run.credential_expires_at),
+        "credential_expires_at": iso_utc(run.credential_expires_at),
         "timeout_s": handler_timeout(run.manifest, config),
     }
 
@@ -644,9 +652,9 @@ def run_summary(run: MigrationRun) -> dict:
             "timeout_s": run.manifest["migration"].get("timeout_s"),
         },
         "created_by": run.created_by,
-        "created_at": _iso(run.created_at),
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
+        "created_at": iso_utc(run.created_at),
+        "started_at": iso_utc(run.started_at),
+        "finished_at": iso_utc(run.finished_at),
     }
 
 
@@ -665,7 +673,3 @@ def status(plugin: Plugin) -> dict:
             for run in runs[1:]
         ],
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() + "Z" if value else None

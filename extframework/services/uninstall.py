@@ -26,6 +26,7 @@ from extframework.models import (
     Installation,
     Plugin,
     Tenant,
+    iso_utc,
     utcnow,
 )
 from extframework.services import installations, lifecycle
@@ -260,7 +261,7 @@ def write_archive(plugin: Plugin, tenant: str, root: Path) -> dict:
             "tenant": tenant,
             "plugin_version": plugin.version,
             "documents": count,
-            "created_at": utcnow().isoformat() + "Z",
+            "created_at": iso_utc(utcnow()),
             "collections": [
                 {"collection": c["collection"], "schema": c["schema"]}
                 for c in plugin.manifest.get("data_schemas", [])
@@ -450,8 +451,8 @@ def list_archives(plugin_id: str | None = None) -> list[dict]:
             "documents": row.documents,
             "size_bytes": row.size_bytes,
             "created_by": row.created_by,
-            "created_at": row.created_at.isoformat() + "Z",
-            "restored_at": row.restored_at.isoformat() + "Z" if row.restored_at else None,
+            "created_at": iso_utc(row.created_at),
+            "restored_at": iso_utc(row.restored_at),
             "restored_by": row.restored_by,
         }
         for row in query
