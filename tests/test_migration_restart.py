@@ -13,10 +13,9 @@ from tests.support.migration_fixtures import (
     ENUM_STATUS,
     STRING_STATUS,
     migration_manifest,
-    start_core_at,
     wait_for,
 )
-from tests.support.processes import core_env, flask_cli, free_port
+from tests.support.processes import core_env, flask_cli, free_port, start_core
 from tests.support.registry_fixtures import passing_probe
 
 STATUSES = ["OPEN", "Closed", "done", "open", "todo"]
@@ -52,7 +51,7 @@ def test_a_core_killed_mid_migration_resumes_migrating_and_a_retry_completes_it(
     core_url = f"http://127.0.0.1:{port}"
     instance = tmp_path / "instance"
     env = core_env(instance, port)
-    core = start_core_at(tmp_path, port)
+    core = start_core(tmp_path, port=port)
     try:
         plugin = migrating_plugin(core_url, "partial-hang")
         token = provision(instance, migration_manifest("1.0.0", plugin.url, STRING_STATUS))
@@ -80,7 +79,7 @@ def test_a_core_killed_mid_migration_resumes_migrating_and_a_retry_completes_it(
         assert call["rewritten"] == 8  # half of the 16 documents that need a new status
         core.kill()
 
-        core = start_core_at(tmp_path, port)
+        core = start_core(tmp_path, port=port)
         status = flask_cli(instance, "plugins", "migration", "status", "test-plugin", env=env)
         assert status.returncode == 0, status.stderr
         assert "test-plugin is migrating at version 1.0.0" in status.stdout

@@ -14,16 +14,14 @@
 
 import copy
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from extframework.services import migrations
-from tests.support.processes import VENV_BIN, Process, core_env, flask_cli, free_port
+from tests.support.processes import Process, free_port, serve_app
 from tests.support.registry_fixtures import sample_manifest
 
 PLUGIN_SCRIPT = Path(__file__).resolve().parent / "plugins" / "migrating_plugin.py"
@@ -112,27 +110,7 @@ def migrating_plugin(tmp_path):
 @pytest.fixture
 def live_core(app):
     """Serve the test app on a loopback port; its URL becomes the app's BASE_URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    app.config["BASE_URL"] = url
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield url
-    migrations.wait_for_attempts(WAIT_S)
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-def start_core_at(tmp_path: Path, port: int, **config: object) -> Process:
-    """Start the core (gunicorn) on a given port, e.g. again after a crash, same instance."""
-    instance = tmp_path / "instance"
-    env = core_env(instance, port, **config)
-    result = flask_cli(instance, "init-db", env=env)
-    assert result.returncode == 0, result.stderr
-    return Process(
-        [str(VENV_BIN / "gunicorn"), "-w", "1", "-b", f"127.0.0.1:{port}", "app:app"],
-        port,
-        "/healthz",
-        env=env,
-        log_path=tmp_path / "core.log",
-    )
+    with serve_app(app) as url:
+        app.config["BASE_URL"] = url
+        yield url
+        migrations.wait_for_attempts(WAIT_S)

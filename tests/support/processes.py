@@ -5,10 +5,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -18,6 +22,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_app(app) -> Iterator[str]:
+    """Serve a Flask app in-process from a threaded server on a loopback port; yield its URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 20.0) -> None:
@@ -105,13 +122,16 @@ def flask_cli(instance: Path, *args: str, env: dict | None = None) -> subprocess
     )
 
 
-def start_core(tmp_path: Path, *, workers: int = 1, threads: int = 1, **config: object) -> Process:
-    """Start the core under gunicorn, with its database initialised, on a free port.
+def start_core(
+    tmp_path: Path, *, workers: int = 1, threads: int = 1, port: int | None = None, **config: object
+) -> Process:
+    """Start the core under gunicorn, with its database initialised, on a (free) port.
 
-    ``threads`` > 1 gives gthread workers (keep-alive), as ``make run`` serves.
+    ``threads`` > 1 gives gthread workers (keep-alive), as ``make run`` serves. Passing the
+    ``port`` and ``tmp_path`` of an earlier core restarts it on the same instance folder.
     """
     instance = tmp_path / "instance"
-    port = free_port()
+    port = port or free_port()
     env = core_env(instance, port, **config)
     result = flask_cli(instance, "init-db", env=env)
     assert result.returncode == 0, result.stderr

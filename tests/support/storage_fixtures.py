@@ -1,13 +1,11 @@
 """Fixtures for the storage tests: plugins registered through the registry service."""
 
-import threading
-
 import pytest
-from werkzeug.serving import make_server
 
 from extframework.db import database
 from extframework.models import Plugin
 from extframework.services import lifecycle, registry
+from tests.support.processes import serve_app
 from tests.support.registry_fixtures import STATE_PATHS, passing_probe, sample_manifest
 
 NOTES_SCHEMA = {
@@ -123,12 +121,8 @@ def plugin_api(client):
 @pytest.fixture
 def live_server(app):
     """Serve the test app from a real threaded HTTP server on a loopback port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serve_app(app) as url:
+        yield url
 
 
 def provision_in_instance(instance, plugin_id: str, data_schemas: list[dict] | None = None) -> str:
