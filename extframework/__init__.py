@@ -7,8 +7,10 @@ from pathlib import Path
 from flask import Flask
 
 from extframework import authn, cli, db
+from extframework.blueprints import auth, registry, shell, storage
 from extframework.config import load_config
 from extframework.errors import register_error_handlers
+from extframework.services import health
 from extframework.services.tokens import KeyStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,13 +55,9 @@ def configure_keys(app: Flask) -> None:
 
 def configure_health(app: Flask) -> None:
     if app.config["HEALTH_MONITOR"]:
-        from extframework.services import health
-
         health.start_monitor(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from extframework.blueprints import auth, registry, shell, storage
-
     for module in (auth, shell, registry, storage):
         app.register_blueprint(module.bp)

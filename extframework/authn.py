@@ -9,7 +9,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from extframework.errors import Forbidden, Unauthorized
 from extframework.models import Plugin
-from extframework.services import accounts, tokens
+from extframework.services import accounts, migrations, tokens
 from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, PLUGIN_TOKEN_PREFIX, hash_secret
 
 login_manager = LoginManager()
@@ -170,8 +170,6 @@ def storage_caller() -> tuple[Plugin, bool]:
     ``(plugin, True)`` while its attempt runs, it has not expired and the plugin is
     ``migrating``; anything else is 401.
     """
-    from extframework.services import migrations
-
     token = bearer_token()
     if token is not None and token.startswith(MIGRATION_TOKEN_PREFIX):
         plugin = migrations.plugin_for_credential(token)

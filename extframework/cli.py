@@ -7,6 +7,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from extframework import registry_cli
 from extframework.db import database
 from extframework.errors import DomainError
 from extframework.models import ROLES
@@ -18,8 +19,6 @@ keys_cli = AppGroup("keys", help="Manage the core's JWT signing keys.")
 
 
 def init_app(app: Flask) -> None:
-    from extframework import registry_cli
-
     for group in (users_cli, tenants_cli, keys_cli):
         app.cli.add_command(group)
     registry_cli.init_app(app)

@@ -494,7 +494,7 @@ def _fingerprint(plugin_id: str) -> tuple:
 
 
 def _record_new_version(plugin: Plugin, run: MigrationRun) -> None:
-    from extframework.services import registry
+    from extframework.services import registry  # registry imports this module
 
     manifest = run.manifest
     names = {entry["collection"] for entry in manifest["data_schemas"]}

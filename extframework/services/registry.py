@@ -29,7 +29,15 @@ from extframework.models import (
     Tenant,
     utcnow,
 )
-from extframework.services import enrolment, health, indexes, lifecycle, migrations, uninstall
+from extframework.services import (
+    enrolment,
+    health,
+    indexes,
+    lifecycle,
+    migrations,
+    schema_diff,
+    uninstall,
+)
 from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.manifest import validate_manifest
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret, new_secret
@@ -128,8 +136,6 @@ def _refuse_taken(plugin_id: str) -> Plugin | None:
 
 def _check_reattachable(previous: Plugin, manifest: dict) -> None:
     """Refuse a re-registration whose schemas break the retained data (SPEC §7's diff)."""
-    from extframework.services import schema_diff
-
     _check_version_unused(previous, manifest)
     changes = schema_diff.diff_collections(
         previous.manifest.get("data_schemas", []), manifest["data_schemas"]
@@ -245,8 +251,6 @@ def record_manifest(plugin: Plugin, manifest: dict) -> None:
 
 def update(plugin: Plugin, manifest: object, *, actor: str, probe: Probe = probe_health) -> dict:
     """Apply a newer manifest: compatible changes at once, breaking ones refused with a diff."""
-    from extframework.services import schema_diff
-
     manifest = validate_manifest(manifest)
     if manifest["plugin_id"] != plugin.plugin_id:
         raise BadRequest(
