@@ -51,3 +51,9 @@ def test_healthz_says_503_when_the_database_cannot_be_opened(tmp_path):
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
     assert response.headers["Retry-After"] == "1"
+
+
+def test_healthz_answers_200_when_the_database_does(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
