@@ -17,6 +17,8 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 tenants_cli = AppGroup("tenants", help="Manage tenants.")
 keys_cli = AppGroup("keys", help="Manage the core's JWT signing keys.")
 
+CLI_ACTOR = registry_cli.CLI_ACTOR
+
 
 def init_app(app: Flask) -> None:
     for group in (users_cli, tenants_cli, keys_cli):
@@ -52,10 +54,9 @@ def create_user(email: str, role: str, operator: bool, tenant: str, name: str) -
     password = os.environ.get("EXTFW_PASSWORD") or click.prompt(
         "Password", hide_input=True, confirmation_prompt=True
     )
-    user = accounts.create_user(email, password, role=role, operator=operator, tenant=tenant)
-    if name:
-        user.name = name
-        user.save()
+    user = accounts.create_user(
+        email, password, role=role, operator=operator, tenant=tenant, name=name, actor=CLI_ACTOR
+    )
     click.echo(f"Created user {user.email} ({role}{', operator' if operator else ''}) in {tenant}.")
 
 
@@ -68,7 +69,7 @@ def bootstrap_admin(email: str) -> None:
         click.echo("Users exist already; no admin created.")
         return
     password = os.environ.get("EXTFW_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-    accounts.create_user(email, password, role="admin", operator=True)
+    accounts.create_user(email, password, role="admin", operator=True, actor=CLI_ACTOR)
     click.echo(f"Created operator admin {email}")
     if not os.environ.get("EXTFW_ADMIN_PASSWORD"):
         click.echo(f"Its password, shown once: {password}")
@@ -80,7 +81,7 @@ def bootstrap_admin(email: str) -> None:
 @fail_on_domain_error
 def create_tenant(slug: str, name: str | None) -> None:
     """Create a tenant."""
-    tenant = accounts.create_tenant(slug, name)
+    tenant = accounts.create_tenant(slug, name, actor=CLI_ACTOR)
     click.echo(f"Created tenant {tenant.slug}.")
 
 

@@ -1,13 +1,30 @@
-"""Identity over HTTP: login pages, user tokens, and the JWKS."""
+"""Identity over HTTP: login pages, user tokens, the JWKS, and the console's people pages."""
 
 import logging
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
-from flask_login import login_user, logout_user
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_user, logout_user
 
-from extframework.authn import Identity, api_user, keystore, require_api_user
+from extframework.authn import (
+    Identity,
+    api_user,
+    keystore,
+    require_api_user,
+    require_operator_page,
+)
 from extframework.errors import BadRequest, DomainError
 from extframework.http import json_body
+from extframework.models import ROLES
 from extframework.services import accounts, tokens
 
 log = logging.getLogger(__name__)
@@ -101,3 +118,101 @@ def me():
             "authenticated_by": user.via,
         }
     )
+
+
+# --- console: users and tenants -----------------------------------------------------------
+
+
+def _console_actor() -> str:
+    return accounts.user_actor(current_user.email)
+
+
+def _render_users(error: DomainError | None = None, form: dict | None = None):
+    body = render_template(
+        "console/users.html",
+        users=accounts.list_users(),
+        tenants=accounts.list_tenants(),
+        roles=ROLES,
+        error=error,
+        form=form or {},
+    )
+    return Response(body, error.status if error else 200)
+
+
+@bp.get("/console/users")
+@require_operator_page
+def console_users():
+    return _render_users()
+
+
+@bp.post("/console/users")
+@require_operator_page
+def console_create_user():
+    form = request.form
+    try:
+        user = accounts.create_user(
+            form.get("email", ""),
+            form.get("password", ""),
+            role=form.get("role", ""),
+            operator=form.get("operator") == "on",
+            tenant=form.get("tenant", ""),
+            name=form.get("name", ""),
+            actor=_console_actor(),
+        )
+    except DomainError as exc:
+        kept = {k: form.get(k, "") for k in ("email", "name", "role", "tenant", "operator")}
+        return _render_users(exc, kept)
+    flash(f"Created user {user.email}.", "ok")
+    return redirect(url_for("auth.console_users"))
+
+
+@bp.post("/console/users/<int:user_id>/role")
+@require_operator_page
+def console_set_role(user_id: int):
+    try:
+        user = accounts.set_role(
+            user_id,
+            request.form.get("role", ""),
+            operator=request.form.get("operator") == "on",
+            actor=_console_actor(),
+        )
+    except DomainError as exc:
+        return _render_users(exc)
+    flash(f"{user.email} is now {user.role}{', operator' if user.is_operator else ''}.", "ok")
+    return redirect(url_for("auth.console_users"))
+
+
+@bp.post("/console/users/<int:user_id>/<any(deactivate, reactivate):verb>")
+@require_operator_page
+def console_set_active(user_id: int, verb: str):
+    try:
+        user = accounts.set_active(user_id, verb == "reactivate", actor=_console_actor())
+    except DomainError as exc:
+        return _render_users(exc)
+    flash(f"{user.email} is {'active' if user.is_active else 'deactivated'}.", "ok")
+    return redirect(url_for("auth.console_users"))
+
+
+def _render_tenants(error: DomainError | None = None, form: dict | None = None):
+    body = render_template(
+        "console/tenants.html", tenants=accounts.list_tenants(), error=error, form=form or {}
+    )
+    return Response(body, error.status if error else 200)
+
+
+@bp.get("/console/tenants")
+@require_operator_page
+def console_tenants():
+    return _render_tenants()
+
+
+@bp.post("/console/tenants")
+@require_operator_page
+def console_create_tenant():
+    slug, name = request.form.get("slug", "").strip(), request.form.get("name", "")
+    try:
+        tenant = accounts.create_tenant(slug, name, actor=_console_actor())
+    except DomainError as exc:
+        return _render_tenants(exc, {"slug": slug, "name": name})
+    flash(f"Created tenant {tenant.slug}.", "ok")
+    return redirect(url_for("auth.console_tenants"))

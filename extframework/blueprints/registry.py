@@ -25,6 +25,7 @@ from extframework.http import json_body
 from extframework.models import Plugin, Tenant
 from extframework.openapi import openapi_document
 from extframework.services import (
+    audit,
     catalog,
     enrolment,
     health,
@@ -377,3 +378,23 @@ def console_revoke_enrolment_key(key_id: int):
     enrolment.revoke_key(key_id, actor=user_actor(current_user))
     flash(f"Enrolment key {key_id} revoked.", "ok")
     return redirect(url_for("registry.console_enrolment_keys"))
+
+
+@bp.get("/console/audit")
+@require_operator_page
+def console_audit():
+    before = request.args.get("before", "").strip()
+    if before and not before.isdigit():
+        raise BadRequest("'before' is the id of an audit event.")
+    filters = {
+        "before": int(before) if before else None,
+        "action": request.args.get("action", "").strip() or None,
+        "target": request.args.get("target", "").strip() or None,
+    }
+    events, older = audit.recent(**filters)
+    return render_template(
+        "console/audit.html",
+        events=[audit.summary(e) for e in events],
+        older=older,
+        filters=filters,
+    )

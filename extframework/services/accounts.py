@@ -4,12 +4,13 @@ import logging
 import re
 from datetime import timedelta
 
-from peewee import IntegrityError
+from peewee import JOIN, IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from extframework.db import database
 from extframework.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
 from extframework.models import ROLES, LoginThrottle, Tenant, User, utcnow
+from extframework.services import audit
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,9 @@ DEFAULT_TENANT = "default"
 TENANT_SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD_LENGTH = 8
+MAX_NAME_LENGTH = 200
+# Who changed an account when no person or CLI is named (test fixtures, internal callers).
+SYSTEM_ACTOR = "system"
 # Checked against when the email is unknown, so both paths cost one KDF run.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
@@ -32,15 +36,27 @@ def ensure_default_tenant() -> Tenant:
     return tenant
 
 
-def create_tenant(slug: str, name: str | None = None) -> Tenant:
+def user_actor(email: str) -> str:
+    """Name a person as the actor of an audited change."""
+    return f"user:{email}"
+
+
+def create_tenant(slug: str, name: str | None = None, *, actor: str = SYSTEM_ACTOR) -> Tenant:
     if not TENANT_SLUG.match(slug) or len(slug) > 64:
         raise Invalid(
             "A tenant slug is lowercase words joined by single hyphens.",
             errors=[{"field": "slug", "message": f"{slug!r} does not match {TENANT_SLUG.pattern}"}],
         )
+    name = (name or "").strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise Invalid(
+            "The tenant's name is too long.",
+            errors=[{"field": "name", "message": f"at most {MAX_NAME_LENGTH} characters"}],
+        )
     try:
         with database.atomic():
             tenant = Tenant.create(slug=slug, name=name or slug)
+            audit.record(actor, "tenant.create", f"tenant:{slug}", {"name": tenant.name})
     except IntegrityError:
         raise Conflict(f"Tenant {slug!r} exists already.") from None
     log.info("tenant created: %s", slug)
@@ -54,6 +70,16 @@ def get_tenant(slug: str) -> Tenant:
     return tenant
 
 
+def list_tenants() -> list[Tenant]:
+    """Return every tenant by slug, each with ``user_count`` (active or not)."""
+    return list(
+        Tenant.select(Tenant, fn.COUNT(User.id).alias("user_count"))
+        .join(User, JOIN.LEFT_OUTER)
+        .group_by(Tenant.id)
+        .order_by(Tenant.slug)
+    )
+
+
 def create_user(
     email: str,
     password: str,
@@ -61,8 +87,11 @@ def create_user(
     role: str = "member",
     operator: bool = False,
     tenant: str = DEFAULT_TENANT,
+    name: str = "",
+    actor: str = SYSTEM_ACTOR,
 ) -> User:
     email = email.strip().lower()
+    name = name.strip()
     errors = []
     if not EMAIL.match(email):
         errors.append({"field": "email", "message": "an email address needs one @"})
@@ -72,6 +101,8 @@ def create_user(
         )
     if role not in ROLES:
         errors.append({"field": "role", "message": f"one of {', '.join(ROLES)}"})
+    if len(name) > MAX_NAME_LENGTH:
+        errors.append({"field": "name", "message": f"at most {MAX_NAME_LENGTH} characters"})
     if errors:
         raise Invalid("The user cannot be created.", errors=errors)
     tenant_row = get_tenant(tenant)
@@ -79,14 +110,71 @@ def create_user(
         with database.atomic():
             user = User.create(
                 email=email,
+                name=name,
                 password_hash=generate_password_hash(password),
                 role=role,
                 is_operator=operator,
                 tenant=tenant_row,
             )
+            detail = {"role": role, "operator": operator, "tenant": tenant, "name": name}
+            audit.record(actor, "user.create", f"user:{email}", detail)
     except IntegrityError:
         raise Conflict(f"A user with email {email!r} exists already.") from None
     log.info("user created: id=%s role=%s operator=%s tenant=%s", user.id, role, operator, tenant)
+    return user
+
+
+def list_users() -> list[User]:
+    """Return every user by email, with their tenant loaded."""
+    return list(User.select(User, Tenant).join(Tenant).order_by(User.email))
+
+
+def get_user(user_id: int) -> User:
+    user = User.select(User, Tenant).join(Tenant).where(User.id == user_id).first()
+    if user is None:
+        raise NotFound(f"No user with id {user_id}.")
+    return user
+
+
+def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: str) -> User:
+    """Change a user's role (and operator flag when given); refuse to drop the actor's own flag.
+
+    An operator who could remove their own flag could leave the installation with no one able
+    to open the console, so that change must come from another operator.
+    """
+    if role not in ROLES:
+        raise Invalid(
+            f"Unknown role {role!r}.",
+            errors=[{"field": "role", "message": f"one of {', '.join(ROLES)}"}],
+        )
+    with database.atomic():
+        user = get_user(user_id)
+        operator = user.is_operator if operator is None else operator
+        if user.is_operator and not operator and actor == user_actor(user.email):
+            raise Conflict("You cannot remove your own operator flag; ask another operator.")
+        if (user.role, user.is_operator) == (role, operator):
+            return user
+        detail = {"role": [user.role, role], "operator": [user.is_operator, operator]}
+        user.role, user.is_operator = role, operator
+        user.save()
+        audit.record(actor, "user.set_role", f"user:{user.email}", detail)
+    log.info("user %s: role=%s operator=%s", user.id, role, operator)
+    return user
+
+
+def set_active(user_id: int, active: bool, *, actor: str) -> User:
+    """Deactivate or reactivate a user; an inactive user cannot log in and their sessions end."""
+    with database.atomic():
+        user = get_user(user_id)
+        if not active and actor == user_actor(user.email):
+            raise Conflict("You cannot deactivate your own account; ask another operator.")
+        if user.is_active == active:
+            return user
+        user.is_active = active
+        user.save()
+        action = "user.reactivate" if active else "user.deactivate"
+        audit.record(actor, action, f"user:{user.email}")
+    log.info("user %s: active=%s", user.id, active)
     return user
 
 
