@@ -189,6 +189,13 @@ class Demo:
         self.url = self.core.url
         self.plugins: dict[str, Process] = {}
         self.users: dict[str, str] = {}
+        try:
+            self._set_up()
+        except BaseException:
+            self.stop()  # a half-built demo must not leave the core running
+            raise
+
+    def _set_up(self) -> None:
         self.admin = self.add_user("admin@example.com", role="admin", operator=True)
         self.enrolment_key = (
             self.cli("enrolment-keys", "create", "--uses", "10").strip().splitlines()[-1]
