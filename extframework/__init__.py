@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from extframework import authn, cli, db
+from extframework import authn, cli, db, registry_cli
 from extframework.blueprints import auth, registry, shell, storage
 from extframework.config import load_config
 from extframework.errors import register_error_handlers
@@ -34,6 +34,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     register_blueprints(app)
     register_error_handlers(app)
     cli.init_app(app)
+    registry_cli.init_app(app)
     configure_health(app)
     return app
 

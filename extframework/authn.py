@@ -38,6 +38,11 @@ class Identity:
         return str(self.id)
 
     @property
+    def actor(self) -> str:
+        """How audit records and transitions name this person."""
+        return accounts.user_actor(self.email)
+
+    @property
     def display_name(self) -> str:
         return self.name or self.email.split("@")[0]
 

@@ -2,12 +2,12 @@
 
 import os
 import secrets
+from functools import wraps
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from extframework import registry_cli
 from extframework.db import database
 from extframework.errors import DomainError
 from extframework.models import ROLES
@@ -17,28 +17,34 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 tenants_cli = AppGroup("tenants", help="Manage tenants.")
 keys_cli = AppGroup("keys", help="Manage the core's JWT signing keys.")
 
-CLI_ACTOR = registry_cli.CLI_ACTOR
+CLI_ACTOR = "cli"
 
 
 def init_app(app: Flask) -> None:
     for group in (users_cli, tenants_cli, keys_cli):
         app.cli.add_command(group)
-    registry_cli.init_app(app)
 
 
-def fail_on_domain_error(func):
-    """Turn a service's refusal into a one-line CLI error with a non-zero exit."""
+def refusals_as_errors(func):
+    """Turn a service's refusal into a CLI error listing each problem, with a non-zero exit."""
 
+    @wraps(func)
     def wrapper(*args, **kwargs):
         try:
             with database.connection_context():
                 return func(*args, **kwargs)
         except DomainError as exc:
-            details = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in exc.errors or [])
-            raise click.ClickException(exc.detail + (f" ({details})" if details else "")) from None
+            lines = [exc.detail]
+            for error in exc.errors or []:
+                where = error.get("path") or error.get("field") or ""
+                lines.append(f"  {where}: {error.get('message')}")
+            allowed = exc.extra.get("allowed")
+            if allowed is not None and "Allowed" not in exc.detail:
+                lines.append(f"  allowed: {', '.join(allowed) or 'none'}")
+            for change in exc.extra.get("diff") or []:
+                lines.append(f"  {change['collection']} {change['path']}: {change['kind']}")
+            raise click.ClickException("\n".join(lines)) from None
 
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
     return wrapper
 
 
@@ -48,7 +54,7 @@ def fail_on_domain_error(func):
 @click.option("--operator", is_flag=True, help="Installation-wide administrator.")
 @click.option("--tenant", default=accounts.DEFAULT_TENANT, show_default=True)
 @click.option("--name", default="", help="Display name.")
-@fail_on_domain_error
+@refusals_as_errors
 def create_user(email: str, role: str, operator: bool, tenant: str, name: str) -> None:
     """Create a user; the password comes from EXTFW_PASSWORD or a prompt."""
     password = os.environ.get("EXTFW_PASSWORD") or click.prompt(
@@ -62,7 +68,7 @@ def create_user(email: str, role: str, operator: bool, tenant: str, name: str) -
 
 @users_cli.command("bootstrap-admin")
 @click.option("--email", default="admin@example.com", show_default=True)
-@fail_on_domain_error
+@refusals_as_errors
 def bootstrap_admin(email: str) -> None:
     """Create a first operator admin when there is no user yet (EXTFW_ADMIN_PASSWORD or random)."""
     if accounts.has_users():
@@ -78,7 +84,7 @@ def bootstrap_admin(email: str) -> None:
 @tenants_cli.command("create")
 @click.argument("slug")
 @click.option("--name", default=None, help="Display name (default: the slug).")
-@fail_on_domain_error
+@refusals_as_errors
 def create_tenant(slug: str, name: str | None) -> None:
     """Create a tenant."""
     tenant = accounts.create_tenant(slug, name, actor=CLI_ACTOR)

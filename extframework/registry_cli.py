@@ -4,18 +4,14 @@ Commands that reveal a secret print it as their last line, so a script can take 
 """
 
 import json
-from functools import wraps
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from extframework.db import database
-from extframework.errors import DomainError
+from extframework.cli import CLI_ACTOR, refusals_as_errors
 from extframework.services import catalog, enrolment, migrations, registry, uninstall
-
-CLI_ACTOR = "cli"
 
 plugins_cli = AppGroup("plugins", help="Register plugins and drive their lifecycle.")
 keys_cli = AppGroup("enrolment-keys", help="Create and revoke plugin enrolment keys.")
@@ -26,29 +22,6 @@ plugins_cli.add_command(migration_cli)
 def init_app(app: Flask) -> None:
     for group in (plugins_cli, keys_cli):
         app.cli.add_command(group)
-
-
-def refusals_as_errors(func):
-    """Turn a service's refusal into a CLI error listing each problem, with a non-zero exit."""
-
-    @wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            with database.connection_context():
-                return func(*args, **kwargs)
-        except DomainError as exc:
-            lines = [exc.detail]
-            for error in exc.errors or []:
-                where = error.get("path") or error.get("field") or ""
-                lines.append(f"  {where}: {error.get('message')}")
-            allowed = exc.extra.get("allowed")
-            if allowed is not None and "Allowed" not in exc.detail:
-                lines.append(f"  allowed: {', '.join(allowed) or 'none'}")
-            for change in exc.extra.get("diff") or []:
-                lines.append(f"  {change['collection']} {change['path']}: {change['kind']}")
-            raise click.ClickException("\n".join(lines)) from None
-
-    return wrapper
 
 
 @keys_cli.command("create")

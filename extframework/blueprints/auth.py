@@ -123,10 +123,6 @@ def me():
 # --- console: users and tenants -----------------------------------------------------------
 
 
-def _console_actor() -> str:
-    return accounts.user_actor(current_user.email)
-
-
 def _render_users(error: DomainError | None = None, form: dict | None = None):
     body = render_template(
         "console/users.html",
@@ -157,7 +153,7 @@ def console_create_user():
             operator=form.get("operator") == "on",
             tenant=form.get("tenant", ""),
             name=form.get("name", ""),
-            actor=_console_actor(),
+            actor=current_user.actor,
         )
     except DomainError as exc:
         kept = {k: form.get(k, "") for k in ("email", "name", "role", "tenant", "operator")}
@@ -174,7 +170,7 @@ def console_set_role(user_id: int):
             user_id,
             request.form.get("role", ""),
             operator=request.form.get("operator") == "on",
-            actor=_console_actor(),
+            actor=current_user.actor,
         )
     except DomainError as exc:
         return _render_users(exc)
@@ -186,7 +182,7 @@ def console_set_role(user_id: int):
 @require_operator_page
 def console_set_active(user_id: int, verb: str):
     try:
-        user = accounts.set_active(user_id, verb == "reactivate", actor=_console_actor())
+        user = accounts.set_active(user_id, verb == "reactivate", actor=current_user.actor)
     except DomainError as exc:
         return _render_users(exc)
     flash(f"{user.email} is {'active' if user.is_active else 'deactivated'}.", "ok")
@@ -211,7 +207,7 @@ def console_tenants():
 def console_create_tenant():
     slug, name = request.form.get("slug", "").strip(), request.form.get("name", "")
     try:
-        tenant = accounts.create_tenant(slug, name, actor=_console_actor())
+        tenant = accounts.create_tenant(slug, name, actor=current_user.actor)
     except DomainError as exc:
         return _render_tenants(exc, {"slug": slug, "name": name})
     flash(f"Created tenant {tenant.slug}.", "ok")

@@ -42,10 +42,6 @@ bp = Blueprint("registry", __name__)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def user_actor(user) -> str:
-    return f"user:{user.email}"
-
-
 def plugin_actor(plugin: Plugin) -> str:
     return f"plugin:{plugin.plugin_id}"
 
@@ -130,7 +126,7 @@ def change_state(plugin_id: str, verb: str):
         raise BadRequest("'reason' and 'confirm' must be strings.")
     plugin = catalog.get_plugin(plugin_id)
     outcome = registry.change_state(
-        plugin, verb, actor=user_actor(api_user()), reason=reason[:200], confirm=confirm
+        plugin, verb, actor=api_user().actor, reason=reason[:200], confirm=confirm
     )
     summary = catalog.plugin_summary(plugin)
     if outcome is not None:
@@ -142,7 +138,7 @@ def change_state(plugin_id: str, verb: str):
 @require_api_operator
 def rotate_token(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
-    token = registry.rotate_token(plugin, actor=user_actor(api_user()))
+    token = registry.rotate_token(plugin, actor=api_user().actor)
     return jsonify({"plugin_id": plugin.plugin_id, "plugin_token": token}), 200, NO_STORE
 
 
@@ -159,7 +155,7 @@ def set_tenants(plugin_id: str):
             errors=[{"path": "$.tenants", "message": "null or a list of tenant slugs"}],
         )
     plugin = catalog.get_plugin(plugin_id)
-    registry.set_tenants(plugin, slugs, actor=user_actor(api_user()))
+    registry.set_tenants(plugin, slugs, actor=api_user().actor)
     return jsonify(catalog.plugin_summary(plugin))
 
 
@@ -173,7 +169,7 @@ def migration_status(plugin_id: str):
 @require_api_operator
 def retry_migration(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
-    migrations.retry(plugin, actor=user_actor(api_user()), app=current_app._get_current_object())
+    migrations.retry(plugin, actor=api_user().actor, app=current_app._get_current_object())
     location = url_for("registry.migration_status", plugin_id=plugin_id)
     return jsonify(migrations.status(plugin)), 202, {"Location": location}
 
@@ -203,7 +199,7 @@ def version_diff(plugin_id: str):
 def set_uninstall_policy(plugin_id: str, tenant: str):
     body = json_body()
     plugin = catalog.get_plugin(plugin_id)
-    uninstall.set_policy(plugin, tenant, body.get("policy"), actor=user_actor(api_user()))
+    uninstall.set_policy(plugin, tenant, body.get("policy"), actor=api_user().actor)
     return jsonify({"plugin_id": plugin_id, "uninstall_policies": uninstall.policies(plugin)})
 
 
@@ -261,7 +257,7 @@ def console_change_state(plugin_id: str, verb: str):
         registry.change_state(
             plugin,
             verb,
-            actor=user_actor(current_user),
+            actor=current_user.actor,
             reason=request.form.get("reason", ""),
             confirm=request.form.get("confirm", "").strip() or None,
         )
@@ -278,7 +274,7 @@ def console_retry_migration(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     try:
         run = migrations.retry(
-            plugin, actor=user_actor(current_user), app=current_app._get_current_object()
+            plugin, actor=current_user.actor, app=current_app._get_current_object()
         )
     except DomainError as exc:
         flash(exc.detail, "error")
@@ -293,7 +289,7 @@ def console_set_uninstall_policy(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     tenant, policy = request.form.get("tenant", ""), request.form.get("policy", "")
     try:
-        uninstall.set_policy(plugin, tenant, policy, actor=user_actor(current_user))
+        uninstall.set_policy(plugin, tenant, policy, actor=current_user.actor)
     except DomainError as exc:
         flash(exc.detail, "error")
     else:
@@ -318,7 +314,7 @@ def console_version_diff(plugin_id: str):
 def console_rotate_token(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     try:
-        token = registry.rotate_token(plugin, actor=user_actor(current_user))
+        token = registry.rotate_token(plugin, actor=current_user.actor)
     except DomainError as exc:
         flash(exc.detail, "error")
         return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
@@ -331,7 +327,7 @@ def console_set_tenants(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     slugs = None if request.form.get("scope") != "selected" else request.form.getlist("tenant")
     try:
-        registry.set_tenants(plugin, slugs, actor=user_actor(current_user))
+        registry.set_tenants(plugin, slugs, actor=current_user.actor)
     except DomainError as exc:
         flash(exc.detail, "error")
     else:
@@ -362,7 +358,7 @@ def console_create_enrolment_key():
     try:
         expires = enrolment.parse_duration(form["expires"]) if form.get("expires") else None
         _, secret = enrolment.create_key(
-            actor=user_actor(current_user),
+            actor=current_user.actor,
             uses=uses,
             expires_in=expires,
             label=form.get("label", ""),
@@ -375,7 +371,7 @@ def console_create_enrolment_key():
 @bp.post("/console/enrolment-keys/<int:key_id>/revoke")
 @require_operator_page
 def console_revoke_enrolment_key(key_id: int):
-    enrolment.revoke_key(key_id, actor=user_actor(current_user))
+    enrolment.revoke_key(key_id, actor=current_user.actor)
     flash(f"Enrolment key {key_id} revoked.", "ok")
     return redirect(url_for("registry.console_enrolment_keys"))
 
