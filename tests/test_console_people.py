@@ -8,7 +8,6 @@ import pytest
 
 from extframework.db import database
 from extframework.models import AuditEvent, Tenant, User
-from extframework.services import audit
 from tests.conftest import PASSWORD
 
 OPS = "ops@example.com"
@@ -300,12 +299,20 @@ def test_audit_page_shows_newest_first_with_compact_detail(app, client, operator
 
 def test_audit_page_filters_by_action_prefix_and_target(app, client, operator):
     with app.app_context(), database.connection_context():
-        audit.record("cli", "tenant.create", "tenant:acme", {"name": "Acme"})
-        audit.record("user:x@example.com", "user.create", "user:a@example.com")
-        audit.record("user:x@example.com", "user.deactivate", "user:a@example.com")
-        audit.record("user:x@example.com", "user.create", "user:b@example.com")
-        audit.record("plugin:demo", "plugin.transition", "demo")
-        audit.record("cli", "userx.odd", "user:a@example.com")
+        AuditEvent.create(
+            actor="cli", action="tenant.create", target="tenant:acme", detail={"name": "Acme"}
+        )
+        AuditEvent.create(
+            actor="user:x@example.com", action="user.create", target="user:a@example.com"
+        )
+        AuditEvent.create(
+            actor="user:x@example.com", action="user.deactivate", target="user:a@example.com"
+        )
+        AuditEvent.create(
+            actor="user:x@example.com", action="user.create", target="user:b@example.com"
+        )
+        AuditEvent.create(actor="plugin:demo", action="plugin.transition", target="demo")
+        AuditEvent.create(actor="cli", action="userx.odd", target="user:a@example.com")
 
     def shown(**params) -> list[str]:
         page = text(client.get("/console/audit", query_string=params))
@@ -323,7 +330,7 @@ def test_audit_page_filters_by_action_prefix_and_target(app, client, operator):
 def test_audit_page_pages_by_100_with_before(app, client, operator):
     with app.app_context(), database.connection_context():
         for i in range(250):
-            audit.record("cli", "test.event", f"t{i}", {"i": i})
+            AuditEvent.create(actor="cli", action="test.event", target=f"t{i}", detail={"i": i})
         ids = [e.id for e in AuditEvent.select().order_by(AuditEvent.id)]
     assert len(ids) == 251  # with the operator fixture's user.create
     first = text(client.get("/console/audit"))
@@ -346,8 +353,8 @@ def test_audit_page_pages_by_100_with_before(app, client, operator):
 def test_pagination_keeps_the_filter(app, client, operator):
     with app.app_context(), database.connection_context():
         for i in range(101):
-            audit.record("cli", "user.create", f"user:u{i}@example.com")
-            audit.record("cli", "tenant.create", f"tenant:t{i}")
+            AuditEvent.create(actor="cli", action="user.create", target=f"user:u{i}@example.com")
+            AuditEvent.create(actor="cli", action="tenant.create", target=f"tenant:t{i}")
     first = text(client.get("/console/audit?action=user."))
     older = re.search(r'href="([^"]+)" rel="next"', first).group(1)
     assert "action=user." in older

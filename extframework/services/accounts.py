@@ -9,8 +9,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from extframework.db import database
 from extframework.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
-from extframework.models import ROLES, LoginThrottle, Tenant, User, utcnow
-from extframework.services import audit
+from extframework.models import ROLES, AuditEvent, LoginThrottle, Tenant, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,12 @@ def create_tenant(slug: str, name: str | None = None, *, actor: str = SYSTEM_ACT
     try:
         with database.atomic():
             tenant = Tenant.create(slug=slug, name=name or slug)
-            audit.record(actor, "tenant.create", f"tenant:{slug}", {"name": tenant.name})
+            AuditEvent.create(
+                actor=actor,
+                action="tenant.create",
+                target=f"tenant:{slug}",
+                detail={"name": tenant.name},
+            )
     except IntegrityError:
         raise Conflict(f"Tenant {slug!r} exists already.") from None
     log.info("tenant created: %s", slug)
@@ -117,7 +121,9 @@ def create_user(
                 tenant=tenant_row,
             )
             detail = {"role": role, "operator": operator, "tenant": tenant, "name": name}
-            audit.record(actor, "user.create", f"user:{email}", detail)
+            AuditEvent.create(
+                actor=actor, action="user.create", target=f"user:{email}", detail=detail
+            )
     except IntegrityError:
         raise Conflict(f"A user with email {email!r} exists already.") from None
     log.info("user created: id=%s role=%s operator=%s tenant=%s", user.id, role, operator, tenant)
@@ -157,7 +163,9 @@ def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: st
         detail = {"role": [user.role, role], "operator": [user.is_operator, operator]}
         user.role, user.is_operator = role, operator
         user.save()
-        audit.record(actor, "user.set_role", f"user:{user.email}", detail)
+        AuditEvent.create(
+            actor=actor, action="user.set_role", target=f"user:{user.email}", detail=detail
+        )
     log.info("user %s: role=%s operator=%s", user.id, role, operator)
     return user
 
@@ -173,7 +181,7 @@ def set_active(user_id: int, active: bool, *, actor: str) -> User:
         user.is_active = active
         user.save()
         action = "user.reactivate" if active else "user.deactivate"
-        audit.record(actor, action, f"user:{user.email}")
+        AuditEvent.create(actor=actor, action=action, target=f"user:{user.email}")
     log.info("user %s: active=%s", user.id, active)
     return user
 

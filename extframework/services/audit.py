@@ -1,15 +1,13 @@
-"""The audit log: who did what to which target, newest first."""
+"""Reading the audit log: who did what to which target, newest first.
+
+Services write events with ``AuditEvent.create`` inside the transaction of the change.
+"""
 
 import json
 
 from extframework.models import AuditEvent, iso_utc
 
 PAGE_SIZE = 100
-
-
-def record(actor: str, action: str, target: str = "", detail: dict | None = None) -> AuditEvent:
-    """Append one event; call it inside the transaction that made the change."""
-    return AuditEvent.create(actor=actor, action=action, target=target, detail=detail or {})
 
 
 def recent(
