@@ -18,12 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 
-import requests
 from flask import Flask
 
 from extframework.db import database
 from extframework.models import HealthCheck, Lease, Plugin, utcnow
-from extframework.services import lifecycle
+from extframework.services import lifecycle, plugin_http
 
 log = logging.getLogger(__name__)
 
@@ -56,60 +55,20 @@ def probe(base_url: str, timeout_s: float) -> HealthResult:
     and reading the body as a whole.
     """
     url = health_url(base_url)
-    started = time.monotonic()
-    session = requests.Session()
-    session.trust_env = False  # plugins are reached directly, never through an env proxy
-    try:
-        with session.get(
-            url,
-            timeout=(timeout_s, timeout_s),
-            allow_redirects=False,
-            stream=True,
-            headers={"User-Agent": "extframework-health/1"},
-        ) as response:
-            read = 0
-            for chunk in response.iter_content(8192):
-                read += len(chunk)
-                if read > MAX_BODY_BYTES or time.monotonic() - started > timeout_s:
-                    break
-            elapsed = time.monotonic() - started
-            latency = round(elapsed * 1000, 1)
-            if elapsed > timeout_s:
-                detail = f"{url} gave no complete answer within {timeout_s:g} s"
-                return HealthResult(False, response.status_code, latency, detail)
-            status = f"HTTP {response.status_code} {response.reason or ''}".strip()
-            if response.status_code == 200:
-                return HealthResult(True, 200, latency, status)
-            return HealthResult(False, response.status_code, latency, f"{url} answered {status}")
-    except requests.Timeout:
-        detail = f"{url} gave no answer within {timeout_s:g} s"
-        return HealthResult(False, None, _ms(started), detail)
-    except requests.ConnectionError as exc:
-        if "timed out" in str(exc).lower():  # a read timeout while streaming the body
-            detail = f"{url} gave no complete answer within {timeout_s:g} s"
-            return HealthResult(False, None, _ms(started), detail)
-        detail = f"could not connect to {url}: {_reason(exc)}"
-        return HealthResult(False, None, _ms(started), detail[:DETAIL_CHARS])
-    except requests.RequestException as exc:
-        detail = f"{url} failed: {_reason(exc)}"
-        return HealthResult(False, None, _ms(started), detail[:DETAIL_CHARS])
-    finally:
-        session.close()
-
-
-def _ms(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 1)
-
-
-def _reason(exc: Exception) -> str:
-    """Name the innermost cause (connection refused, name not resolved) without the noise."""
-    cause: BaseException = exc
-    while cause.__context__ is not None and cause.__context__ is not cause:
-        cause = cause.__context__
-    text = str(cause) or type(cause).__name__
-    if "Connection refused" in text:
-        return "connection refused"
-    return text
+    answer = plugin_http.call(
+        "GET",
+        url,
+        timeout_s=timeout_s,
+        max_body=MAX_BODY_BYTES,
+        headers={"User-Agent": "extframework-health/1"},
+    )
+    if answer.failure:
+        detail = answer.failure[:DETAIL_CHARS]
+        return HealthResult(False, answer.status_code, answer.latency_ms, detail)
+    if answer.status_code == 200:
+        return HealthResult(True, 200, answer.latency_ms, answer.status)
+    detail = f"{url} answered {answer.status}"
+    return HealthResult(False, answer.status_code, answer.latency_ms, detail)
 
 
 # --- sweeps -------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-import requests
 from flask import Flask
 
 from extframework.db import database
@@ -34,7 +33,7 @@ from extframework.models import (
     iso_utc,
     utcnow,
 )
-from extframework.services import health, indexes, lifecycle, storage, tokens
+from extframework.services import indexes, lifecycle, plugin_http, storage, tokens
 from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, hash_secret, new_secret
 
@@ -335,52 +334,26 @@ def call_handler(
     url: str, request_jwt: str, credential: str, body: dict, timeout_s: float
 ) -> tuple[bool, int | None, str]:
     """POST the context to the handler; only a 200 within the timeout is a success."""
-    started = time.monotonic()
-    session = requests.Session()
-    session.trust_env = False  # plugins are reached directly, never through an env proxy
-    try:
-        with session.post(
-            url,
-            json=body,
-            headers={
-                "Authorization": f"Bearer {request_jwt}",
-                "X-Migration-Token": credential,
-                "User-Agent": "extframework-migration/1",
-            },
-            timeout=(min(timeout_s, 10.0), timeout_s),
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            data = b""
-            for chunk in response.iter_content(8192):
-                data += chunk
-                if len(data) > MAX_RESPONSE_BYTES or time.monotonic() - started > timeout_s:
-                    break
-            if time.monotonic() - started > timeout_s:
-                return (
-                    False,
-                    response.status_code,
-                    f"{url} gave no complete answer within " + (f"{timeout_s:g} s"),
-                )
-            if response.status_code == 200:
-                return True, 200, "HTTP 200"
-            excerpt = data[:BODY_EXCERPT_CHARS].decode("utf-8", "replace").strip()
-            status = f"HTTP {response.status_code} {response.reason or ''}".strip()
-            return (
-                False,
-                response.status_code,
-                f"{url} answered {status}" + (f": {excerpt}" if excerpt else ""),
-            )
-    except requests.Timeout:
-        return False, None, f"{url} gave no answer within {timeout_s:g} s"
-    except requests.ConnectionError as exc:
-        if "timed out" in str(exc).lower():
-            return False, None, f"{url} gave no complete answer within {timeout_s:g} s"
-        return False, None, f"could not connect to {url}: {health._reason(exc)}"
-    except requests.RequestException as exc:
-        return False, None, f"{url} failed: {health._reason(exc)}"
-    finally:
-        session.close()
+    answer = plugin_http.call(
+        "POST",
+        url,
+        timeout_s=timeout_s,
+        connect_timeout_s=min(timeout_s, 10.0),
+        max_body=MAX_RESPONSE_BYTES,
+        json=body,
+        headers={
+            "Authorization": f"Bearer {request_jwt}",
+            "X-Migration-Token": credential,
+            "User-Agent": "extframework-migration/1",
+        },
+    )
+    if answer.failure:
+        return False, answer.status_code, answer.failure
+    if answer.status_code == 200:
+        return True, 200, "HTTP 200"
+    excerpt = answer.body[:BODY_EXCERPT_CHARS].decode("utf-8", "replace").strip()
+    detail = f"{url} answered {answer.status}" + (f": {excerpt}" if excerpt else "")
+    return False, answer.status_code, detail
 
 
 def check_and_finish(run: MigrationRun) -> MigrationRun:
