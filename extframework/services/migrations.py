@@ -94,7 +94,7 @@ def begin(
     """Enter ``migrating``, stage the new collections and record the run; return it and the
     plaintext credential of its first attempt (launch() it after this commits)."""
     credential = new_secret(MIGRATION_TOKEN_PREFIX)
-    expires, lease = _deadlines(handler_timeout(manifest, config))
+    attempt = _attempt(credential, handler_timeout(manifest, config))
     with database.atomic("IMMEDIATE"):
         lifecycle.transition(
             plugin,
@@ -110,12 +110,9 @@ def begin(
             to_version=manifest["version"],
             manifest=manifest,
             diff=diff,
-            credential_hash=hash_secret(credential),
-            credential_expires_at=expires,
-            owner=owner_id(),
-            lease_expires_at=lease,
             created_by=actor,
             report={"renamed": moved},
+            **attempt,
         )
         AuditEvent.create(
             actor=actor,
@@ -165,17 +162,19 @@ def stage_collections(plugin: Plugin, manifest: dict, renames: dict[str, str]) -
     return moved
 
 
-def _deadlines(timeout_s: float) -> tuple[datetime, datetime]:
-    """Return when an attempt's credential expires and when its lease does.
+def _attempt(credential: str, timeout_s: float) -> dict:
+    """Return the run's columns that hand one attempt, with this credential, to this process.
 
     Reading a slow answer can take up to twice the timeout (the wait for the first byte, then
-    the body), so the lease, after which a retry may start elsewhere, is longer.
+    the body), so the lease, after which a retry may start elsewhere, outlasts the credential.
     """
     now = utcnow()
-    return (
-        now + timedelta(seconds=timeout_s + CREDENTIAL_SLACK_S),
-        now + timedelta(seconds=2 * timeout_s + CREDENTIAL_SLACK_S),
-    )
+    return {
+        "credential_hash": hash_secret(credential),
+        "credential_expires_at": now + timedelta(seconds=timeout_s + CREDENTIAL_SLACK_S),
+        "owner": owner_id(),
+        "lease_expires_at": now + timedelta(seconds=2 * timeout_s + CREDENTIAL_SLACK_S),
+    }
 
 
 def launch(app: Flask, run_id: int, credential: str) -> threading.Thread:
@@ -241,17 +240,13 @@ def retry(plugin: Plugin, *, actor: str, app: Flask, background: bool = True) ->
                 f"({run.owner}) stopped before it finished"
             )
         now = utcnow()
-        expires, lease = _deadlines(handler_timeout(run.manifest, app.config))
         MigrationRun.update(
             state="running",
             attempts=run.attempts + 1,
             last_error=last_error,
-            credential_hash=hash_secret(credential),
-            credential_expires_at=expires,
-            owner=owner_id(),
-            lease_expires_at=lease,
             started_at=now,
             finished_at=None,
+            **_attempt(credential, handler_timeout(run.manifest, app.config)),
         ).where(MigrationRun.id == run.id).execute()
         AuditEvent.create(
             actor=actor,
