@@ -213,3 +213,16 @@ def test_connections_are_pooled(ctx, shell_plugin, stub_plugin):
         call(ctx, target)
     assert proxy.http_session() is proxy.http_session()
     assert len({c.client_port for c in stub_plugin.calls}) == 1
+
+
+def test_a_cookie_a_plugin_sets_never_travels_with_a_later_call(ctx, shell_plugin, stub_plugin):
+    """One pooled session serves every user: it must not become a shared cookie jar."""
+    shell_plugin(base_url=stub_plugin.url)
+    stub_plugin.reply("GET", "/notes", headers={"Set-Cookie": "sid=ada-secret; Path=/"})
+    target = proxy.resolve("notes", "GET", "/notes", role="member", tenant="default")
+    call(ctx, target)
+    other = proxy.Caller(
+        user_id=8, name="Bob", email="bob@example.com", tenant="default", role="member"
+    )
+    call(ctx, target, caller=other)
+    assert [c.headers.get("Cookie") for c in stub_plugin.calls] == [None, None]

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import quote, urljoin
 
 import requests
@@ -160,6 +161,9 @@ def http_session() -> requests.Session:
             if session is None:
                 session = requests.Session()
                 session.trust_env = False  # never route plugin calls through a proxy
+                # One session serves every user: a cookie one call receives must never travel
+                # with the next (the browser's session with the shell is the only session).
+                session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
                 adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
