@@ -9,7 +9,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from extframework.errors import Forbidden, Unauthorized
 from extframework.models import Plugin
-from extframework.services import accounts, migrations, tokens
+from extframework.services import accounts, catalog, migrations, tokens
 from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, PLUGIN_TOKEN_PREFIX, hash_secret
 
 login_manager = LoginManager()
@@ -152,20 +152,24 @@ def require_operator_page(view):
     return wrapper
 
 
-def require_plugin():
-    """Return the plugin whose token is the bearer; user JWTs and request JWTs get 401."""
+def _plugin_token_hash() -> str:
     token = bearer_token()
     if token is None:
         raise Unauthorized("Send the plugin token as 'Authorization: Bearer <plugin token>'.")
     if not token.startswith(PLUGIN_TOKEN_PREFIX):
         raise Unauthorized("This endpoint takes a plugin token, not a user or request JWT.")
-    # Raw SQL: this runs on every storage call, and building the query costs more than running it.
-    plugin = next(
-        iter(Plugin.raw("SELECT * FROM plugin WHERE token_hash = ?", hash_secret(token))), None
-    )
+    return hash_secret(token)
+
+
+def _known(plugin: Plugin | None) -> Plugin:
     if plugin is None:
         raise Unauthorized("The plugin token is unknown, rotated out, or revoked.")
     return plugin
+
+
+def require_plugin() -> Plugin:
+    """Return the whole record of the plugin whose token is the bearer; JWTs get 401."""
+    return _known(Plugin.get_or_none(Plugin.token_hash == _plugin_token_hash()))
 
 
 def storage_caller() -> tuple[Plugin, bool]:
@@ -183,4 +187,4 @@ def storage_caller() -> tuple[Plugin, bool]:
                 "The migration credential is unknown, expired, or revoked (its attempt ended)."
             )
         return plugin, True
-    return require_plugin(), False
+    return _known(catalog.serving_plugin_by_token(_plugin_token_hash())), False

@@ -1,5 +1,6 @@
 """The registry's read side: plugin records as the API, the console and the CLI show them."""
 
+from extframework.db import database
 from extframework.errors import NotFound
 from extframework.models import (
     Collection,
@@ -19,6 +20,32 @@ def get_plugin(plugin_id: str) -> Plugin:
     if plugin is None:
         raise NotFound(f"No plugin {plugin_id!r} is registered.")
     return plugin
+
+
+# Every storage call and every proxied view looks a plugin up. They need only these columns:
+# loading the whole row also parses its manifest JSON and four timestamps, which costs several
+# times what the query does. The rows they give are for reading, never for save().
+_SERVING_COLUMNS = ("id", "plugin_id", "name", "base_url", "state", "restricted")
+_SERVING_SQL = "SELECT " + ", ".join(_SERVING_COLUMNS) + " FROM plugin WHERE {} = ?"
+
+
+def _serving(column: str, value: str) -> Plugin | None:
+    row = database.execute_sql(_SERVING_SQL.format(column), (value,)).fetchone()
+    if row is None:
+        return None
+    plugin = Plugin(**dict(zip(_SERVING_COLUMNS, row, strict=True)))
+    plugin.restricted = bool(plugin.restricted)
+    return plugin
+
+
+def serving_plugin(plugin_id: str) -> Plugin | None:
+    """The plugin's identity and state, read cheaply (see ``_SERVING_COLUMNS``)."""
+    return _serving("plugin_id", plugin_id)
+
+
+def serving_plugin_by_token(token_hash: str) -> Plugin | None:
+    """The plugin holding this token, read cheaply (see ``_SERVING_COLUMNS``)."""
+    return _serving("token_hash", token_hash)
 
 
 def list_plugins() -> list[Plugin]:

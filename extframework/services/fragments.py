@@ -13,6 +13,8 @@ pass over the form tags of its (well-formed, escaped) output then
 """
 
 import re
+from collections.abc import Callable
+from contextvars import ContextVar
 from html import escape
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -87,19 +89,41 @@ URL_ATTRIBUTES = {("a", "href"), ("img", "src"), ("form", "action")}
 ID_REFERENCES = {"for", "headers", "aria-labelledby", "aria-describedby", "aria-controls"}
 
 
-def sanitize(html: str, attribute_filter=None) -> str:
-    """Strip everything from plugin markup that could run script or escape the allow-list."""
-    return nh3.clean(
-        html,
-        attribute_filter=attribute_filter,
-        tags=ALLOWED_TAGS,
-        clean_content_tags={"script", "style", "template", "noscript", "title"},
-        generic_attribute_prefixes={"data-"},
-        attributes=ALLOWED_ATTRIBUTES,
-        url_schemes=URL_SCHEMES,
-        strip_comments=True,
-        link_rel="noopener noreferrer",
-    )
+# The attribute filter of the fragment being processed (this thread's, via a context variable):
+# the cleaner is built once, because nh3 converts its allow-lists on every ``nh3.clean`` call
+# (about as long as the cleaning itself) but takes the filter only at construction.
+_attribute_filter: ContextVar[Callable[[str, str, str], str | None]] = ContextVar(
+    "fragment_attribute_filter"
+)
+
+
+def _filter_attribute(tag: str, name: str, value: str) -> str | None:
+    return _attribute_filter.get()(tag, name, value)
+
+
+_CLEANER = nh3.Cleaner(
+    tags=ALLOWED_TAGS,
+    clean_content_tags={"script", "style", "template", "noscript", "title"},
+    generic_attribute_prefixes={"data-"},
+    attributes=ALLOWED_ATTRIBUTES,
+    url_schemes=URL_SCHEMES,
+    strip_comments=True,
+    link_rel="noopener noreferrer",
+    attribute_filter=_filter_attribute,
+)
+
+
+def sanitize(html: str, attribute_filter: Callable[[str, str, str], str | None]) -> str:
+    """Strip everything from plugin markup that could run script or escape the allow-list.
+
+    ``attribute_filter`` sees each allowed attribute (after the URL scheme check) and returns
+    its new value, or None to drop it.
+    """
+    reset = _attribute_filter.set(attribute_filter)
+    try:
+        return _CLEANER.clean(html)
+    finally:
+        _attribute_filter.reset(reset)
 
 
 def proxy_prefix(plugin_id: str) -> str:

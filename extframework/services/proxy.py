@@ -18,7 +18,7 @@ from requests.adapters import HTTPAdapter
 
 from extframework.errors import Forbidden, NotFound, Unavailable
 from extframework.models import Plugin, Route
-from extframework.services import fragments, tokens
+from extframework.services import catalog, fragments, tokens
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
@@ -110,15 +110,14 @@ def _specificity(route: Route) -> int:
     return sum(1 for s in _segments(route.path) if not s.startswith(":"))
 
 
-# Route lookup runs on every proxied request: plain statements, no query building.
-_PLUGIN_SQL = "SELECT * FROM plugin WHERE plugin_id = ?"
+# Route lookup runs on every proxied request: a plain statement, no query building.
 _ROUTES_SQL = "SELECT * FROM route WHERE plugin_id = ? AND method = ?"
 
 
 def resolve(plugin_id: str, method: str, path: str, *, role: str, tenant: str) -> Target:
     """Find the declared route a person may call, or raise why not (404, 503, 403)."""
     method = "GET" if method.upper() == "HEAD" else method.upper()
-    plugin = next(iter(Plugin.raw(_PLUGIN_SQL, plugin_id)), None)
+    plugin = catalog.serving_plugin(plugin_id)
     if plugin is None or plugin.state == "deregistered" or not _installed(plugin, tenant):
         raise NotFound(f"No plugin {plugin_id!r} is available to you.")
     if plugin.state != SERVED_STATE:
@@ -214,14 +213,13 @@ def forward(
     method = "GET" if method.upper() == "HEAD" else method.upper()
     started = time.monotonic()
     try:
-        response = http_session().request(
-            method,
-            url,
-            headers=headers,
-            data=form if method != "GET" else None,
-            timeout=(timeout_s, timeout_s),
-            allow_redirects=False,
-            stream=True,
+        # Prepared and sent directly: Session.request would also merge environment settings,
+        # session headers and cookies this call does not use (about 0.1 ms per view).
+        prepared = requests.Request(
+            method, url, headers=headers, data=form if method != "GET" else None
+        ).prepare()
+        response = http_session().send(
+            prepared, timeout=(timeout_s, timeout_s), allow_redirects=False, stream=True
         )
     except requests.Timeout:
         return _fault(target, method, "timeout", timeout_s=timeout_s)
