@@ -1,10 +1,13 @@
 """The core's own schema upgrades: versioned, append-only, never losing rows."""
 
+import os
+import time
+
 from peewee import CharField
 from playhouse.migrate import SqliteMigrator, migrate
 
 from extframework import create_app, db
-from extframework.models import User
+from extframework.models import Tenant, User
 
 
 def test_a_new_upgrade_step_keeps_existing_rows(app, make_user, monkeypatch):
@@ -57,3 +60,39 @@ def test_healthz_answers_200_when_the_database_does(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
+
+
+def test_write_transactions_of_two_processes_take_turns(app, tmp_path):
+    """A worker's write waits on the instance's write lock while another process holds it."""
+    released = tmp_path / "child-released"
+    read_end, write_end = os.pipe()
+    with app.app_context(), db.database.connection_context():
+        pid = os.fork()
+        if pid == 0:  # the child: take the lock, say so, hold it, note the release
+            status = 1
+            try:
+                db.database.close_all()  # never share the parent's SQLite connections
+                db.database.connect()
+                with db.write_transaction():
+                    os.write(write_end, b"x")
+                    time.sleep(0.3)
+                    released.touch()
+                status = 0
+            finally:
+                os._exit(status)
+        assert os.read(read_end, 1) == b"x"
+        with db.write_transaction():
+            holder_was_done = released.exists()
+        _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert holder_was_done
+
+
+def test_a_write_transaction_inside_a_transaction_nests_without_queuing(app):
+    """An open transaction may already hold SQLite's lock: queuing then could deadlock."""
+    with app.app_context(), db.database.connection_context():
+        lock, _ = db._write_lock()
+        with db.database.atomic(), db.write_transaction():
+            assert not lock.locked()
+            Tenant.create(slug="nested", name="Nested")
+        assert Tenant.select().where(Tenant.slug == "nested").count() == 1

@@ -17,7 +17,7 @@ from datetime import datetime
 from jsonschema import Draft202012Validator, validators
 from peewee import OperationalError, fn
 
-from extframework.db import database
+from extframework.db import database, write_transaction
 from extframework.errors import (
     BadRequest,
     Conflict,
@@ -297,7 +297,7 @@ def _load(ns: Namespace, doc_id: str) -> Document:
 def _write(query, params: list | None = None) -> int:
     """Run one write in its own transaction; raw SQL (with params) or a Peewee query."""
     try:
-        with database.atomic():
+        with write_transaction():
             if params is None:
                 return query.execute()
             return database.execute_sql(query, params).rowcount
