@@ -62,24 +62,26 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(init_db_command)
 
 
-_write_locks: dict[tuple[int, str], tuple[threading.Lock, int | None]] = {}
-_write_locks_guard = threading.Lock()
+_write_queue: tuple[int, str, threading.Lock, int | None] | None = None
+_write_queue_guard = threading.Lock()
 
 
 def _write_lock() -> tuple[threading.Lock, int | None]:
     """This process's lock and lock-file descriptor for the current database file."""
-    key = (os.getpid(), database.database)  # a forked worker opens its own descriptor
-    found = _write_locks.get(key)
-    if found is None:
-        with _write_locks_guard:
-            found = _write_locks.get(key)
-            if found is None:
-                path = database.database
-                fd = None
+    global _write_queue
+    current = _write_queue
+    path = database.database
+    if current is None or current[:2] != (os.getpid(), path):
+        with _write_queue_guard:
+            current = _write_queue
+            if current is None or current[:2] != (os.getpid(), path):
+                if current is not None and current[0] == os.getpid() and current[3] is not None:
+                    os.close(current[3])  # the app was re-initialised on another file
+                fd = None  # a forked worker opens its own descriptor: flock is per descriptor
                 if path and path != ":memory:" and not path.startswith("file:"):
                     fd = os.open(path + "-writelock", os.O_RDWR | os.O_CREAT, 0o600)
-                found = _write_locks[key] = (threading.Lock(), fd)
-    return found
+                current = _write_queue = (os.getpid(), path, threading.Lock(), fd)
+    return current[2], current[3]
 
 
 @contextmanager
