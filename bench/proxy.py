@@ -164,13 +164,7 @@ def main() -> None:
                 "base_url": static.url,
                 "menu_items": [{"id": "items", "label": "Items", "view": {"path": "/items"}}],
             }
-            response = requests.post(
-                demo.url + "/api/registry/plugins",
-                json=manifest,
-                headers={"Authorization": f"Bearer {demo.enrolment_key}"},
-                timeout=10,
-            )
-            assert response.status_code == 201, response.text
+            demo.register(manifest)
             notebook = demo.start_python_plugin()
             tasks = demo.start_node_plugin()
             for plugin_id in ("static", "notebook", "tasks"):

@@ -201,13 +201,7 @@ def test_fragment_payloads_run_nothing_in_the_shell(as_user, demo, browser, tmp_
             "base_url": hostile.url,
             "menu_items": [{"id": "page", "label": "Payload", "view": {"path": "/page"}}],
         }
-        response = requests.post(
-            f"{demo.url}/api/registry/plugins",
-            json=manifest,
-            headers={"Authorization": f"Bearer {demo.enrolment_key}"},
-            timeout=10,
-        )
-        assert response.status_code == 201, response.text
+        demo.register(manifest)
         demo.wait_for_state("hostile", "active")
 
         page = as_user("member@example.com")

@@ -263,6 +263,16 @@ class Demo:
         self.plugins["tasks"] = process
         return process
 
+    def register(self, manifest: dict) -> None:
+        """Register a plugin the way a plugin does on start: its manifest, the enrolment key."""
+        response = requests.post(
+            self.url + "/api/registry/plugins",
+            json=manifest,
+            headers={"Authorization": f"Bearer {self.enrolment_key}"},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+
     def plugin(self, plugin_id: str) -> dict:
         response = self.api.get(f"{self.url}/api/registry/plugins/{plugin_id}", timeout=10)
         return response.json() if response.status_code == 200 else {}
