@@ -42,6 +42,7 @@ test: $(VENV)/.test $(NODE_DEPS) /usr/bin/chromium lint
 bench: $(VENV)/.test
 	$(PY) bench/storage.py
 	$(PY) bench/proxy.py
+	$(PY) bench/shell_cpu.py
 
 clean:
 	rm -rf $(VENV) tests/node/node_modules examples/node-plugin/node_modules

@@ -1,0 +1,191 @@
+"""Shell CPU benchmark: instructions the core executes per request, counted by callgrind.
+
+    .venv/bin/python bench/shell_cpu.py [--requests 100]
+
+The loopback benchmarks time whole requests on a shared VM whose speed wanders by 2x within
+minutes; this one counts the instructions the core itself executes per request with valgrind's
+callgrind, which repeats to within 0.1 % whatever else the machine is doing. Use it to judge a
+change to the shell's hot path: run it before and after.
+
+The core runs in-process under the Flask test client (its instructions are counted); the plugin
+is a separate process serving a fixed fragment (its instructions are not). Each figure is
+(count after warm-up + N requests - count after warm-up) / N, so start-up cancels out. Both
+signing keys are made before counting (key generation's cost is random).
+
+Instructions are not time: RSA arithmetic runs many instructions per cycle, Python far fewer.
+The timed benchmark, ``bench/proxy.py``, stays the measure of the goals.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WARM_UP = 20
+PASSWORD = "correct horse battery"
+FRAGMENT = "<h1>Static</h1>" + "".join(
+    f'<p>Row {i}: <a href="/items/{i}">item {i}</a></p>' for i in range(20)
+)
+CASES = [  # label, key algorithm, path
+    ("/healthz (Flask, one SELECT)", "RS256", "/healthz"),
+    ("/ (session, user, menu, layout)", "RS256", "/"),
+    ("view, RS256 key (the default)", "RS256", "/plugin-proxy/static/items"),
+    ("view, ES256 key", "ES256", "/plugin-proxy/static/items"),
+]
+
+
+def serve_fragment(port: int) -> None:
+    """The plugin: a fixed fragment for every GET (``shell_cpu.py --serve PORT``)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = FRAGMENT.encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def make_app(instance: Path, database: Path, algorithm: str):
+    from extframework import create_app
+
+    return create_app(
+        {
+            "DATABASE": str(database),
+            "BASE_URL": "http://core.bench",
+            "HEALTH_MONITOR": False,
+            "JWT_ALGORITHM": algorithm,
+            "LOG_LEVEL": "WARNING",
+        },
+        instance_path=str(instance),
+    )
+
+
+def run_requests(instance: Path, algorithm: str, plugin_url: str, path: str, count: int) -> None:
+    """The counted process: a fresh database, a logged-in admin, then ``count`` requests."""
+    from extframework import db
+    from extframework.models import Plugin, Route
+    from extframework.services import accounts
+
+    with tempfile.TemporaryDirectory(prefix="extfw-cpu-") as tmp:
+        app = make_app(instance, Path(tmp) / "core.sqlite3", algorithm)
+        with app.app_context():
+            db.upgrade()
+            accounts.create_user(
+                "admin@example.com", PASSWORD, role="admin", operator=True, tenant="default"
+            )
+            plugin = Plugin.create(
+                plugin_id="static",
+                name="Static",
+                version="1.0.0",
+                base_url=plugin_url,
+                state="active",
+                manifest={},
+            )
+            Route.create(
+                plugin=plugin,
+                menu_id="items",
+                label="Items",
+                method="GET",
+                path="/items",
+                role="viewer",
+            )
+        client = app.test_client()
+        page = client.get("/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        form = {"csrf_token": csrf, "email": "admin@example.com", "password": PASSWORD}
+        client.post("/login", data=form)
+        for _ in range(count):
+            response = client.get(path)
+            if response.status_code != 200:
+                raise SystemExit(f"{path} answered {response.status_code}")
+
+
+def count_instructions(args: list[str]) -> int:
+    """Run this script under callgrind with ``args``; return the instructions it executed."""
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        + [sys.executable, __file__, *args],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+    )
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind run {args} failed:\n{result.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=100, help="counted requests per case")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    from tests.support.processes import Process, free_port
+
+    with tempfile.TemporaryDirectory(prefix="extfw-cpu-") as tmp:
+        instances = {}
+        for algorithm in sorted({case[1] for case in CASES}):
+            instances[algorithm] = Path(tmp) / algorithm
+            make_app(instances[algorithm], Path(tmp) / f"{algorithm}.sqlite3", algorithm)
+        port = free_port()
+        plugin = Process([sys.executable, __file__, "--serve", str(port)], port, "/")
+        try:
+            runs = []
+            for _, algorithm, path in CASES:
+                for count in (WARM_UP, WARM_UP + args.requests):
+                    runs.append(
+                        ["--child", str(instances[algorithm]), algorithm, plugin.url, path]
+                        + [str(count)]
+                    )
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                totals = list(pool.map(count_instructions, runs))
+        finally:
+            plugin.stop()
+    per_request = {
+        case[0]: (totals[2 * i + 1] - totals[2 * i]) / args.requests for i, case in enumerate(CASES)
+    }
+    floor = per_request[CASES[0][0]]
+    print(
+        f"shell CPU benchmark: instructions per request (callgrind), "
+        f"{args.requests} requests after {WARM_UP} warm-up"
+    )
+    print(f"{'request':34} {'instructions':>14} {'vs /healthz':>12}")
+    for label, value in per_request.items():
+        print(f"{label:34} {value:14,.0f} {value / floor:12.1f}")
+    rs256, es256 = per_request[CASES[2][0]], per_request[CASES[3][0]]
+    home = per_request[CASES[1][0]]
+    print(
+        f"the RS256 signature is {(rs256 - es256) / rs256:.0%} of a view's instructions; "
+        f"the proxy part of an ES256 view (view - home) is {es256 - home:,.0f}"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        serve_fragment(int(sys.argv[2]))
+    elif len(sys.argv) == 7 and sys.argv[1] == "--child":
+        _, _, instance, algorithm, url, path, count = sys.argv
+        run_requests(Path(instance), algorithm, url, path, int(count))
+    else:
+        main()
