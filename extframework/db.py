@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 import click
 from flask import Flask
-from peewee import IntegerField, Model
+from peewee import BooleanField, IntegerField, Model
+from playhouse.migrate import SqliteMigrator, migrate
 from playhouse.pool import PooledSqliteDatabase
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,19 @@ def _migration_1() -> None:
     database.create_tables(ALL_MODELS)
 
 
+def _migration_2() -> None:
+    """``installation.available``: restricting a plugin keeps a dropped tenant's row (its policy).
+
+    Step 1 creates the current tables, so a new database already has the column.
+    """
+    if "available" not in {column.name for column in database.get_columns("installation")}:
+        migrator = SqliteMigrator(database)
+        migrate(migrator.add_column("installation", "available", BooleanField(default=True)))
+
+
 # Append-only: each entry upgrades the previous version's tables without losing rows
 # (use playhouse.migrate for columns). Never edit a step that has shipped.
-MIGRATIONS: list[Callable[[], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[], None]] = [_migration_1, _migration_2]
 
 
 def current_version() -> int:

@@ -150,11 +150,16 @@ class HealthCheck(BaseModel):
 
 
 class Installation(BaseModel):
-    """A plugin in a tenant; carries that tenant's uninstall policy."""
+    """A plugin in a tenant; carries that tenant's uninstall policy.
+
+    ``available`` matters only while the plugin is restricted: False keeps the row (and the
+    policy) of a tenant the plugin was taken away from.
+    """
 
     plugin = ForeignKeyField(Plugin, backref="installations", on_delete="CASCADE")
     tenant = ForeignKeyField(Tenant, backref="installations", on_delete="CASCADE")
     uninstall_policy = CharField(default="retain")
+    available = BooleanField(default=True)
     installed_at = DateTimeField(default=utcnow)
 
     class Meta:

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from extframework import db
 from tests.support.processes import ROOT, VENV_BIN, flask_cli
 
 
@@ -26,7 +27,9 @@ def test_init_db_is_idempotent_and_keeps_data(instance):
     assert again.returncode == 0 and "up to date" in again.stdout
     with sqlite3.connect(instance / "extframework.sqlite3") as conn:
         assert conn.execute("SELECT email FROM user").fetchall() == [("a@example.com",)]
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+            (len(db.MIGRATIONS),)
+        ]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

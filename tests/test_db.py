@@ -7,7 +7,7 @@ from peewee import CharField
 from playhouse.migrate import SqliteMigrator, migrate
 
 from extframework import create_app, db
-from extframework.models import Tenant, User
+from extframework.models import Installation, Plugin, Tenant, User
 
 
 def test_a_new_upgrade_step_keeps_existing_rows(app, make_user, monkeypatch):
@@ -16,15 +16,35 @@ def test_a_new_upgrade_step_keeps_existing_rows(app, make_user, monkeypatch):
     def add_column():
         migrate(SqliteMigrator(db.database).add_column("user", "nickname", CharField(default="")))
 
+    shipped = len(db.MIGRATIONS)
     monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, add_column])
     with app.app_context():
         before, after = db.upgrade()
-        assert (before, after) == (1, 2)
-        assert db.upgrade() == (2, 2)
+        assert (before, after) == (shipped, shipped + 1)
+        assert db.upgrade() == (shipped + 1, shipped + 1)
         with db.database.connection_context():
             rows = db.database.execute_sql("SELECT email, nickname FROM user").fetchall()
-            assert db.current_version() == 2
+            assert db.current_version() == shipped + 1
     assert rows == [("kept@example.com", "")]
+
+
+def test_version_2_adds_installation_available_and_keeps_every_installation(app):
+    """A version-1 database (no ``available`` column) upgrades with its rows available."""
+    with app.app_context(), db.database.connection_context():
+        tenant = Tenant.get(Tenant.slug == "default")
+        plugin = Plugin.create(
+            plugin_id="old", name="Old", version="1.0.0", base_url="http://x", manifest={}
+        )
+        Installation.create(plugin=plugin, tenant=tenant, uninstall_policy="archive")
+        db.database.execute_sql("ALTER TABLE installation DROP COLUMN available")
+        db.SchemaVersion.update(version=1).execute()
+    with app.app_context():
+        assert db.upgrade() == (1, len(db.MIGRATIONS))
+        with db.database.connection_context():
+            rows = db.database.execute_sql(
+                "SELECT uninstall_policy, available FROM installation"
+            ).fetchall()
+    assert rows == [("archive", 1)]
 
 
 def test_pragmas_are_applied_to_every_connection(app):

@@ -240,3 +240,32 @@ def test_the_uninstall_policy_is_validated_set_by_operators_and_shown(
     ]
     page = client.get("/console/plugins/test-plugin").get_data(as_text=True)
     assert 'data-tenant="acme"' in page and "policy-archive" in page and "policy-purge" in page
+
+
+def test_restricting_a_plugin_keeps_the_dropped_tenants_policy_until_deregistration(
+    app, client, operator, stocked, plugin_api
+):
+    def tenants(body):
+        return client.put("/api/registry/plugins/test-plugin/tenants", json={"tenants": body})
+
+    assert set_policy(client, "acme", "archive").status_code == 200
+    assert tenants(["default"]).status_code == 200
+    assert plugin_api(stocked, "acme").read("items", "x").status_code == 403  # no longer there
+    summary = client.get("/api/registry/plugins/test-plugin").get_json()
+    assert summary["tenants"] == ["default"]
+    assert summary["uninstall_policies"] == [
+        {"tenant": "acme", "policy": "archive", "documents": 5},
+        {"tenant": "default", "policy": "retain", "documents": 5},
+    ]
+
+    # A tenant the plugin was taken from still holds its data, so its policy can still change.
+    assert set_policy(client, "acme", "purge").status_code == 200
+    assert set_policy(client, "acme", "archive").status_code == 200
+    assert tenants([]).status_code == 200  # in no tenant at all
+    assert tenants(["acme", "default"]).status_code == 200
+    assert len(plugin_api(stocked, "acme").query("items").get_json()["items"]) == 5  # back, intact
+
+    assert tenants(["default"]).status_code == 200
+    gone = deregister(client).get_json()["uninstall"]["tenants"]
+    assert gone["acme"]["policy"] == "archive" and gone["acme"]["archive"]
+    assert raw_rows(app, "acme") == [] and len(raw_rows(app, "default")) == 5

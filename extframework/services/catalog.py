@@ -125,7 +125,7 @@ def tenants(plugin: Plugin) -> list[str] | None:
         row.tenant.slug
         for row in Installation.select(Installation, Tenant)
         .join(Tenant)
-        .where(Installation.plugin == plugin)
+        .where((Installation.plugin == plugin) & Installation.available)
         .order_by(Tenant.slug)
     ]
 

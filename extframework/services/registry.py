@@ -506,8 +506,10 @@ def set_tenants(plugin: Plugin, slugs: list[str] | None, *, actor: str) -> None:
                     ],
                 )
             plugin.restricted = True
-            Installation.delete().where(
-                (Installation.plugin == plugin) & Installation.tenant.not_in([t.id for t in rows])
+            allowed = [t.id for t in rows]
+            # Rows of the other tenants stay, unavailable: they keep those tenants' policies.
+            Installation.update(available=Installation.tenant.in_(allowed)).where(
+                Installation.plugin == plugin
             ).execute()
             for tenant in rows:
                 Installation.get_or_create(plugin=plugin, tenant=tenant)

@@ -48,6 +48,13 @@ def archive_root(instance_path: str | Path) -> Path:
 # --- policies -------------------------------------------------------------------------------
 
 
+_HOLDS_SQL = "SELECT EXISTS (SELECT 1 FROM document WHERE tenant = ? AND plugin_id = ?)"
+
+
+def _holds_documents(plugin_id: str, tenant_slug: str) -> bool:
+    return bool(database.execute_sql(_HOLDS_SQL, [tenant_slug, plugin_id]).fetchone()[0])
+
+
 def _document_counts(plugin_id: str, *, exact: bool = True) -> dict[str, int]:
     """Count a plugin's documents per tenant (or just 1 per tenant holding any).
 
@@ -62,9 +69,9 @@ def _document_counts(plugin_id: str, *, exact: bool = True) -> dict[str, int]:
         if tenant is None:
             return counts
         sql = "SELECT count(*) FROM document WHERE tenant = ? AND plugin_id = ?"
-        if not exact:
-            sql = "SELECT EXISTS (SELECT 1 FROM document WHERE tenant = ? AND plugin_id = ?)"
-        count = database.execute_sql(sql, [tenant, plugin_id]).fetchone()[0]
+        count = database.execute_sql(sql if exact else _HOLDS_SQL, [tenant, plugin_id]).fetchone()[
+            0
+        ]
         if count:
             counts[tenant] = count
 
@@ -109,14 +116,15 @@ def set_policy(plugin: Plugin, tenant_slug: str, policy: object, *, actor: str) 
             (Installation.plugin == plugin) & (Installation.tenant == tenant)
         )
         if installation is None:
-            if not installations.is_installed(plugin, tenant.slug):
-                # A row here would also make the restricted plugin available in the tenant.
+            # The tenants policies() lists: those the plugin is in, and those holding its data.
+            available = installations.is_installed(plugin, tenant.slug)
+            if not available and not _holds_documents(plugin.plugin_id, tenant.slug):
                 raise Conflict(
-                    f"Plugin {plugin.plugin_id!r} is not installed in tenant {tenant_slug!r}; "
-                    "make it available there first.",
+                    f"Plugin {plugin.plugin_id!r} is not installed in tenant {tenant_slug!r} "
+                    "and holds no data there; make it available there first.",
                     tenant=tenant_slug,
                 )
-            installation = installations.ensure_installation(plugin, tenant)
+            installation = Installation.create(plugin=plugin, tenant=tenant, available=available)
         previous = installation.uninstall_policy
         installation.uninstall_policy = policy
         installation.save()
