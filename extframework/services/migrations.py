@@ -5,12 +5,12 @@ stages the new collections (renamed collections take their documents along) in o
 transaction. Then, in a background thread or a CLI command, one *attempt* runs: the core
 POSTs the migration context to the handler with a request JWT and a short-lived ``efmc_``
 credential; after a ``200`` it checks every document of the plugin against the new schemas
-and, when all pass, records the new version and returns the plugin to ``active``. Anything
-else leaves it ``migrating`` with the error on its ``MigrationRun``; an operator retries.
+and, when all pass, records the new version and returns the plugin to ``active``
+(``migration_checks``). Anything else leaves it ``migrating`` with the error on its
+``MigrationRun``; an operator retries.
 See docs/migrations.md.
 """
 
-import json
 import logging
 import os
 import socket
@@ -33,7 +33,7 @@ from extframework.models import (
     iso_utc,
     utcnow,
 )
-from extframework.services import indexes, lifecycle, plugin_http, storage, tokens
+from extframework.services import indexes, lifecycle, migration_checks, plugin_http, tokens
 from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, hash_secret, new_secret
 
@@ -45,16 +45,10 @@ HANDLER_NAME = "Schema migration"
 HANDLER_ROLE = "admin"
 HANDLER_SCOPES = ["migrate"]
 HANDLER_TENANT = "*"  # every tenant: a migration rewrites the plugin's data in all of them
-MIGRATION_ACTOR = "migration"
 
 CREDENTIAL_SLACK_S = 60  # the credential outlives the handler's timeout by this much
-VALIDATION_LEASE_S = 600  # how long checking the documents may take before a retry may start
-REPORT_LIMIT = 100  # invalid documents listed in a report (the count is always complete)
-ERROR_CHARS = 2000
 BODY_EXCERPT_CHARS = 500
 MAX_RESPONSE_BYTES = 64 * 1024
-CHECK_ROUNDS = 3
-BATCH = 500
 
 _owner: tuple[int, str] | None = None
 _active: set[int] = set()  # runs with an attempt in progress in this process
@@ -294,9 +288,11 @@ def run_attempt(run_id: int, credential: str, *, app: Flask) -> MigrationRun:
     ok, status_code, detail = call_handler(url, request_jwt, credential, body, timeout_s)
     _revoke(run)
     if not ok:
-        return _fail(run, "handler", detail, {"url": url, "status_code": status_code})
+        return migration_checks.fail(
+            run, "handler", detail, {"url": url, "status_code": status_code}
+        )
     log.info("migration %d: handler of %s answered 200", run.id, plugin.plugin_id)
-    return check_and_finish(run)
+    return migration_checks.check_and_finish(run)
 
 
 def context(run: MigrationRun, plugin: Plugin, credential: str, config: Mapping) -> dict:
@@ -351,176 +347,10 @@ def call_handler(
     return False, answer.status_code, detail
 
 
-def check_and_finish(run: MigrationRun) -> MigrationRun:
-    """Check every document against the new schemas; all pass: record the version, ``active``.
-
-    The check reads one snapshot; the swap then happens only if the plugin's documents are
-    unchanged since (same count, version sum and highest row), so nothing slips in between.
-    """
-    plugin = run.plugin
-    MigrationRun.update(lease_expires_at=utcnow() + timedelta(seconds=VALIDATION_LEASE_S)).where(
-        MigrationRun.id == run.id
-    ).execute()
-    schemas = {entry["collection"]: entry["schema"] for entry in run.manifest["data_schemas"]}
-    for _ in range(CHECK_ROUNDS):
-        checked, invalid, invalid_count, seen = check_documents(
-            plugin.plugin_id, schemas, run.to_version
-        )
-        report = {
-            "checked": checked,
-            "invalid_count": invalid_count,
-            "invalid": invalid,
-            "renamed": run.report.get("renamed", []),
-        }
-        if invalid_count:
-            return _fail(
-                run,
-                "validation",
-                f"{invalid_count} of {checked} document(s) do not match the schemas of version "
-                f"{run.to_version}",
-                report,
-            )
-        with database.atomic("IMMEDIATE"):
-            if not _still_ours(run):
-                log.warning("migration %d: attempt %d was superseded", run.id, run.attempts)
-                return MigrationRun.get_by_id(run.id)
-            if _fingerprint(plugin.plugin_id) != seen:
-                continue
-            _record_new_version(plugin, run)
-            MigrationRun.update(
-                state="succeeded", report=report, finished_at=utcnow(), last_error=""
-            ).where(MigrationRun.id == run.id).execute()
-            lifecycle.transition(
-                plugin,
-                "active",
-                cause=f"migration to {run.to_version} succeeded ({checked} documents checked)",
-                actor=MIGRATION_ACTOR,
-            )
-            AuditEvent.create(
-                actor=MIGRATION_ACTOR,
-                action="plugin.migration.succeed",
-                target=plugin.plugin_id,
-                detail={"run": run.id, "attempt": run.attempts, "checked": checked},
-            )
-        log.info("migration %d of %s succeeded", run.id, plugin.plugin_id)
-        return MigrationRun.get_by_id(run.id)
-    return _fail(run, "validation", "the documents kept changing while they were checked", {})
-
-
-def check_documents(
-    plugin_id: str, schemas: dict[str, dict], version: str
-) -> tuple[int, list[dict], int, tuple]:
-    """Validate every document of a plugin (all tenants) in one snapshot.
-
-    Return how many were checked, the first REPORT_LIMIT invalid ones (tenant, collection, id,
-    errors), how many are invalid, and the snapshot's fingerprint.
-    """
-    checked, invalid_count, invalid = 0, 0, []
-    with database.atomic():
-        seen = _fingerprint(plugin_id)
-        cursor = database.execute_sql(
-            "SELECT tenant, collection, doc_id, data FROM document WHERE plugin_id = ? "
-            "ORDER BY tenant, collection, pk",
-            [plugin_id],
-        )
-        while rows := cursor.fetchmany(BATCH):
-            for tenant, collection, doc_id, data in rows:
-                checked += 1
-                schema = schemas.get(collection)
-                if schema is None:
-                    errors = [
-                        {
-                            "pointer": "",
-                            "message": f"collection {collection!r} is not declared by version "
-                            f"{version}; the handler must move or delete this document",
-                        }
-                    ]
-                else:
-                    validator = storage.validator_for(plugin_id, collection, schema)
-                    errors = storage.validation_errors(validator, json.loads(data))
-                if errors:
-                    invalid_count += 1
-                    if len(invalid) < REPORT_LIMIT:
-                        invalid.append(
-                            {
-                                "tenant": tenant,
-                                "collection": collection,
-                                "id": doc_id,
-                                "errors": errors,
-                            }
-                        )
-    return checked, invalid, invalid_count, seen
-
-
-def _fingerprint(plugin_id: str) -> tuple:
-    return tuple(
-        database.execute_sql(
-            "SELECT count(*), total(version), max(pk) FROM document WHERE plugin_id = ?",
-            [plugin_id],
-        ).fetchone()
-    )
-
-
-def _record_new_version(plugin: Plugin, run: MigrationRun) -> None:
-    from extframework.services import registry  # registry imports this module
-
-    manifest = run.manifest
-    names = {entry["collection"] for entry in manifest["data_schemas"]}
-    for row in Collection.select().where(
-        (Collection.plugin == plugin) & Collection.name.not_in(names)
-    ):
-        indexes.drop_indexes(plugin.plugin_id, row.name, row.indexes)
-        row.delete_instance()
-    registry.record_manifest(plugin, manifest)
-
-
 def _revoke(run: MigrationRun) -> None:
     MigrationRun.update(credential_hash=None, credential_expires_at=None).where(
         (MigrationRun.id == run.id) & (MigrationRun.attempts == run.attempts)
     ).execute()
-
-
-def _still_ours(run: MigrationRun) -> bool:
-    """Tell whether this attempt is still the run's current one (no retry took over)."""
-    return (
-        MigrationRun.select()
-        .where(
-            (MigrationRun.id == run.id)
-            & (MigrationRun.attempts == run.attempts)
-            & (MigrationRun.state == "running")
-        )
-        .exists()
-    )
-
-
-def _fail(run: MigrationRun, stage: str, error: str, report: dict) -> MigrationRun:
-    with database.atomic():
-        if not _still_ours(run):
-            log.warning("migration %d: attempt %d was superseded", run.id, run.attempts)
-            return MigrationRun.get_by_id(run.id)
-        MigrationRun.update(
-            state="failed",
-            last_error=error[:ERROR_CHARS],
-            report={**report, "stage": stage, "renamed": run.report.get("renamed", [])},
-            finished_at=utcnow(),
-            credential_hash=None,
-            credential_expires_at=None,
-        ).where(MigrationRun.id == run.id).execute()
-        AuditEvent.create(
-            actor=MIGRATION_ACTOR,
-            action="plugin.migration.fail",
-            target=run.plugin.plugin_id,
-            detail={"run": run.id, "attempt": run.attempts, "stage": stage, "error": error[:500]},
-        )
-    log.warning(
-        "migration %d of %s failed (attempt %d, %s): %s",
-        run.id,
-        run.plugin.plugin_id,
-        run.attempts,
-        stage,
-        error,
-    )
-    return MigrationRun.get_by_id(run.id)
 
 
 # --- who is running what ------------------------------------------------------------------

@@ -1,0 +1,191 @@
+"""The end of a migration attempt (SPEC §7): check every document, then swap, or record why not.
+
+After the handler's ``200`` every document of the plugin, in every tenant, is validated
+against the new schemas in one snapshot; the new version is recorded only if the documents are
+unchanged since, in the same transaction that returns the plugin to ``active``. A retry that
+took over the run makes an older attempt's outcome void. See docs/migrations.md.
+"""
+
+import json
+import logging
+from datetime import timedelta
+
+from extframework.db import database
+from extframework.models import AuditEvent, Collection, MigrationRun, Plugin, utcnow
+from extframework.services import indexes, lifecycle, storage
+
+log = logging.getLogger(__name__)
+
+MIGRATION_ACTOR = "migration"
+VALIDATION_LEASE_S = 600  # how long checking the documents may take before a retry may start
+REPORT_LIMIT = 100  # invalid documents listed in a report (the count is always complete)
+ERROR_CHARS = 2000
+CHECK_ROUNDS = 3
+BATCH = 500
+
+
+def check_and_finish(run: MigrationRun) -> MigrationRun:
+    """Check every document against the new schemas; all pass: record the version, ``active``.
+
+    The check reads one snapshot; the swap then happens only if the plugin's documents are
+    unchanged since (same count, version sum and highest row), so nothing slips in between.
+    """
+    plugin = run.plugin
+    MigrationRun.update(lease_expires_at=utcnow() + timedelta(seconds=VALIDATION_LEASE_S)).where(
+        MigrationRun.id == run.id
+    ).execute()
+    schemas = {entry["collection"]: entry["schema"] for entry in run.manifest["data_schemas"]}
+    for _ in range(CHECK_ROUNDS):
+        checked, invalid, invalid_count, seen = check_documents(
+            plugin.plugin_id, schemas, run.to_version
+        )
+        report = {
+            "checked": checked,
+            "invalid_count": invalid_count,
+            "invalid": invalid,
+            "renamed": run.report.get("renamed", []),
+        }
+        if invalid_count:
+            return fail(
+                run,
+                "validation",
+                f"{invalid_count} of {checked} document(s) do not match the schemas of version "
+                f"{run.to_version}",
+                report,
+            )
+        with database.atomic("IMMEDIATE"):
+            if not _still_ours(run):
+                log.warning("migration %d: attempt %d was superseded", run.id, run.attempts)
+                return MigrationRun.get_by_id(run.id)
+            if _fingerprint(plugin.plugin_id) != seen:
+                continue
+            _record_new_version(plugin, run)
+            MigrationRun.update(
+                state="succeeded", report=report, finished_at=utcnow(), last_error=""
+            ).where(MigrationRun.id == run.id).execute()
+            lifecycle.transition(
+                plugin,
+                "active",
+                cause=f"migration to {run.to_version} succeeded ({checked} documents checked)",
+                actor=MIGRATION_ACTOR,
+            )
+            AuditEvent.create(
+                actor=MIGRATION_ACTOR,
+                action="plugin.migration.succeed",
+                target=plugin.plugin_id,
+                detail={"run": run.id, "attempt": run.attempts, "checked": checked},
+            )
+        log.info("migration %d of %s succeeded", run.id, plugin.plugin_id)
+        return MigrationRun.get_by_id(run.id)
+    return fail(run, "validation", "the documents kept changing while they were checked", {})
+
+
+def check_documents(
+    plugin_id: str, schemas: dict[str, dict], version: str
+) -> tuple[int, list[dict], int, tuple]:
+    """Validate every document of a plugin (all tenants) in one snapshot.
+
+    Return how many were checked, the first REPORT_LIMIT invalid ones (tenant, collection, id,
+    errors), how many are invalid, and the snapshot's fingerprint.
+    """
+    checked, invalid_count, invalid = 0, 0, []
+    with database.atomic():
+        seen = _fingerprint(plugin_id)
+        cursor = database.execute_sql(
+            "SELECT tenant, collection, doc_id, data FROM document WHERE plugin_id = ? "
+            "ORDER BY tenant, collection, pk",
+            [plugin_id],
+        )
+        while rows := cursor.fetchmany(BATCH):
+            for tenant, collection, doc_id, data in rows:
+                checked += 1
+                schema = schemas.get(collection)
+                if schema is None:
+                    errors = [
+                        {
+                            "pointer": "",
+                            "message": f"collection {collection!r} is not declared by version "
+                            f"{version}; the handler must move or delete this document",
+                        }
+                    ]
+                else:
+                    validator = storage.validator_for(plugin_id, collection, schema)
+                    errors = storage.validation_errors(validator, json.loads(data))
+                if errors:
+                    invalid_count += 1
+                    if len(invalid) < REPORT_LIMIT:
+                        invalid.append(
+                            {
+                                "tenant": tenant,
+                                "collection": collection,
+                                "id": doc_id,
+                                "errors": errors,
+                            }
+                        )
+    return checked, invalid, invalid_count, seen
+
+
+def _fingerprint(plugin_id: str) -> tuple:
+    return tuple(
+        database.execute_sql(
+            "SELECT count(*), total(version), max(pk) FROM document WHERE plugin_id = ?",
+            [plugin_id],
+        ).fetchone()
+    )
+
+
+def _record_new_version(plugin: Plugin, run: MigrationRun) -> None:
+    from extframework.services import registry  # registry imports migrations, which imports us
+
+    manifest = run.manifest
+    names = {entry["collection"] for entry in manifest["data_schemas"]}
+    for row in Collection.select().where(
+        (Collection.plugin == plugin) & Collection.name.not_in(names)
+    ):
+        indexes.drop_indexes(plugin.plugin_id, row.name, row.indexes)
+        row.delete_instance()
+    registry.record_manifest(plugin, manifest)
+
+
+def _still_ours(run: MigrationRun) -> bool:
+    """Tell whether this attempt is still the run's current one (no retry took over)."""
+    return (
+        MigrationRun.select()
+        .where(
+            (MigrationRun.id == run.id)
+            & (MigrationRun.attempts == run.attempts)
+            & (MigrationRun.state == "running")
+        )
+        .exists()
+    )
+
+
+def fail(run: MigrationRun, stage: str, error: str, report: dict) -> MigrationRun:
+    """Record that this attempt failed at ``stage`` (unless a retry took over the run)."""
+    with database.atomic():
+        if not _still_ours(run):
+            log.warning("migration %d: attempt %d was superseded", run.id, run.attempts)
+            return MigrationRun.get_by_id(run.id)
+        MigrationRun.update(
+            state="failed",
+            last_error=error[:ERROR_CHARS],
+            report={**report, "stage": stage, "renamed": run.report.get("renamed", [])},
+            finished_at=utcnow(),
+            credential_hash=None,
+            credential_expires_at=None,
+        ).where(MigrationRun.id == run.id).execute()
+        AuditEvent.create(
+            actor=MIGRATION_ACTOR,
+            action="plugin.migration.fail",
+            target=run.plugin.plugin_id,
+            detail={"run": run.id, "attempt": run.attempts, "stage": stage, "error": error[:500]},
+        )
+    log.warning(
+        "migration %d of %s failed (attempt %d, %s): %s",
+        run.id,
+        run.plugin.plugin_id,
+        run.attempts,
+        stage,
+        error,
+    )
+    return MigrationRun.get_by_id(run.id)
