@@ -262,6 +262,7 @@ def test_restricting_a_plugin_keeps_the_dropped_tenants_policy_until_deregistrat
     assert set_policy(client, "acme", "purge").status_code == 200
     assert set_policy(client, "acme", "archive").status_code == 200
     assert tenants([]).status_code == 200  # in no tenant at all
+    assert plugin_api(stocked, "default").read("items", "x").status_code == 403
     assert tenants(["acme", "default"]).status_code == 200
     assert len(plugin_api(stocked, "acme").query("items").get_json()["items"]) == 5  # back, intact
 
