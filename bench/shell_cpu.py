@@ -4,8 +4,9 @@
 
 The loopback benchmarks time whole requests on a shared VM whose speed wanders by 2x within
 minutes; this one counts the instructions the core itself executes per request with valgrind's
-callgrind, which repeats to within 0.1 % whatever else the machine is doing. Use it to judge a
-change to the shell's hot path: run it before and after.
+callgrind, which repeats to within 0.3 % whatever else the machine is doing (the signature's
+random blinding and the token's random id move it a little). Use it to judge a change to the
+shell's hot path: run it before and after.
 
 The core runs in-process under the Flask test client (its instructions are counted); the plugin
 is a separate process serving a fixed fragment (its instructions are not). Each figure is
@@ -31,9 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 WARM_UP = 20
 PASSWORD = "correct horse battery"
-FRAGMENT = "<h1>Static</h1>" + "".join(
-    f'<p>Row {i}: <a href="/items/{i}">item {i}</a></p>' for i in range(20)
-)
 CASES = [  # label, key algorithm, path
     ("/healthz (Flask, one SELECT)", "RS256", "/healthz"),
     ("/ (session, user, menu, layout)", "RS256", "/"),
@@ -43,8 +41,11 @@ CASES = [  # label, key algorithm, path
 
 
 def serve_fragment(port: int) -> None:
-    """The plugin: a fixed fragment for every GET (``shell_cpu.py --serve PORT``)."""
+    """The plugin: proxy.py's static fragment for every GET (``shell_cpu.py --serve PORT``)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from proxy import FRAGMENT
 
     body = FRAGMENT.encode()
 
