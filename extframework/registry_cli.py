@@ -11,7 +11,14 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from extframework.cli import CLI_ACTOR, refusals_as_errors
-from extframework.services import catalog, enrolment, migrations, registry, uninstall
+from extframework.services import (
+    catalog,
+    enrolment,
+    migrations,
+    plugin_admin,
+    registry,
+    uninstall,
+)
 
 plugins_cli = AppGroup("plugins", help="Register plugins and drive their lifecycle.")
 keys_cli = AppGroup("enrolment-keys", help="Create and revoke plugin enrolment keys.")
@@ -104,7 +111,13 @@ def _state_command(verb: str, name: str, help_text: str):
     @refusals_as_errors
     def command(plugin_id: str, reason: str) -> None:
         plugin = catalog.get_plugin(plugin_id)
-        registry.change_state(plugin, verb, actor=CLI_ACTOR, reason=reason)
+        plugin_admin.change_state(
+            plugin,
+            verb,
+            actor=CLI_ACTOR,
+            reason=reason,
+            archive_root=uninstall.archive_root(current_app.instance_path),
+        )
         click.echo(f"{plugin_id} is now {plugin.state}.")
 
     command.__name__ = f"{name}_command"
@@ -123,8 +136,13 @@ _state_command("enable", "enable", "Re-enable a disabled plugin.")
 def remove(plugin_id: str, reason: str, confirm: str | None) -> None:
     """Deregister a disabled plugin, revoke its token and apply each tenant's uninstall policy."""
     plugin = catalog.get_plugin(plugin_id)
-    outcome = registry.change_state(
-        plugin, "deregister", actor=CLI_ACTOR, reason=reason, confirm=confirm
+    outcome = plugin_admin.change_state(
+        plugin,
+        "deregister",
+        actor=CLI_ACTOR,
+        reason=reason,
+        confirm=confirm,
+        archive_root=uninstall.archive_root(current_app.instance_path),
     )
     click.echo(f"{plugin_id} is now {plugin.state}.")
     for tenant, entry in sorted((outcome or {}).get("tenants", {}).items()):
@@ -233,6 +251,6 @@ def migration_retry(plugin_id: str) -> None:
 def rotate_token(plugin_id: str) -> None:
     """Give a plugin a new token and print it (last line); the old one stops working."""
     plugin = catalog.get_plugin(plugin_id)
-    token = registry.rotate_token(plugin, actor=CLI_ACTOR)
+    token = plugin_admin.rotate_token(plugin, actor=CLI_ACTOR)
     click.echo(f"Rotated the token of {plugin_id}; the old token no longer works.")
     click.echo(token)

@@ -7,7 +7,7 @@ import pytest
 
 from extframework.db import database
 from extframework.models import Document, Plugin
-from extframework.services import lifecycle, registry, tokens
+from extframework.services import lifecycle, plugin_admin, tokens
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, new_secret
 
 MARKER = "B-SECRET-7f3a"
@@ -196,7 +196,7 @@ def test_wrong_credentials_get_401_everywhere(app, client, world, credential, me
         with app.app_context(), database.connection_context():
             plugin = Plugin.get(Plugin.plugin_id == "acme-a")
             if credential == "rotated":
-                registry.rotate_token(plugin, actor="test")
+                plugin_admin.rotate_token(plugin, actor="test")
             elif credential == "deregistered":
                 for state in ("disabled", "deregistered"):
                     lifecycle.transition(plugin, state, cause="test", actor="test")

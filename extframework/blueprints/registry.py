@@ -31,6 +31,7 @@ from extframework.services import (
     health,
     lifecycle,
     migrations,
+    plugin_admin,
     registry,
     uninstall,
 )
@@ -125,8 +126,13 @@ def change_state(plugin_id: str, verb: str):
     if not isinstance(reason, str) or not isinstance(confirm, str | None):
         raise BadRequest("'reason' and 'confirm' must be strings.")
     plugin = catalog.get_plugin(plugin_id)
-    outcome = registry.change_state(
-        plugin, verb, actor=api_user().actor, reason=reason[:200], confirm=confirm
+    outcome = plugin_admin.change_state(
+        plugin,
+        verb,
+        actor=api_user().actor,
+        reason=reason[:200],
+        confirm=confirm,
+        archive_root=uninstall.archive_root(current_app.instance_path),
     )
     summary = catalog.plugin_summary(plugin)
     if outcome is not None:
@@ -138,7 +144,7 @@ def change_state(plugin_id: str, verb: str):
 @require_api_operator
 def rotate_token(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
-    token = registry.rotate_token(plugin, actor=api_user().actor)
+    token = plugin_admin.rotate_token(plugin, actor=api_user().actor)
     return jsonify({"plugin_id": plugin.plugin_id, "plugin_token": token}), 200, NO_STORE
 
 
@@ -155,7 +161,7 @@ def set_tenants(plugin_id: str):
             errors=[{"path": "$.tenants", "message": "null or a list of tenant slugs"}],
         )
     plugin = catalog.get_plugin(plugin_id)
-    registry.set_tenants(plugin, slugs, actor=api_user().actor)
+    plugin_admin.set_tenants(plugin, slugs, actor=api_user().actor)
     return jsonify(catalog.plugin_summary(plugin))
 
 
@@ -254,12 +260,13 @@ def console_plugin(plugin_id: str):
 def console_change_state(plugin_id: str, verb: str):
     plugin = catalog.get_plugin(plugin_id)
     try:
-        registry.change_state(
+        plugin_admin.change_state(
             plugin,
             verb,
             actor=current_user.actor,
             reason=request.form.get("reason", ""),
             confirm=request.form.get("confirm", "").strip() or None,
+            archive_root=uninstall.archive_root(current_app.instance_path),
         )
     except DomainError as exc:
         flash(exc.detail, "error")
@@ -314,7 +321,7 @@ def console_version_diff(plugin_id: str):
 def console_rotate_token(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     try:
-        token = registry.rotate_token(plugin, actor=current_user.actor)
+        token = plugin_admin.rotate_token(plugin, actor=current_user.actor)
     except DomainError as exc:
         flash(exc.detail, "error")
         return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
@@ -327,7 +334,7 @@ def console_set_tenants(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     slugs = None if request.form.get("scope") != "selected" else request.form.getlist("tenant")
     try:
-        registry.set_tenants(plugin, slugs, actor=current_user.actor)
+        plugin_admin.set_tenants(plugin, slugs, actor=current_user.actor)
     except DomainError as exc:
         flash(exc.detail, "error")
     else:

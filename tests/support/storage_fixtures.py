@@ -4,7 +4,7 @@ import pytest
 
 from extframework.db import database
 from extframework.models import Plugin
-from extframework.services import lifecycle, registry
+from extframework.services import lifecycle, plugin_admin, registry
 from tests.support.processes import serve_app
 from tests.support.registry_fixtures import STATE_PATHS, passing_probe, sample_manifest
 
@@ -53,7 +53,7 @@ def provision_plugin(
         for target in STATE_PATHS[state]:
             lifecycle.transition(plugin, target, cause="test setup", actor="test")
         if tenants is not None:
-            registry.set_tenants(plugin, tenants, actor="test")
+            plugin_admin.set_tenants(plugin, tenants, actor="test")
     return plugin, token
 
 
