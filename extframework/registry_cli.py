@@ -78,7 +78,8 @@ def register(manifest_file: Path) -> None:
         manifest = json.loads(manifest_file.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise click.ClickException(f"{manifest_file} is not valid JSON: {exc}") from None
-    plugin, token = registry.register(manifest, actor=CLI_ACTOR)
+    probe = registry.health_probe(float(current_app.config["HEALTH_TIMEOUT_S"]))
+    plugin, token = registry.register(manifest, actor=CLI_ACTOR, probe=probe)
     click.echo(f"Registered {plugin.plugin_id} {plugin.version} ({plugin.state}).")
     click.echo(token)
 

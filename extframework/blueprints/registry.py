@@ -72,7 +72,12 @@ def openapi():
 def register_plugin():
     key = enrolment.check_key(bearer_token())
     manifest = json_body()
-    plugin, token = registry.register(manifest, actor=f"enrolment-key:{key.id}", enrolment_key=key)
+    plugin, token = registry.register(
+        manifest,
+        actor=f"enrolment-key:{key.id}",
+        probe=registry.health_probe(float(current_app.config["HEALTH_TIMEOUT_S"])),
+        enrolment_key=key,
+    )
     body = {"plugin_id": plugin.plugin_id, "plugin_token": token, "state": plugin.state}
     location = url_for("registry.get_plugin", plugin_id=plugin.plugin_id)
     return jsonify(body), 201, {"Location": location, **NO_STORE}
@@ -110,7 +115,9 @@ def update_plugin(plugin_id: str):
     if plugin.plugin_id != plugin_id:
         raise Forbidden("A plugin token updates only its own plugin.")
     manifest = json_body()
-    result = registry.update(plugin, manifest, actor=plugin_actor(plugin))
+    result = registry.update(
+        plugin, manifest, actor=plugin_actor(plugin), app=current_app._get_current_object()
+    )
     if "migration" in result:
         location = url_for("registry.migration_status", plugin_id=plugin_id)
         return jsonify(result), 202, {"Location": location}

@@ -10,10 +10,9 @@ import logging
 from collections.abc import Callable
 
 import semver
-from flask import current_app, has_app_context
+from flask import Flask
 from peewee import IntegrityError
 
-from extframework.config import DEFAULTS
 from extframework.db import database
 from extframework.errors import BadGateway, BadRequest, Conflict
 from extframework.models import (
@@ -47,27 +46,28 @@ ACTION_ROLE = "member"
 Probe = Callable[[str], None]
 
 
-def probe_health(base_url: str) -> None:
-    """Check that GET {base_url}/health answers 200, or raise BadGateway saying what came back."""
-    timeout = DEFAULTS["HEALTH_TIMEOUT_S"]
-    if has_app_context():
-        timeout = current_app.config["HEALTH_TIMEOUT_S"]
-    result = health.probe(base_url, float(timeout))
-    if not result.ok:
-        raise BadGateway(
-            f"The plugin's health check failed: {result.detail}. The core calls "
-            f"GET {health.health_url(base_url)} and needs a 200 before it registers a plugin; "
-            "nothing was stored.",
-            url=health.health_url(base_url),
-            status_code=result.status_code,
-        )
+def health_probe(timeout_s: float) -> Probe:
+    """Return a probe: GET {base_url}/health must answer 200 in time, or BadGateway says why."""
+
+    def probe(base_url: str) -> None:
+        result = health.probe(base_url, timeout_s)
+        if not result.ok:
+            raise BadGateway(
+                f"The plugin's health check failed: {result.detail}. The core calls "
+                f"GET {health.health_url(base_url)} and needs a 200 before it registers a "
+                "plugin; nothing was stored.",
+                url=health.health_url(base_url),
+                status_code=result.status_code,
+            )
+
+    return probe
 
 
 def register(
     manifest: object,
     *,
     actor: str,
-    probe: Probe = probe_health,
+    probe: Probe,
     enrolment_key: EnrolmentKey | None = None,
 ) -> tuple[Plugin, str]:
     """Register a plugin from its manifest; return the plugin and its token (shown once)."""
@@ -239,8 +239,11 @@ def record_manifest(plugin: Plugin, manifest: dict) -> None:
     _store_routes(plugin, manifest)
 
 
-def update(plugin: Plugin, manifest: object, *, actor: str, probe: Probe = probe_health) -> dict:
-    """Apply a newer manifest: compatible changes at once, breaking ones refused with a diff."""
+def update(plugin: Plugin, manifest: object, *, actor: str, app: Flask) -> dict:
+    """Apply a newer manifest: compatible changes at once, breaking ones refused with a diff.
+
+    ``app`` gives the health timeout for a moved ``base_url`` and runs a migration's handler.
+    """
     manifest = validate_manifest(manifest)
     if manifest["plugin_id"] != plugin.plugin_id:
         raise BadRequest(
@@ -269,9 +272,9 @@ def update(plugin: Plugin, manifest: object, *, actor: str, probe: Probe = probe
     if manifest_base_url(manifest) != plugin.base_url and (
         not breaking or manifest.get("migration")
     ):
-        probe(manifest_base_url(manifest))
+        health_probe(float(app.config["HEALTH_TIMEOUT_S"]))(manifest_base_url(manifest))
     if breaking:
-        return begin_migration(plugin, manifest, breaking, actor=actor, renames=renames)
+        return begin_migration(plugin, manifest, breaking, actor=actor, app=app, renames=renames)
     with database.atomic():
         _apply_compatible(plugin, old_manifest, manifest)
         AuditEvent.create(
@@ -296,6 +299,7 @@ def begin_migration(
     breaking: list,
     *,
     actor: str,
+    app: Flask,
     renames: dict[str, str] | None = None,
 ) -> dict:
     """Refuse a breaking update without a handler; with one, start the migration (SPEC §7).
@@ -311,7 +315,6 @@ def begin_migration(
             "way; declare a 'migration' handler or keep the schemas compatible (see 'diff').",
             diff=diff,
         )
-    app = current_app._get_current_object()
     old_version = plugin.version
     run, credential = migrations.begin(
         plugin, manifest, diff, renames or {}, actor=actor, config=app.config

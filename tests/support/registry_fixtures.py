@@ -9,7 +9,7 @@
   registers through ``registry.register`` (SPEC §3 steps 1-7). The default manifest is
   ``sample_manifest()``; ``overrides`` replace its top-level fields (``plugin_id``,
   ``data_schemas``, ...). The health probe is a pass-through unless ``probe`` is given (or
-  pass ``probe=registry.probe_health`` with ``base_url=server.url`` to probe a real one).
+  pass ``probe=registry.health_probe(2.0)`` with ``base_url=server.url`` to probe a real one).
   ``state`` walks the plugin through legal transitions (actor "test") to active (default),
   degraded, disabled, deregistered, migrating, or leaves it "registered".
 """
