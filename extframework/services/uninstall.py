@@ -48,6 +48,7 @@ def archive_root(instance_path: str | Path) -> Path:
 # --- policies -------------------------------------------------------------------------------
 
 
+_COUNT_SQL = "SELECT count(*) FROM document WHERE tenant = ? AND plugin_id = ?"
 _HOLDS_SQL = "SELECT EXISTS (SELECT 1 FROM document WHERE tenant = ? AND plugin_id = ?)"
 
 
@@ -68,10 +69,8 @@ def _document_counts(plugin_id: str, *, exact: bool = True) -> dict[str, int]:
         ).fetchone()[0]
         if tenant is None:
             return counts
-        sql = "SELECT count(*) FROM document WHERE tenant = ? AND plugin_id = ?"
-        count = database.execute_sql(sql if exact else _HOLDS_SQL, [tenant, plugin_id]).fetchone()[
-            0
-        ]
+        sql = _COUNT_SQL if exact else _HOLDS_SQL
+        count = database.execute_sql(sql, [tenant, plugin_id]).fetchone()[0]
         if count:
             counts[tenant] = count
 
