@@ -12,6 +12,7 @@ from flask.cli import AppGroup
 
 from extframework.cli import CLI_ACTOR, refusals_as_errors
 from extframework.services import (
+    archives,
     catalog,
     enrolment,
     migrations,
@@ -117,7 +118,7 @@ def _state_command(verb: str, name: str, help_text: str):
             verb,
             actor=CLI_ACTOR,
             reason=reason,
-            archive_root=uninstall.archive_root(current_app.instance_path),
+            archive_root=archives.archive_root(current_app.instance_path),
         )
         click.echo(f"{plugin_id} is now {plugin.state}.")
 
@@ -143,7 +144,7 @@ def remove(plugin_id: str, reason: str, confirm: str | None) -> None:
         actor=CLI_ACTOR,
         reason=reason,
         confirm=confirm,
-        archive_root=uninstall.archive_root(current_app.instance_path),
+        archive_root=archives.archive_root(current_app.instance_path),
     )
     click.echo(f"{plugin_id} is now {plugin.state}.")
     for tenant, entry in sorted((outcome or {}).get("tenants", {}).items()):
@@ -170,9 +171,9 @@ def uninstall_policy(plugin_id: str, tenant: str | None, policy: str | None) -> 
 @plugins_cli.command("archives")
 @click.argument("plugin_id", required=False)
 @refusals_as_errors
-def archives(plugin_id: str | None) -> None:
+def list_archives(plugin_id: str | None) -> None:
     """List the archives written at deregistration (id, plugin, tenant, documents, file)."""
-    for row in uninstall.list_archives(plugin_id):
+    for row in archives.list_archives(plugin_id):
         restored = f"restored {row['restored_at']}" if row["restored_at"] else "not restored"
         click.echo(
             f"{row['id']}\t{row['plugin_id']}\t{row['tenant']}\t{row['documents']}\t"
@@ -185,8 +186,8 @@ def archives(plugin_id: str | None) -> None:
 @refusals_as_errors
 def restore(archive: str) -> None:
     """Verify an archive's checksum and bring its documents back (ARCHIVE: id or file path)."""
-    result = uninstall.restore(
-        archive, actor=CLI_ACTOR, root=uninstall.archive_root(current_app.instance_path)
+    result = archives.restore(
+        archive, actor=CLI_ACTOR, root=archives.archive_root(current_app.instance_path)
     )
     click.echo(
         f"Restored {result['documents']} document(s) of {result['plugin_id']} in tenant "

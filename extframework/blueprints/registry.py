@@ -25,6 +25,7 @@ from extframework.http import json_body
 from extframework.models import Plugin, Tenant
 from extframework.openapi import openapi_document
 from extframework.services import (
+    archives,
     audit,
     catalog,
     enrolment,
@@ -139,7 +140,7 @@ def change_state(plugin_id: str, verb: str):
         actor=api_user().actor,
         reason=reason[:200],
         confirm=confirm,
-        archive_root=uninstall.archive_root(current_app.instance_path),
+        archive_root=archives.archive_root(current_app.instance_path),
     )
     summary = catalog.plugin_summary(plugin)
     if outcome is not None:
@@ -219,7 +220,7 @@ def set_uninstall_policy(plugin_id: str, tenant: str):
 @bp.get("/api/registry/archives")
 @require_api_operator
 def list_archives():
-    return jsonify({"archives": uninstall.list_archives(request.args.get("plugin_id"))})
+    return jsonify({"archives": archives.list_archives(request.args.get("plugin_id"))})
 
 
 # --- console ------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         policies=uninstall.policies(plugin),
         policy_names=uninstall.UNINSTALL_POLICIES,
         migration=migrations.status(plugin),
-        archives=uninstall.list_archives(plugin.plugin_id),
+        archives=archives.list_archives(plugin.plugin_id),
         **extra,
     )
 
@@ -273,7 +274,7 @@ def console_change_state(plugin_id: str, verb: str):
             actor=current_user.actor,
             reason=request.form.get("reason", ""),
             confirm=request.form.get("confirm", "").strip() or None,
-            archive_root=uninstall.archive_root(current_app.instance_path),
+            archive_root=archives.archive_root(current_app.instance_path),
         )
     except DomainError as exc:
         flash(exc.detail, "error")

@@ -1,22 +1,13 @@
 """Uninstall policies (SPEC §7): what deregistering a plugin does to each tenant's data.
 
-``retain`` keeps the rows; ``archive`` writes them to a gzip JSON-lines file with a SHA-256
-sidecar under ``<instance>/archives/`` (file first, fsync, then the delete) and removes them;
-``purge`` deletes them after the operator confirms. ``restore()`` brings an archive back
-byte for byte. See docs/migrations.md.
+``retain`` keeps the rows; ``archive`` writes them to an archive file (``archives``: file
+first, fsync, then the delete) and removes them; ``purge`` deletes them after the operator
+confirms. See docs/migrations.md.
 """
 
-import gzip
-import hashlib
-import json
 import logging
-import os
-import sqlite3
 from pathlib import Path
 
-from peewee import IntegrityError
-
-from extframework.config import ensure_private_dir
 from extframework.db import database
 from extframework.errors import BadRequest, Conflict, NotFound
 from extframework.models import (
@@ -26,23 +17,12 @@ from extframework.models import (
     Installation,
     Plugin,
     Tenant,
-    iso_utc,
-    utcnow,
 )
-from extframework.services import installations, lifecycle
+from extframework.services import archives, installations, lifecycle
 
 log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = "retain"
-ARCHIVE_FORMAT = "extframework-archive/1"
-ARCHIVE_SUFFIX = ".jsonl.gz"
-CHECKSUM_SUFFIX = ".sha256"
-BATCH = 500
-COLUMNS = "collection, doc_id, version, created_at, updated_at, data"
-
-
-def archive_root(instance_path: str | Path) -> Path:
-    return Path(instance_path) / "archives"
 
 
 # --- policies -------------------------------------------------------------------------------
@@ -170,7 +150,7 @@ def deregister(
     try:
         for tenant, entry in sorted(by_tenant.items()):
             if entry["policy"] == "archive":
-                written.append(write_archive(plugin, tenant, archive_root))
+                written.append(archives.write_archive(plugin, tenant, archive_root))
         with database.atomic("IMMEDIATE"):
             outcome = {
                 t: {"policy": e["policy"], "documents": e["documents"]}
@@ -201,7 +181,7 @@ def deregister(
             )
     except BaseException:
         for archive in written:
-            for path in (archive["path"], _checksum_path(archive["path"])):
+            for path in (archive["path"], archives.checksum_path(archive["path"])):
                 path.unlink(missing_ok=True)
         raise
     log.info("plugin %s deregistered by %s; data: %s", plugin.plugin_id, actor, outcome)
@@ -212,255 +192,3 @@ def _delete(plugin_id: str, tenant: str) -> int:
     return database.execute_sql(
         "DELETE FROM document WHERE plugin_id = ? AND tenant = ?", [plugin_id, tenant]
     ).rowcount
-
-
-def _checksum_path(path: Path) -> Path:
-    return path.with_name(path.name + CHECKSUM_SUFFIX)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, write) -> None:
-    """Write a new owner-only file through ``write(fileobj)`` and fsync it before returning."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as raw:
-        write(raw)
-        raw.flush()
-        os.fsync(raw.fileno())
-
-
-def _line(collection, doc_id, version, created_at, updated_at, data: str) -> str:
-    """One document as a JSON line, with ``data`` spliced in exactly as the database holds it."""
-    meta = {
-        "collection": collection,
-        "id": doc_id,
-        "version": version,
-        "created_at": created_at,
-        "updated_at": updated_at,
-    }
-    return _prefix(meta) + data + "}\n"
-
-
-def _prefix(meta: dict) -> str:
-    return json.dumps(meta, separators=(",", ":"), ensure_ascii=False)[:-1] + ',"data":'
-
-
-def write_archive(plugin: Plugin, tenant: str, root: Path) -> dict:
-    """Write one tenant's documents of a plugin to a synced gzip file and its checksum file."""
-    directory = ensure_private_dir(ensure_private_dir(root) / plugin.plugin_id)
-    stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
-    path = directory / f"{tenant}-{stamp}{ARCHIVE_SUFFIX}"
-    partial = path.with_name(path.name + ".partial")
-    with database.atomic():  # one snapshot: the header's count matches the lines
-        count = database.execute_sql(
-            "SELECT count(*) FROM document WHERE plugin_id = ? AND tenant = ?",
-            [plugin.plugin_id, tenant],
-        ).fetchone()[0]
-        header = {
-            "format": ARCHIVE_FORMAT,
-            "plugin_id": plugin.plugin_id,
-            "tenant": tenant,
-            "plugin_version": plugin.version,
-            "documents": count,
-            "created_at": iso_utc(utcnow()),
-            "collections": [
-                {"collection": c["collection"], "schema": c["schema"]}
-                for c in plugin.manifest.get("data_schemas", [])
-            ],
-        }
-        cursor = database.execute_sql(
-            f"SELECT {COLUMNS} FROM document WHERE plugin_id = ? AND tenant = ? "
-            "ORDER BY collection, pk",
-            [plugin.plugin_id, tenant],
-        )
-
-        def write(raw) -> None:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-                gz.write((json.dumps(header, separators=(",", ":")) + "\n").encode())
-                while rows := cursor.fetchmany(BATCH):
-                    gz.write("".join(_line(*row) for row in rows).encode())
-
-        try:
-            _write_synced(partial, write)
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
-    _fsync_dir(directory)
-    digest = _sha256(path)
-    _write_synced(_checksum_path(path), lambda raw: raw.write(f"{digest}  {path.name}\n".encode()))
-    _fsync_dir(directory)
-    log.info("archived %d document(s) of %s in %s to %s", count, plugin.plugin_id, tenant, path)
-    return {
-        "tenant": tenant,
-        "path": path,
-        "relative": path.relative_to(root).as_posix(),
-        "sha256": digest,
-        "documents": count,
-        "size_bytes": path.stat().st_size,
-    }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# --- restore ------------------------------------------------------------------------------
-
-
-def _resolve(reference: str, root: Path) -> tuple[Path, Archive | None]:
-    """Find an archive by its id, its path relative to the archives folder, or a file path."""
-    row = None
-    if reference.isdigit():
-        row = Archive.get_or_none(Archive.id == int(reference))
-        if row is None:
-            raise NotFound(f"No archive {reference}.")
-        path = root / row.path
-    else:
-        path = Path(reference)
-        if not path.exists() and (root / reference).exists():
-            path = root / reference
-        try:
-            relative = path.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            relative = None
-        if relative is not None:
-            row = Archive.get_or_none(Archive.path == relative)
-    if not path.is_file():
-        raise NotFound(f"No archive file {str(path)!r}.")
-    return path, row
-
-
-def restore(reference: str, *, actor: str, root: Path) -> dict:
-    """Verify an archive's checksum and put its documents back exactly as they were.
-
-    Nothing is written unless every line is intact and no document of the archive exists in
-    the live database already.
-    """
-    path, row = _resolve(reference, root)
-    expected = None
-    sidecar = _checksum_path(path)
-    if sidecar.is_file():
-        expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else ""
-    if row is not None:
-        if expected is not None and expected != row.sha256:
-            raise BadRequest(
-                f"The checksum file of {path.name} disagrees with the one recorded at archiving; "
-                "nothing was restored."
-            )
-        expected = row.sha256
-    if expected is None:
-        raise BadRequest(f"{path.name} has no checksum ({sidecar.name}); nothing was restored.")
-    actual = _sha256(path)
-    if actual != expected:
-        raise BadRequest(
-            f"{path.name} does not match its checksum (expected {expected}, got {actual}): the "
-            "file is damaged or was changed; nothing was restored.",
-            expected=expected,
-            actual=actual,
-        )
-    header, rows = _read_archive(path)
-    try:
-        with database.atomic("IMMEDIATE"):
-            for collection, doc_id, version, created_at, updated_at, data in rows:
-                database.execute_sql(
-                    "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, "
-                    "created_at, updated_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        header["tenant"],
-                        header["plugin_id"],
-                        collection,
-                        doc_id,
-                        version,
-                        created_at,
-                        updated_at,
-                        data,
-                    ],
-                )
-            if row is not None:
-                Archive.update(restored_at=utcnow(), restored_by=actor).where(
-                    Archive.id == row.id
-                ).execute()
-            AuditEvent.create(
-                actor=actor,
-                action="plugin.archive.restore",
-                target=header["plugin_id"],
-                detail={"tenant": header["tenant"], "archive": path.name, "documents": len(rows)},
-            )
-    except (IntegrityError, sqlite3.IntegrityError):
-        raise Conflict(
-            f"Some documents of {path.name} exist in the live database already (restored "
-            "before?); nothing was restored."
-        ) from None
-    log.info("restored %d document(s) from %s by %s", len(rows), path, actor)
-    return {
-        "plugin_id": header["plugin_id"],
-        "tenant": header["tenant"],
-        "documents": len(rows),
-        "archive": str(path),
-    }
-
-
-def _read_archive(path: Path) -> tuple[dict, list[tuple]]:
-    rows = []
-    try:
-        with gzip.open(path, "rt", encoding="utf-8", newline="\n") as fh:
-            header = json.loads(fh.readline())
-            if not isinstance(header, dict) or header.get("format") != ARCHIVE_FORMAT:
-                raise BadRequest(f"{path.name} is not an archive of this core ({ARCHIVE_FORMAT}).")
-            for number, line in enumerate(fh, start=2):
-                line = line.rstrip("\n")
-                meta = json.loads(line)
-                data = meta.pop("data")
-                prefix = _prefix(meta)
-                if not (line.startswith(prefix) and line.endswith("}")) or data is None:
-                    raise BadRequest(f"{path.name} line {number} is not a document line.")
-                rows.append(
-                    (
-                        meta["collection"],
-                        meta["id"],
-                        meta["version"],
-                        meta["created_at"],
-                        meta["updated_at"],
-                        line[len(prefix) : -1],
-                    )
-                )
-    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError, KeyError) as exc:
-        raise BadRequest(f"{path.name} cannot be read as an archive: {exc}.") from None
-    if len(rows) != header.get("documents"):
-        raise BadRequest(
-            f"{path.name} holds {len(rows)} document(s) but its header says "
-            f"{header.get('documents')}; nothing was restored."
-        )
-    return header, rows
-
-
-def list_archives(plugin_id: str | None = None) -> list[dict]:
-    query = Archive.select().order_by(Archive.id.desc())
-    if plugin_id is not None:
-        query = query.where(Archive.plugin_id == plugin_id)
-    return [
-        {
-            "id": row.id,
-            "plugin_id": row.plugin_id,
-            "tenant": row.tenant,
-            "path": row.path,
-            "sha256": row.sha256,
-            "documents": row.documents,
-            "size_bytes": row.size_bytes,
-            "created_by": row.created_by,
-            "created_at": iso_utc(row.created_at),
-            "restored_at": iso_utc(row.restored_at),
-            "restored_by": row.restored_by,
-        }
-        for row in query
-    ]
