@@ -45,13 +45,17 @@ FRAGMENT = "<h1>Static</h1>" + "".join(
 )
 
 
-def serve_static(port: int, core_url: str) -> None:
-    """Run the static bench plugin (``bench/proxy.py --serve PORT CORE_URL``)."""
+def serve_static(port: int, core_url: str | None) -> None:
+    """Run the static bench plugin (``bench/proxy.py --serve PORT [CORE_URL]``).
+
+    Without CORE_URL it verifies no JWT: ``bench/shell_cpu.py`` runs its core in-process, with
+    no JWKS to fetch.
+    """
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from extframework_sdk import RequestTokenError, RequestVerifier
 
-    verifier = RequestVerifier(core_url, "static")
+    verifier = RequestVerifier(core_url, "static") if core_url else None
     body = FRAGMENT.encode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -62,7 +66,7 @@ def serve_static(port: int, core_url: str) -> None:
             status, data, ctype = 200, body, "text/html; charset=utf-8"
             if self.path == "/health":
                 data, ctype = b"ok", "text/plain"
-            else:
+            elif verifier is not None:
                 try:
                     verifier.verify(self.headers.get("Authorization"))
                 except RequestTokenError:
@@ -92,10 +96,14 @@ def login(url: str) -> requests.Session:
     return session
 
 
+def core_keys(demo: Demo) -> tokens.KeyStore:
+    """The core's key store (the algorithm argument only matters for keys it would generate)."""
+    return tokens.KeyStore(demo.instance / "keys", "RS256", 3600)
+
+
 def request_jwt(demo: Demo, plugin_id: str) -> str:
-    store = tokens.KeyStore(demo.instance / "keys", "RS256", 3600)
     return tokens.mint_request_jwt(
-        store,
+        core_keys(demo),
         issuer=demo.url,
         plugin_id=plugin_id,
         user_id="1",
@@ -170,9 +178,7 @@ def main() -> None:
             tasks = demo.start_node_plugin()
             for plugin_id in ("static", "notebook", "tasks"):
                 demo.wait_for_state(plugin_id, "active", timeout_s=60)
-            algorithm = (
-                tokens.KeyStore(demo.instance / "keys", "RS256", 3600).signing_key().algorithm
-            )
+            algorithm = core_keys(demo).signing_key().algorithm
             shell = login(demo.url)
             home = timed(shell, demo.url + "/", {}, args.requests, "current-user")
             results = {
@@ -215,7 +221,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        serve_static(int(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--serve":
+        serve_static(int(sys.argv[2]), sys.argv[3] if len(sys.argv) == 4 else None)
     else:
         main()

@@ -4,14 +4,14 @@
 
 The loopback benchmarks time whole requests on a shared VM whose speed wanders by 2x within
 minutes; this one counts the instructions the core itself executes per request with valgrind's
-callgrind, which repeats to within 0.3 % whatever else the machine is doing (the signature's
+callgrind, which repeats to within 1 % whatever else the machine is doing (the signature's
 random blinding and the token's random id move it a little). Use it to judge a change to the
 shell's hot path: run it before and after.
 
 The core runs in-process under the Flask test client (its instructions are counted); the plugin
-is a separate process serving a fixed fragment (its instructions are not). Each figure is
-(count after warm-up + N requests - count after warm-up) / N, so start-up cancels out. Both
-signing keys are made before counting (key generation's cost is random).
+is ``bench/proxy.py``'s static one, a separate process (its instructions are not). Each figure
+is (count after warm-up + N requests - count after warm-up) / N, so start-up cancels out.
+Both signing keys are made before counting (key generation's cost is random).
 
 Instructions are not time: RSA arithmetic runs many instructions per cycle, Python far fewer.
 The timed benchmark, ``bench/proxy.py``, stays the measure of the goals.
@@ -38,32 +38,6 @@ CASES = [  # label, key algorithm, path
     ("view, RS256 key (the default)", "RS256", "/plugin-proxy/static/items"),
     ("view, ES256 key", "ES256", "/plugin-proxy/static/items"),
 ]
-
-
-def serve_fragment(port: int) -> None:
-    """The plugin: proxy.py's static fragment for every GET (``shell_cpu.py --serve PORT``)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from proxy import FRAGMENT
-
-    body = FRAGMENT.encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
 def make_app(instance: Path, database: Path, algorithm: str):
@@ -150,7 +124,8 @@ def main() -> None:
             instances[algorithm] = Path(tmp) / algorithm
             make_app(instances[algorithm], Path(tmp) / f"{algorithm}.sqlite3", algorithm)
         port = free_port()
-        plugin = Process([sys.executable, __file__, "--serve", str(port)], port, "/")
+        static = [sys.executable, str(ROOT / "bench" / "proxy.py"), "--serve", str(port)]
+        plugin = Process(static, port, "/health")
         try:
             runs = []
             for _, algorithm, path in CASES:
@@ -183,9 +158,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
-        serve_fragment(int(sys.argv[2]))
-    elif len(sys.argv) == 7 and sys.argv[1] == "--child":
+    if len(sys.argv) == 7 and sys.argv[1] == "--child":
         _, _, instance, algorithm, url, path, count = sys.argv
         run_requests(Path(instance), algorithm, url, path, int(count))
     else:
