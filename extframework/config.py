@@ -19,8 +19,14 @@ DEFAULTS: dict[str, object] = {
     "JWT_ALGORITHM": "RS256",
     "REQUEST_JWT_TTL_S": 60,
     "USER_JWT_TTL_S": 3600,
+    # Login throttling (docs/identity.md): failures per (account, address), per account, and
+    # per address inside one window; see accounts.LoginLimits.
     "LOGIN_MAX_FAILURES": 10,
+    "LOGIN_ACCOUNT_MAX_FAILURES": 30,
     "LOGIN_WINDOW_S": 300,
+    "LOGIN_KNOWN_ADDRESS_DAYS": 30,
+    "LOGIN_ADDRESS_SLOW_AFTER": 30,
+    "LOGIN_ADDRESS_DELAY_S": 1.0,
     "HEALTH_MONITOR": True,
     "HEALTH_INTERVAL_S": 10.0,
     "HEALTH_TIMEOUT_S": 2.0,
