@@ -275,7 +275,7 @@ def authenticate(email: str, password: str, client: str, *, limits: LoginLimits)
     if user is None or not check_password_hash(user.password_hash, password or ""):
         if user is None:
             check_password_hash(_DUMMY_HASH, password or "")
-        address_failures = _record_failure(keys, now, window)
+        address_failures = _record_failure(keys, now, limits)
         if address_failures > limits.address_slow_after:
             _slow_down(limits.address_delay_s)
         raise Unauthorized(BAD_CREDENTIALS)
@@ -314,14 +314,20 @@ def _known(row: LoginThrottle | None, now: datetime, limits: LoginLimits) -> boo
     return row is not None and now - row.window_start < timedelta(days=limits.known_address_days)
 
 
-def _record_failure(keys: dict[str, str], now: datetime, window: timedelta) -> int:
+def _record_failure(keys: dict[str, str], now: datetime, limits: LoginLimits) -> int:
     """Count one failure for the pair, the account and the address; return the address's count."""
+    window_began = now - timedelta(seconds=limits.window_s)
     with write_transaction():
         for kind in ("pair", "account", "address"):
-            _upsert(keys[kind], now, reset_before=now - window, failures=1)
-        # Keys are cheap to make (any email will do): drop the ones whose window has passed.
+            _upsert(keys[kind], now, reset_before=window_began, failures=1)
+        # Keys are cheap to make (any email will do): drop the ones that no longer count.
+        known = LoginThrottle.key.startswith("known:")
         LoginThrottle.delete().where(
-            (LoginThrottle.window_start <= now - window) & ~LoginThrottle.key.startswith("known:")
+            ((LoginThrottle.window_start <= window_began) & ~known)
+            | (
+                known
+                & (LoginThrottle.window_start <= now - timedelta(days=limits.known_address_days))
+            )
         ).execute()
         return LoginThrottle.get(LoginThrottle.key == keys["address"]).failures
 
