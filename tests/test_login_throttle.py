@@ -4,9 +4,11 @@ from datetime import datetime, timedelta
 from functools import partial
 
 import pytest
+import requests
 from werkzeug.security import generate_password_hash
 
 from extframework.services import accounts
+from tests.support.processes import flask_cli, start_core
 
 ADMIN = "admin@example.com"
 PASSWORD = "correct horse battery"
@@ -202,3 +204,32 @@ def test_rows_that_no_longer_count_are_pruned(app, client, admin, clock):
     clock.advance(app.config["LOGIN_KNOWN_ADDRESS_DAYS"] * 86400)
     fail(client, "ghost3@example.com", ATTACKER, 1)
     assert f"known:{OFFICE}|{ADMIN}" not in keys()
+
+
+@pytest.mark.timeout(120)
+def test_the_real_core_lets_the_admin_in_after_failures_on_other_accounts(tmp_path):
+    """Two gunicorn workers share the counts: they live in the database, not in a process."""
+    core = start_core(tmp_path, workers=2)
+    try:
+        created = flask_cli(
+            tmp_path / "instance",
+            *("users", "create", ADMIN, "--role", "admin", "--operator"),
+            env={"EXTFW_PASSWORD": PASSWORD},
+        )
+        assert created.returncode == 0, created.stderr
+        session = requests.Session()
+
+        def attempt(email, password):
+            body = {"email": email, "password": password}
+            return session.post(f"{core.url}/api/auth/token", json=body, timeout=30)
+
+        for i in range(10):
+            assert attempt(f"nobody{i}@example.com", "guess").status_code == 401
+        assert attempt(ADMIN, PASSWORD).status_code == 200
+        for i in range(10):
+            assert attempt(ADMIN, f"wrong {i}").status_code == 401
+        locked = attempt(ADMIN, PASSWORD)
+        assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+        assert locked.headers["Cache-Control"] == "no-store"
+    finally:
+        core.stop()

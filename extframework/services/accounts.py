@@ -351,7 +351,7 @@ def _slow_down(delay_s: float) -> None:
     retry = str(max(1, math.ceil(delay_s)))
     detail = (
         f"{BAD_CREDENTIALS} Many logins have failed from your address; "
-        f"wait {retry} seconds before the next try."
+        f"wait {retry} second{'' if retry == '1' else 's'} before the next try."
     )
     if delay_s > 0 and _slowed.acquire(blocking=False):
         try:
