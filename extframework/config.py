@@ -19,8 +19,14 @@ DEFAULTS: dict[str, object] = {
     "JWT_ALGORITHM": "RS256",
     "REQUEST_JWT_TTL_S": 60,
     "USER_JWT_TTL_S": 3600,
+    # Login throttling (docs/identity.md): failures per (account, address), per account, and
+    # per address inside one window; see accounts.LoginLimits.
     "LOGIN_MAX_FAILURES": 10,
+    "LOGIN_ACCOUNT_MAX_FAILURES": 30,
     "LOGIN_WINDOW_S": 300,
+    "LOGIN_KNOWN_ADDRESS_DAYS": 30,
+    "LOGIN_ADDRESS_SLOW_AFTER": 30,
+    "LOGIN_ADDRESS_DELAY_S": 1.0,
     "HEALTH_MONITOR": True,
     "HEALTH_INTERVAL_S": 10.0,
     "HEALTH_TIMEOUT_S": 2.0,
@@ -40,6 +46,8 @@ def load_config(app: Flask, test_config: dict | None) -> None:
     else:
         app.config.from_mapping(test_config)
     if app.config["DATABASE"] is None:
+        # Made here, owner-only, so the database file can be created 0600 in it (db.init_app).
+        ensure_private_dir(app.instance_path)
         app.config["DATABASE"] = os.path.join(app.instance_path, "extframework.sqlite3")
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_BODY_BYTES"])
     app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
@@ -48,9 +56,19 @@ def load_config(app: Flask, test_config: dict | None) -> None:
 
 
 def ensure_private_dir(path: str | Path) -> Path:
-    """Create a directory readable by its owner only."""
+    """Create a directory, and any missing parent, readable by its owner only.
+
+    ``mkdir(parents=True)`` would give the parents the umask's mode (often 0755); an existing
+    folder keeps the mode its owner chose.
+    """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
     return path
 
 

@@ -45,6 +45,7 @@ def init_app(app: Flask) -> None:
     """Bind the database to the app's file and take a pooled connection per request."""
     if not database.deferred:
         database.close_all()  # connections of an earlier init point at another file
+    create_private_database(app.config["DATABASE"])
     database.init(
         app.config["DATABASE"],
         pragmas=pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]),
@@ -63,6 +64,28 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(init_db_command)
 
 
+def _is_file_path(path: str | None) -> bool:
+    return bool(path) and path != ":memory:" and not path.startswith("file:")
+
+
+def create_private_database(path: str) -> None:
+    """Create an empty database file readable by its owner only, before SQLite opens it.
+
+    SQLite creates a missing file with the process umask (0644 under most shells) and gives its
+    ``-wal`` and ``-shm`` files the database file's mode, so the first file decides all three.
+    An existing file keeps its mode; a warning says when others can read it.
+    """
+    if not _is_file_path(path):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if os.stat(path).st_mode & 0o077:
+            log.warning("%s is readable by others than its owner: chmod 600 it", path)
+    except FileNotFoundError:
+        pass  # no such folder: SQLite says so when it opens the file
+
+
 _write_queue: tuple[int, str, threading.Lock, int | None] | None = None
 _write_queue_guard = threading.Lock()
 
@@ -79,7 +102,7 @@ def _write_lock() -> tuple[threading.Lock, int | None]:
                 if current is not None and current[0] == os.getpid() and current[3] is not None:
                     os.close(current[3])  # the app was re-initialised on another file
                 fd = None  # a forked worker opens its own descriptor: flock is per descriptor
-                if path and path != ":memory:" and not path.startswith("file:"):
+                if _is_file_path(path):
                     fd = os.open(path + "-writelock", os.O_RDWR | os.O_CREAT, 0o600)
                 current = _write_queue = (os.getpid(), path, threading.Lock(), fd)
     return current[2], current[3]

@@ -90,7 +90,19 @@ def _paths() -> dict:
                 "requestBody": _body(_ref("Credentials")),
                 "responses": {
                     "200": _json(_ref("UserToken"), "A bearer token for the API."),
-                    **_problems(400, 401, 413, 429),
+                    **_problems(400, 401, 413),
+                    "429": {
+                        "description": "Too many failed logins on this account (from this "
+                        "address, or from many), or a wrong password from an address that "
+                        "failed on many accounts; see docs/identity.md.",
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before the next try.",
+                                "schema": {"type": "integer", "minimum": 1},
+                            }
+                        },
+                        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                    },
                 },
             }
         },

@@ -7,6 +7,7 @@
 # EXTFW_INSTANCE_PATH (default ./instance), EXTFW_ADMIN_PASSWORD (default: a random password,
 # printed once when the admin is created). Ctrl-C stops everything it started.
 set -euo pipefail
+umask 077  # logs and token files in the instance folder are owner-only too
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -33,13 +33,16 @@ bp = Blueprint("auth", __name__)
 
 
 def _authenticate(email: str, password: str):
-    return accounts.authenticate(
-        email,
-        password,
-        request.remote_addr or "unknown",
-        max_failures=int(current_app.config["LOGIN_MAX_FAILURES"]),
-        window_s=int(current_app.config["LOGIN_WINDOW_S"]),
+    config = current_app.config
+    limits = accounts.LoginLimits(
+        max_failures=int(config["LOGIN_MAX_FAILURES"]),
+        account_max_failures=int(config["LOGIN_ACCOUNT_MAX_FAILURES"]),
+        window_s=int(config["LOGIN_WINDOW_S"]),
+        known_address_days=int(config["LOGIN_KNOWN_ADDRESS_DAYS"]),
+        address_slow_after=int(config["LOGIN_ADDRESS_SLOW_AFTER"]),
+        address_delay_s=float(config["LOGIN_ADDRESS_DELAY_S"]),
     )
+    return accounts.authenticate(email, password, request.remote_addr or "unknown", limits=limits)
 
 
 def _safe_next(target: str | None) -> str:
@@ -51,19 +54,19 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error, status = None, 200
+    error, status, headers = None, 200, {}
     email = ""
     if request.method == "POST":
         email = request.form.get("email", "")
         try:
             user = _authenticate(email, request.form.get("password", ""))
         except DomainError as exc:
-            error, status = exc.detail, exc.status
+            error, status, headers = exc.detail, exc.status, exc.headers
         else:
             login_user(Identity.load(user.id))
             log.info("login: user %s", user.id)
             return redirect(_safe_next(request.args.get("next")))
-    return render_template("login.html", error=error, email=email), status
+    return render_template("login.html", error=error, email=email), status, headers
 
 
 @bp.post("/logout")

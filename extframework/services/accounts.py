@@ -1,13 +1,19 @@
 """Tenants, users, passwords and login throttling."""
 
+import hashlib
+import ipaddress
 import logging
+import math
 import re
-from datetime import timedelta
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from peewee import JOIN, IntegrityError, fn
+from peewee import JOIN, Case, IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from extframework.db import database
+from extframework.db import database, write_transaction
 from extframework.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
 from extframework.models import ROLES, AuditEvent, LoginThrottle, Tenant, User, utcnow
 
@@ -203,41 +209,154 @@ def has_users() -> bool:
     return User.select().exists()
 
 
-def authenticate(
-    email: str, password: str, client: str, *, max_failures: int, window_s: int
-) -> User:
+@dataclass(frozen=True)
+class LoginLimits:
+    """The throttle's settings (README, configuration; docs/identity.md, "Throttling")."""
+
+    max_failures: int = 10  # per (account, address)
+    account_max_failures: int = 30  # per account, all addresses together
+    window_s: int = 300
+    known_address_days: int = 30
+    address_slow_after: int = 30  # per address, all accounts together
+    address_delay_s: float = 1.0
+
+
+# One slowed answer at a time per process: the delay holds a worker thread, and an attacker
+# must not be able to hold them all. Another slowed answer is refused at once instead.
+_slowed = threading.BoundedSemaphore(1)
+_sleep = time.sleep
+# An email longer than this is no one's; its key is hashed so the table's keys stay short.
+_MAX_KEY_EMAIL = 200
+
+
+def authenticate(email: str, password: str, client: str, *, limits: LoginLimits) -> User:
     """Return the user whose credentials these are, or raise without saying which part was wrong.
 
-    Failures are counted per email and per client address; past ``max_failures`` within
-    ``window_s`` seconds every attempt is refused with 429 until the window passes.
+    Failures are counted per (account, address), per account and per address; an unknown
+    email counts as an account. A correct password is refused only for failures on its own
+    account: past ``max_failures`` from its address, or past ``account_max_failures`` from
+    everywhere unless it logged in from this address lately. An address's failures across
+    accounts only slow its own failed attempts down.
     """
     email = (email or "").strip().lower()
-    keys = [f"email:{email}", f"client:{client}"]
-    window = timedelta(seconds=window_s)
+    keys = _throttle_keys(email, client_address(client))
     now = utcnow()
-    for row in LoginThrottle.select().where(LoginThrottle.key.in_(keys)):
-        if row.failures >= max_failures and now - row.window_start < window:
-            retry = int((row.window_start + window - now).total_seconds()) + 1
-            log.warning("login throttled for %s", row.key.split(":")[0])
-            raise TooManyRequests(
-                f"Too many failed logins; try again in {retry} seconds.",
-                headers={"Retry-After": str(retry)},
-            )
+    window = timedelta(seconds=limits.window_s)
+    rows = {
+        row.key: row
+        for row in LoginThrottle.select().where(LoginThrottle.key.in_(list(keys.values())))
+    }
+
+    def live_failures(kind: str) -> int:
+        row = rows.get(keys[kind])
+        return row.failures if row and now - row.window_start < window else 0
+
+    def retry_after(kind: str) -> str:
+        left = rows[keys[kind]].window_start + window - now
+        return str(max(1, math.ceil(left.total_seconds())))
+
+    if live_failures("pair") >= limits.max_failures:
+        log.warning("login refused: too many failures for one account from one address")
+        raise TooManyRequests(
+            f"Too many failed logins; try again in {retry_after('pair')} seconds.",
+            headers={"Retry-After": retry_after("pair")},
+        )
+    if live_failures("account") >= limits.account_max_failures and not _known(
+        rows.get(keys["known"]), now, limits
+    ):
+        log.warning("login refused: too many failures for one account from many addresses")
+        seconds = retry_after("account")
+        raise TooManyRequests(
+            f"Too many failed logins on this account from different addresses; try again in "
+            f"{seconds} seconds, or from an address this account has logged in from before.",
+            headers={"Retry-After": seconds},
+        )
     user = User.get_or_none((User.email == email) & (User.is_active == True))  # noqa: E712
     if user is None or not check_password_hash(user.password_hash, password or ""):
         if user is None:
             check_password_hash(_DUMMY_HASH, password or "")
-        _record_failure(keys, now, window)
+        address_failures = _record_failure(keys, now, limits)
+        if address_failures > limits.address_slow_after:
+            _slow_down(limits.address_delay_s)
         raise Unauthorized(BAD_CREDENTIALS)
-    LoginThrottle.delete().where(LoginThrottle.key == keys[0]).execute()
+    with write_transaction():
+        LoginThrottle.delete().where(LoginThrottle.key == keys["pair"]).execute()
+        _upsert(keys["known"], now, reset_before=now, failures=0)
     return user
 
 
-def _record_failure(keys: list[str], now, window: timedelta) -> None:
-    with database.atomic():
-        for key in keys:
-            row, created = LoginThrottle.get_or_create(key=key, defaults={"window_start": now})
-            if not created and now - row.window_start >= window:
-                row.failures, row.window_start = 0, now
-            row.failures += 1
-            row.save()
+def client_address(client: str) -> str:
+    """Name the network a login comes from: an IPv4 address, or an IPv6 /64 (one subscriber)."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client[:64]
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _throttle_keys(email: str, address: str) -> dict[str, str]:
+    if len(email) > _MAX_KEY_EMAIL:
+        email = "sha256:" + hashlib.sha256(email.encode()).hexdigest()
+    return {
+        "pair": f"pair:{address}|{email}",
+        "account": f"account:{email}",
+        "address": f"address:{address}",
+        "known": f"known:{address}|{email}",
+    }
+
+
+def _known(row: LoginThrottle | None, now: datetime, limits: LoginLimits) -> bool:
+    """Has this account logged in from this address within ``known_address_days``?"""
+    return row is not None and now - row.window_start < timedelta(days=limits.known_address_days)
+
+
+def _record_failure(keys: dict[str, str], now: datetime, limits: LoginLimits) -> int:
+    """Count one failure for the pair, the account and the address; return the address's count."""
+    window_began = now - timedelta(seconds=limits.window_s)
+    with write_transaction():
+        for kind in ("pair", "account", "address"):
+            _upsert(keys[kind], now, reset_before=window_began, failures=1)
+        # Keys are cheap to make (any email will do): drop the ones that no longer count.
+        known = LoginThrottle.key.startswith("known:")
+        LoginThrottle.delete().where(
+            ((LoginThrottle.window_start <= window_began) & ~known)
+            | (
+                known
+                & (LoginThrottle.window_start <= now - timedelta(days=limits.known_address_days))
+            )
+        ).execute()
+        return LoginThrottle.get(LoginThrottle.key == keys["address"]).failures
+
+
+def _upsert(key: str, now: datetime, *, reset_before: datetime, failures: int) -> None:
+    """Add ``failures`` to a key's count, or start it afresh if its window began before then."""
+    stale = LoginThrottle.window_start <= reset_before
+    LoginThrottle.insert(key=key, failures=failures, window_start=now).on_conflict(
+        conflict_target=[LoginThrottle.key],
+        update={
+            LoginThrottle.failures: Case(
+                None, [(stale, failures)], LoginThrottle.failures + failures
+            ),
+            LoginThrottle.window_start: Case(None, [(stale, now)], LoginThrottle.window_start),
+        },
+    ).execute()
+
+
+def _slow_down(delay_s: float) -> None:
+    """Answer a failed attempt from a busy address late, or at once with 429 if one waits."""
+    retry = str(max(1, math.ceil(delay_s)))
+    detail = (
+        f"{BAD_CREDENTIALS} Many logins have failed from your address; "
+        f"wait {retry} second{'' if retry == '1' else 's'} before the next try."
+    )
+    if delay_s > 0 and _slowed.acquire(blocking=False):
+        try:
+            _sleep(delay_s)
+        finally:
+            _slowed.release()
+    log.warning("login slowed: many failures from one address")
+    raise TooManyRequests(detail, headers={"Retry-After": retry})

@@ -67,9 +67,12 @@ class KeyStore:
     @contextmanager
     def _locked(self):
         ensure_private_dir(self.directory)
-        with open(self.directory / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def ensure_key(self) -> None:
         """Generate the first signing key if there is none."""
