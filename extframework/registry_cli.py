@@ -16,6 +16,7 @@ from extframework.services import (
     catalog,
     enrolment,
     migrations,
+    pending_updates,
     plugin_admin,
     registry,
     uninstall,
@@ -256,3 +257,45 @@ def rotate_token(plugin_id: str) -> None:
     token = plugin_admin.rotate_token(plugin, actor=CLI_ACTOR)
     click.echo(f"Rotated the token of {plugin_id}; the old token no longer works.")
     click.echo(token)
+
+
+@plugins_cli.command("pending")
+@refusals_as_errors
+def pending() -> None:
+    """List updates that move a plugin to another server and await approval."""
+    rows = pending_updates.list_pending()
+    if not rows:
+        click.echo("No pending updates.")
+    for row in map(pending_updates.summary, rows):
+        click.echo(
+            f"{row['id']}\t{row['plugin_id']}\t{row['previous_version']} -> {row['version']}\t"
+            f"{row['previous_origin']} -> {row['origin']}\t{row['requested_at']}\t"
+            f"{row['base_url']}"
+        )
+
+
+@plugins_cli.command("approve-update")
+@click.argument("pending_id", type=int)
+@refusals_as_errors
+def approve_update(pending_id: int) -> None:
+    """Apply pending update PENDING_ID (the number `plugins pending` shows): probe, then apply."""
+    result = plugin_admin.approve_update(
+        pending_id, actor=CLI_ACTOR, app=current_app._get_current_object()
+    )
+    plugin = catalog.get_plugin(result["plugin_id"])
+    click.echo(
+        f"Approved: {plugin.plugin_id} is at version {result['version']} ({result['state']}), "
+        f"served from {plugin.base_url}."
+    )
+    if "migration" in result:
+        click.echo("Its migration started; follow it with `plugins migration status`.")
+
+
+@plugins_cli.command("reject-update")
+@click.argument("pending_id", type=int)
+@click.option("--reason", default="", help="Recorded in the audit log.")
+@refusals_as_errors
+def reject_update(pending_id: int, reason: str) -> None:
+    """Discard pending update PENDING_ID; the plugin stays on its current server and version."""
+    row = plugin_admin.reject_update(pending_id, actor=CLI_ACTOR, reason=reason)
+    click.echo(f"Rejected the update of {row['plugin_id']} to {row['version']} ({row['origin']}).")
