@@ -158,7 +158,7 @@ def _paths() -> dict:
                 "requestBody": _body(_ref("Manifest")),
                 "responses": {
                     "201": _json(_ref("Registration"), "Registered; the token is shown once."),
-                    **_problems(400, 401, 409, 413, 502),
+                    **_problems(400, 401, 403, 409, 413, 502),
                 },
             },
             "get": {

@@ -37,14 +37,23 @@ def init_app(app: Flask) -> None:
 @click.option("--uses", type=click.IntRange(min=1), default=None, help="Default: unlimited.")
 @click.option("--expires", default=None, help="Lifetime such as 30m, 1h, 2d (default: never).")
 @click.option("--label", default="", help="What the key is for.")
+@click.option(
+    "--plugin",
+    "plugin_id",
+    default=None,
+    help="Register only this plugin_id (needed to register a removed plugin whose data remains).",
+)
 @refusals_as_errors
-def create_key(uses: int | None, expires: str | None, label: str) -> None:
+def create_key(uses: int | None, expires: str | None, label: str, plugin_id: str | None) -> None:
     """Create an enrolment key and print it (last line); it is shown only this once."""
     lifetime = enrolment.parse_duration(expires) if expires else None
-    key, secret = enrolment.create_key(actor=CLI_ACTOR, uses=uses, expires_in=lifetime, label=label)
+    key, secret = enrolment.create_key(
+        actor=CLI_ACTOR, uses=uses, expires_in=lifetime, label=label, plugin_id=plugin_id
+    )
     summary = enrolment.key_summary(key)
+    scope = f" for plugin {key.plugin_id}" if key.plugin_id else ""
     click.echo(
-        f"Created enrolment key {key.id} "
+        f"Created enrolment key {key.id}{scope} "
         f"(uses: {uses or 'unlimited'}, expires: {summary['expires_at'] or 'never'})."
     )
     click.echo(secret)
@@ -58,7 +67,8 @@ def list_keys() -> None:
         uses = "unlimited" if key["uses_left"] is None else key["uses_left"]
         click.echo(
             f"{key['id']}\t{key['status']}\tuses left: {uses}\t"
-            f"expires: {key['expires_at'] or 'never'}\t{key['label']}"
+            f"expires: {key['expires_at'] or 'never'}\tplugin: {key['plugin_id'] or 'any'}\t"
+            f"{key['label']}"
         )
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from extframework.db import database
-from extframework.models import AuditEvent, PendingUpdate, Plugin
-from extframework.services import health, migrations
+from extframework.models import AuditEvent, EnrolmentKey, PendingUpdate, Plugin
+from extframework.services import enrolment, health, lifecycle, migrations
 from tests.support.processes import Process, free_port
 from tests.support.registry_fixtures import sample_manifest
 
@@ -272,7 +272,99 @@ def test_only_an_operator_decides_a_pending_update(app, client, make_plugin, mak
     assert [p.id for p in pending_rows(app)] == [pending_id]
 
 
+# --- registering a deregistered plugin_id again ---------------------------------------------
+
+
+@pytest.fixture
+def retained(app, client, operator, make_plugin, plugin_api):
+    """A deregistered test-plugin whose tenant 'default' holds three documents."""
+
+    def deregister(policy: str = "retain") -> list[str]:
+        _, token = make_plugin()
+        api = plugin_api(token)
+        ids = [api.create("items", {"title": f"kept {n}"}).get_json()["id"] for n in range(3)]
+        client.put(
+            "/api/registry/plugins/test-plugin/tenants/default/uninstall-policy",
+            json={"policy": policy},
+        )
+        assert client.post("/api/registry/plugins/test-plugin/disable").status_code == 200
+        gone = client.post(
+            "/api/registry/plugins/test-plugin/deregister", json={"confirm": "test-plugin"}
+        )
+        assert gone.status_code == 200, gone.get_json()
+        return ids
+
+    return deregister
+
+
+def scoped_key(app, plugin_id: str) -> str:
+    with app.app_context(), database.connection_context():
+        return enrolment.create_key(actor="test", plugin_id=plugin_id)[1]
+
+
+@pytest.mark.parametrize("policy", ["retain", "archive"])
+def test_registering_a_deregistered_id_that_holds_data_needs_a_key_for_that_id(
+    app, client, retained, enrolment_key, healthy_plugin_server, plugin_api, policy
+):
+    ids = retained(policy)
+    again = sample_manifest(version="1.1.0", base_url=healthy_plugin_server.url)
+    refused = register(client, enrolment_key, again)
+    assert refused.status_code == 409 and refused.mimetype == PROBLEM
+    detail = refused.get_json()["detail"]
+    assert "enrolment-keys create --plugin test-plugin" in detail
+    assert record(app).state == "deregistered"
+
+    accepted = register(client, scoped_key(app, "test-plugin"), again)
+    assert accepted.status_code == 201, accepted.get_json()
+    if policy == "retain":
+        with app.app_context(), database.connection_context():
+            plugin = Plugin.get(Plugin.plugin_id == "test-plugin")
+            lifecycle.transition(plugin, "active", cause="test", actor="test")
+        found = plugin_api(accepted.get_json()["plugin_token"]).query("items").get_json()["items"]
+        assert sorted(d["id"] for d in found) == sorted(ids)
+
+
+def test_a_purged_plugin_id_registers_again_with_any_key(
+    app, client, retained, enrolment_key, healthy_plugin_server
+):
+    retained("purge")
+    again = sample_manifest(version="1.1.0", base_url=healthy_plugin_server.url)
+    assert register(client, enrolment_key, again).status_code == 201
+
+
+def test_a_scoped_key_registers_only_its_plugin_id(app, client, healthy_plugin_server):
+    key = scoped_key(app, "test-plugin")
+    other = sample_manifest(plugin_id="other-plugin", base_url=healthy_plugin_server.url)
+    refused = register(client, key, other)
+    assert refused.status_code == 403 and refused.mimetype == PROBLEM
+    assert "'test-plugin'" in refused.get_json()["detail"]
+    with app.app_context(), database.connection_context():
+        assert Plugin.select().count() == 0
+    own = register(client, key, sample_manifest(base_url=healthy_plugin_server.url))
+    assert own.status_code == 201
+
+
+def test_a_key_scope_must_be_a_plugin_id(app):
+    from extframework.errors import BadRequest
+
+    with app.app_context(), database.connection_context():
+        with pytest.raises(BadRequest) as refused:
+            enrolment.create_key(actor="test", plugin_id="Not An Id")
+        assert refused.value.errors[0]["path"] == "plugin_id"
+        assert EnrolmentKey.select().count() == 0
+
+
 # --- command line and console ---------------------------------------------------------------
+
+
+def test_cli_creates_and_lists_a_key_for_one_plugin_id(app, runner):
+    created = runner.invoke(args=["enrolment-keys", "create", "--plugin", "test-plugin"])
+    assert created.exit_code == 0, created.output
+    assert "for plugin test-plugin" in created.output
+    listed = runner.invoke(args=["enrolment-keys", "list"]).output
+    assert "plugin: test-plugin" in listed
+    bad = runner.invoke(args=["enrolment-keys", "create", "--plugin", "Bad Id"])
+    assert bad.exit_code != 0 and "plugin_id" in bad.output
 
 
 def test_cli_lists_approves_and_rejects_pending_updates(
@@ -318,6 +410,19 @@ def test_console_shows_a_pending_update_and_approves_it(
     assert record(app).base_url == healthy_plugin_server.url
     page = client.get(done.headers["Location"]).get_data(as_text=True)
     assert 'data-testid="pending-update"' not in page and "1.1.0" in page
+
+
+def test_console_creates_a_scoped_enrolment_key_and_lists_its_plugin(app, client, operator):
+    created = client.post(
+        "/console/enrolment-keys", data={"label": "for billing", "plugin_id": "acme-billing"}
+    )
+    assert created.status_code == 200
+    row = created.get_data(as_text=True).split('data-testid="keys"', 1)[1]
+    assert "acme-billing" in row
+    with app.app_context(), database.connection_context():
+        assert EnrolmentKey.get().plugin_id == "acme-billing"
+    bad = client.post("/console/enrolment-keys", data={"plugin_id": "Bad Id"})
+    assert bad.status_code == 400 and "plugin_id" in bad.get_data(as_text=True)
 
 
 def sdk_enrol():

@@ -458,6 +458,7 @@ def console_create_enrolment_key():
             uses=uses,
             expires_in=expires,
             label=form.get("label", ""),
+            plugin_id=form.get("plugin_id", ""),
         )
     except DomainError as exc:
         return _render_keys(exc.status, error=exc.detail)

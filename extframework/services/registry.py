@@ -75,8 +75,11 @@ def register(
     """Register a plugin from its manifest; return the plugin and its token (shown once)."""
     manifest = validate_manifest(manifest)
     plugin_id = manifest["plugin_id"]
+    if enrolment_key is not None:
+        enrolment.check_scope(enrolment_key, plugin_id)
     previous = _refuse_taken(plugin_id)
     if previous is not None:
+        enrolment.check_may_reattach(enrolment_key, previous)
         _check_reattachable(previous, manifest)
     probe(manifest_base_url(manifest))
     token = new_secret(PLUGIN_TOKEN_PREFIX)
@@ -157,6 +160,8 @@ def _register_again(
 ) -> Plugin:
     """Reuse a deregistered plugin's row: its history, tenants, policies and data stay."""
     with database.atomic("IMMEDIATE"):
+        # Checked again here: an archive may have been restored since the first check.
+        enrolment.check_may_reattach(enrolment_key, plugin)
         if enrolment_key is not None:
             enrolment.spend_key(enrolment_key)
         pending_updates.discard(plugin, actor=actor, cause="the plugin_id was registered again")
