@@ -166,7 +166,9 @@ def decide_pending_update(pending_id: int, verb: str):
     if not isinstance(reason, str):
         raise BadRequest("'reason' must be a string.")
     if verb == "reject":
-        rejected = plugin_admin.reject_update(pending_id, actor=api_user().actor, reason=reason)
+        rejected = plugin_admin.reject_update(
+            pending_id, actor=api_user().actor, reason=reason[:200]
+        )
         return jsonify({"rejected": rejected})
     result = plugin_admin.approve_update(
         pending_id, actor=api_user().actor, app=current_app._get_current_object()
