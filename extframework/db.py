@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import click
 from flask import Flask
-from peewee import BooleanField, IntegerField, Model
+from peewee import BooleanField, CharField, IntegerField, Model
 from playhouse.migrate import SqliteMigrator, migrate
 from playhouse.pool import PooledSqliteDatabase
 
@@ -150,9 +150,22 @@ def _migration_2() -> None:
         migrate(migrator.add_column("installation", "available", BooleanField(default=True)))
 
 
+def _migration_3() -> None:
+    """``enrolment_key.plugin_id`` (a key for one plugin_id) and the ``pending_update`` table.
+
+    Existing keys stay unscoped (NULL). Step 1 creates the current tables on a new database.
+    """
+    from extframework.models import PendingUpdate
+
+    if "plugin_id" not in {column.name for column in database.get_columns("enrolment_key")}:
+        migrator = SqliteMigrator(database)
+        migrate(migrator.add_column("enrolment_key", "plugin_id", CharField(null=True)))
+    database.create_tables([PendingUpdate])
+
+
 # Append-only: each entry upgrades the previous version's tables without losing rows
 # (use playhouse.migrate for columns). Never edit a step that has shipped.
-MIGRATIONS: list[Callable[[], None]] = [_migration_1, _migration_2]
+MIGRATIONS: list[Callable[[], None]] = [_migration_1, _migration_2, _migration_3]
 
 
 def current_version() -> int:

@@ -12,7 +12,7 @@ from peewee import (
     IntegerField,
     TextField,
 )
-from playhouse.sqlite_ext import JSONField
+from playhouse.sqlite_ext import AutoIncrementField, JSONField
 
 from extframework.db import BaseModel
 
@@ -77,6 +77,7 @@ class EnrolmentKey(BaseModel):
     revoked_at = DateTimeField(null=True)
     created_by = CharField()
     created_at = DateTimeField(default=utcnow)
+    plugin_id = CharField(null=True)  # None: any plugin_id; else only this one (schema v3)
 
 
 class Plugin(BaseModel):
@@ -129,6 +130,26 @@ class Collection(BaseModel):
 
     class Meta:
         indexes = ((("plugin", "name"), True),)
+
+
+class PendingUpdate(BaseModel):
+    """A plugin's update that moves ``base_url`` to another origin, awaiting an operator.
+
+    At most one per plugin: a newer update from the plugin replaces it (with a new id, so an
+    approval names exactly what the operator reviewed).
+    """
+
+    # AUTOINCREMENT: SQLite would otherwise give a replacement the id of the row it replaced.
+    id = AutoIncrementField()
+    plugin = ForeignKeyField(Plugin, backref="pending_updates", on_delete="CASCADE", unique=True)
+    version = CharField()
+    base_url = CharField()
+    previous_version = CharField()
+    previous_base_url = CharField()
+    manifest = JSONField()
+    changes = JSONField(default=list)  # the schema diff against the installed version
+    requested_by = CharField()
+    requested_at = DateTimeField(default=utcnow)
 
 
 class Transition(BaseModel):
@@ -248,4 +269,5 @@ ALL_MODELS = [
     Document,
     MigrationRun,
     Archive,
+    PendingUpdate,
 ]

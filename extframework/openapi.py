@@ -79,6 +79,34 @@ def _lifecycle_action(action: str, summary: str) -> dict:
     }
 
 
+def _pending_decision(verb: str, summary: str, responses: dict) -> dict:
+    return {
+        "post": {
+            "tags": ["registry"],
+            "summary": summary,
+            "operationId": f"{verb}PendingUpdate",
+            "security": USER,
+            "parameters": [
+                {
+                    "name": "pending_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer"},
+                }
+            ],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    JSON: {
+                        "schema": {"type": "object", "properties": {"reason": {"type": "string"}}}
+                    }
+                },
+            },
+            "responses": responses,
+        }
+    }
+
+
 def _paths() -> dict:
     return {
         "/api/auth/token": {
@@ -142,7 +170,7 @@ def _paths() -> dict:
                 "requestBody": _body(_ref("Manifest")),
                 "responses": {
                     "201": _json(_ref("Registration"), "Registered; the token is shown once."),
-                    **_problems(400, 401, 409, 413, 502),
+                    **_problems(400, 401, 403, 409, 413, 502),
                 },
             },
             "get": {
@@ -185,11 +213,87 @@ def _paths() -> dict:
                 "requestBody": _body(_ref("Manifest")),
                 "responses": {
                     "200": _json(_ref("UpdateResult"), "Applied at once."),
-                    "202": _json(_ref("UpdateResult"), "Accepted; a migration runs."),
+                    "202": _json(
+                        _ref("UpdateResult"),
+                        "Accepted, not applied yet: a migration runs (`migration`), or the new "
+                        "base_url is on another origin and awaits an operator's approval "
+                        "(`pending_update`; poll the Location).",
+                    ),
                     **_problems(400, 401, 403, 404, 409, 413),
                 },
             },
         },
+        "/api/registry/plugins/{plugin_id}/pending-update": {
+            "get": {
+                "tags": ["registry"],
+                "summary": "The plugin's update awaiting approval, if any",
+                "operationId": "getPendingUpdate",
+                "security": USER_OR_PLUGIN,
+                "parameters": [PLUGIN_ID],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["plugin_id", "version", "base_url", "pending_update"],
+                            "properties": {
+                                "plugin_id": {"type": "string"},
+                                "version": {"type": "string"},
+                                "base_url": {"type": "string"},
+                                "pending_update": {
+                                    "oneOf": [_ref("PendingUpdate"), {"type": "null"}]
+                                },
+                            },
+                        },
+                        "The installed version and base_url; pending_update is null when "
+                        "nothing awaits approval.",
+                    ),
+                    **_problems(401, 403, 404),
+                },
+            }
+        },
+        "/api/registry/pending-updates": {
+            "get": {
+                "tags": ["registry"],
+                "summary": "Updates that move a plugin to another origin (operators)",
+                "operationId": "listPendingUpdates",
+                "security": USER,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "pending_updates": {
+                                    "type": "array",
+                                    "items": _ref("PendingUpdate"),
+                                }
+                            },
+                        },
+                        "Every pending update, oldest first.",
+                    ),
+                    **_problems(401, 403),
+                },
+            }
+        },
+        "/api/registry/pending-updates/{pending_id}/approve": _pending_decision(
+            "approve",
+            "Apply a pending update as the plugin's own update would be (operators)",
+            {
+                "200": _json(_ref("UpdateResult"), "Applied."),
+                "202": _json(_ref("UpdateResult"), "Applied; its migration runs."),
+                **_problems(400, 401, 403, 404, 409, 502),
+            },
+        ),
+        "/api/registry/pending-updates/{pending_id}/reject": _pending_decision(
+            "reject",
+            "Discard a pending update; the plugin stays where it is (operators)",
+            {
+                "200": _json(
+                    {"type": "object", "properties": {"rejected": _ref("PendingUpdate")}},
+                    "The discarded update.",
+                ),
+                **_problems(400, 401, 403, 404),
+            },
+        ),
         "/api/registry/plugins/{plugin_id}/disable": _lifecycle_action("disable", "Disable"),
         "/api/registry/plugins/{plugin_id}/enable": _lifecycle_action("enable", "Re-enable"),
         "/api/registry/plugins/{plugin_id}/deregister": _lifecycle_action(
@@ -518,6 +622,28 @@ def _schemas() -> dict:
                 "previous_version": string,
                 "state": string,
                 "changes": {"type": "array", "items": _ref("SchemaChange")},
+                "detail": string,
+                "pending_update": _ref("PendingUpdate"),
+                "migration": {"type": "object"},
+            },
+        },
+        "PendingUpdate": {
+            "type": "object",
+            "description": "An update moving base_url to another origin, awaiting an operator.",
+            "required": ["id", "plugin_id", "version", "base_url", "origin", "previous_origin"],
+            "properties": {
+                "id": {"type": "integer"},
+                "plugin_id": string,
+                "version": string,
+                "previous_version": string,
+                "base_url": string,
+                "previous_base_url": string,
+                "origin": string,
+                "previous_origin": string,
+                "breaking": {"type": "boolean"},
+                "changes": {"type": "array", "items": _ref("SchemaChange")},
+                "requested_by": string,
+                "requested_at": string,
             },
         },
         "SchemaChange": {

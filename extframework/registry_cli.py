@@ -16,6 +16,7 @@ from extframework.services import (
     catalog,
     enrolment,
     migrations,
+    pending_updates,
     plugin_admin,
     registry,
     uninstall,
@@ -36,14 +37,23 @@ def init_app(app: Flask) -> None:
 @click.option("--uses", type=click.IntRange(min=1), default=None, help="Default: unlimited.")
 @click.option("--expires", default=None, help="Lifetime such as 30m, 1h, 2d (default: never).")
 @click.option("--label", default="", help="What the key is for.")
+@click.option(
+    "--plugin",
+    "plugin_id",
+    default=None,
+    help="Register only this plugin_id (needed to register a removed plugin whose data remains).",
+)
 @refusals_as_errors
-def create_key(uses: int | None, expires: str | None, label: str) -> None:
+def create_key(uses: int | None, expires: str | None, label: str, plugin_id: str | None) -> None:
     """Create an enrolment key and print it (last line); it is shown only this once."""
     lifetime = enrolment.parse_duration(expires) if expires else None
-    key, secret = enrolment.create_key(actor=CLI_ACTOR, uses=uses, expires_in=lifetime, label=label)
+    key, secret = enrolment.create_key(
+        actor=CLI_ACTOR, uses=uses, expires_in=lifetime, label=label, plugin_id=plugin_id
+    )
     summary = enrolment.key_summary(key)
+    scope = f" for plugin {key.plugin_id}" if key.plugin_id else ""
     click.echo(
-        f"Created enrolment key {key.id} "
+        f"Created enrolment key {key.id}{scope} "
         f"(uses: {uses or 'unlimited'}, expires: {summary['expires_at'] or 'never'})."
     )
     click.echo(secret)
@@ -57,7 +67,8 @@ def list_keys() -> None:
         uses = "unlimited" if key["uses_left"] is None else key["uses_left"]
         click.echo(
             f"{key['id']}\t{key['status']}\tuses left: {uses}\t"
-            f"expires: {key['expires_at'] or 'never'}\t{key['label']}"
+            f"expires: {key['expires_at'] or 'never'}\tplugin: {key['plugin_id'] or 'any'}\t"
+            f"{key['label']}"
         )
 
 
@@ -256,3 +267,45 @@ def rotate_token(plugin_id: str) -> None:
     token = plugin_admin.rotate_token(plugin, actor=CLI_ACTOR)
     click.echo(f"Rotated the token of {plugin_id}; the old token no longer works.")
     click.echo(token)
+
+
+@plugins_cli.command("pending")
+@refusals_as_errors
+def pending() -> None:
+    """List updates that move a plugin to another server and await approval."""
+    rows = pending_updates.list_pending()
+    if not rows:
+        click.echo("No pending updates.")
+    for row in map(pending_updates.summary, rows):
+        click.echo(
+            f"{row['id']}\t{row['plugin_id']}\t{row['previous_version']} -> {row['version']}\t"
+            f"{row['previous_origin']} -> {row['origin']}\t{row['requested_at']}\t"
+            f"{row['base_url']}"
+        )
+
+
+@plugins_cli.command("approve-update")
+@click.argument("pending_id", type=int)
+@refusals_as_errors
+def approve_update(pending_id: int) -> None:
+    """Apply pending update PENDING_ID (the number `plugins pending` shows): probe, then apply."""
+    result = plugin_admin.approve_update(
+        pending_id, actor=CLI_ACTOR, app=current_app._get_current_object()
+    )
+    plugin = catalog.get_plugin(result["plugin_id"])
+    click.echo(
+        f"Approved: {plugin.plugin_id} is at version {result['version']} ({result['state']}), "
+        f"served from {plugin.base_url}."
+    )
+    if "migration" in result:
+        click.echo("Its migration started; follow it with `plugins migration status`.")
+
+
+@plugins_cli.command("reject-update")
+@click.argument("pending_id", type=int)
+@click.option("--reason", default="", help="Recorded in the audit log.")
+@refusals_as_errors
+def reject_update(pending_id: int, reason: str) -> None:
+    """Discard pending update PENDING_ID; the plugin stays on its current server and version."""
+    row = plugin_admin.reject_update(pending_id, actor=CLI_ACTOR, reason=reason)
+    click.echo(f"Rejected the update of {row['plugin_id']} to {row['version']} ({row['origin']}).")

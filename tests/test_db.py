@@ -7,7 +7,7 @@ from peewee import CharField
 from playhouse.migrate import SqliteMigrator, migrate
 
 from extframework import create_app, db
-from extframework.models import Installation, Plugin, Tenant, User
+from extframework.models import EnrolmentKey, Installation, PendingUpdate, Plugin, Tenant, User
 
 
 def test_a_new_upgrade_step_keeps_existing_rows(app, make_user, monkeypatch):
@@ -45,6 +45,36 @@ def test_version_2_adds_installation_available_and_keeps_every_installation(app)
                 "SELECT uninstall_policy, available FROM installation"
             ).fetchall()
     assert rows == [("archive", 1)]
+
+
+def test_version_3_scopes_enrolment_keys_and_adds_pending_updates_keeping_every_key(app):
+    """A version-2 database (no ``enrolment_key.plugin_id``, no ``pending_update``) upgrades
+    with its keys unscoped and an empty queue of pending updates."""
+    with app.app_context(), db.database.connection_context():
+        EnrolmentKey.create(key_hash="h1", label="old key", uses_left=2, created_by="cli")
+        db.database.execute_sql("DROP TABLE pending_update")
+        db.database.execute_sql("ALTER TABLE enrolment_key DROP COLUMN plugin_id")
+        db.SchemaVersion.update(version=2).execute()
+    with app.app_context():
+        assert db.upgrade() == (2, len(db.MIGRATIONS))
+        with db.database.connection_context():
+            keys = db.database.execute_sql(
+                "SELECT key_hash, label, uses_left, plugin_id FROM enrolment_key"
+            ).fetchall()
+            plugin = Plugin.create(
+                plugin_id="new", name="New", version="1.0.0", base_url="http://x", manifest={}
+            )
+            PendingUpdate.create(
+                plugin=plugin,
+                version="1.1.0",
+                base_url="http://y",
+                previous_version="1.0.0",
+                previous_base_url="http://x",
+                manifest={},
+                requested_by="plugin:new",
+            )
+            assert PendingUpdate.select().count() == 1
+    assert keys == [("h1", "old key", 2, None)]
 
 
 def test_pragmas_are_applied_to_every_connection(app):

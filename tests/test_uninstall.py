@@ -10,7 +10,7 @@ import pytest
 
 from extframework.db import database
 from extframework.models import Archive, Installation, ManifestVersion, Plugin, Transition
-from extframework.services import health
+from extframework.services import enrolment, health
 from tests.support.registry_fixtures import sample_manifest
 
 PROBLEM = "application/problem+json"
@@ -85,13 +85,16 @@ def test_retain_is_the_default_keeps_every_row_and_registering_again_reattaches_
     assert raw_rows(app) == before
     assert plugin_api(stocked).read("items", "x").status_code == 401  # token revoked
 
+    # Re-attaching retained data takes a key created for this plugin_id (docs/registry.md).
+    with app.app_context(), database.connection_context():
+        _, key = enrolment.create_key(actor="test", plugin_id="test-plugin")
     breaking = sample_manifest(version="1.1.0", base_url=healthy_plugin_server.url)
     breaking["data_schemas"][0]["schema"]["properties"]["title"] = {"type": "integer"}
-    refused = client.post("/api/registry/plugins", json=breaking, headers=bearer(enrolment_key))
+    refused = client.post("/api/registry/plugins", json=breaking, headers=bearer(key))
     assert refused.status_code == 409 and refused.get_json()["diff"][0]["kind"] == "type_changed"
 
     again = sample_manifest(version="1.1.0", base_url=healthy_plugin_server.url)
-    response = client.post("/api/registry/plugins", json=again, headers=bearer(enrolment_key))
+    response = client.post("/api/registry/plugins", json=again, headers=bearer(key))
     assert response.status_code == 201, response.get_json()
     token = response.get_json()["plugin_token"]
     with app.app_context(), database.connection_context():

@@ -20,7 +20,7 @@ from extframework.authn import (
     require_operator_page,
     require_plugin,
 )
-from extframework.errors import BadRequest, DomainError, Forbidden
+from extframework.errors import BadRequest, DomainError, Forbidden, NotFound
 from extframework.http import json_body
 from extframework.models import Plugin, Tenant
 from extframework.openapi import openapi_document
@@ -32,6 +32,7 @@ from extframework.services import (
     health,
     lifecycle,
     migrations,
+    pending_updates,
     plugin_admin,
     registry,
     uninstall,
@@ -119,10 +120,60 @@ def update_plugin(plugin_id: str):
     result = registry.update(
         plugin, manifest, actor=plugin_actor(plugin), app=current_app._get_current_object()
     )
+    return _update_answer(plugin_id, result)
+
+
+def _update_answer(plugin_id: str, result: dict):
+    """200 for an applied update; 202 for a started migration or an update awaiting approval."""
+    if "pending_update" in result:
+        location = url_for("registry.pending_update", plugin_id=plugin_id)
+        return jsonify(result), 202, {"Location": location}
     if "migration" in result:
         location = url_for("registry.migration_status", plugin_id=plugin_id)
         return jsonify(result), 202, {"Location": location}
     return jsonify(result)
+
+
+@bp.get("/api/registry/plugins/<plugin_id>/pending-update")
+def pending_update(plugin_id: str):
+    caller = _reading_plugin()
+    if caller is not None and caller.plugin_id != plugin_id:
+        raise Forbidden("A plugin token reads only its own plugin's pending update.")
+    plugin = catalog.get_plugin(plugin_id)
+    row = pending_updates.for_plugin(plugin)
+    return jsonify(
+        {
+            "plugin_id": plugin.plugin_id,
+            "version": plugin.version,
+            "base_url": plugin.base_url,
+            "pending_update": pending_updates.summary(row) if row else None,
+        }
+    )
+
+
+@bp.get("/api/registry/pending-updates")
+@require_api_operator
+def list_pending_updates():
+    rows = pending_updates.list_pending()
+    return jsonify({"pending_updates": [pending_updates.summary(row) for row in rows]})
+
+
+@bp.post("/api/registry/pending-updates/<int:pending_id>/<any(approve, reject):verb>")
+@require_api_operator
+def decide_pending_update(pending_id: int, verb: str):
+    body = request.get_json(silent=True) if request.content_length else None
+    reason = (body if isinstance(body, dict) else {}).get("reason", "")
+    if not isinstance(reason, str):
+        raise BadRequest("'reason' must be a string.")
+    if verb == "reject":
+        rejected = plugin_admin.reject_update(
+            pending_id, actor=api_user().actor, reason=reason[:200]
+        )
+        return jsonify({"rejected": rejected})
+    result = plugin_admin.approve_update(
+        pending_id, actor=api_user().actor, app=current_app._get_current_object()
+    )
+    return _update_answer(result["plugin_id"], result)
 
 
 @bp.post("/api/registry/plugins/<plugin_id>/<any(disable, enable, deregister):verb>")
@@ -236,7 +287,8 @@ def console():
 @require_operator_page
 def console_plugins():
     rows = [(p, catalog.last_health(p)) for p in catalog.list_plugins()]
-    return render_template("console/plugins.html", rows=rows)
+    pending = {row.plugin_id for row in pending_updates.list_pending()}
+    return render_template("console/plugins.html", rows=rows, pending=pending)
 
 
 def _render_plugin(plugin: Plugin, **extra) -> str:
@@ -253,8 +305,14 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         policy_names=uninstall.UNINSTALL_POLICIES,
         migration=migrations.status(plugin),
         archives=archives.list_archives(plugin.plugin_id),
+        pending=_pending_summary(plugin),
         **extra,
     )
+
+
+def _pending_summary(plugin: Plugin) -> dict | None:
+    row = pending_updates.for_plugin(plugin)
+    return pending_updates.summary(row) if row else None
 
 
 @bp.get("/console/plugins/<plugin_id>")
@@ -295,6 +353,31 @@ def console_retry_migration(plugin_id: str):
         flash(exc.detail, "error")
     else:
         flash(f"Attempt {run.attempts} of the migration to {run.to_version} started.", "ok")
+    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
+
+
+@bp.post(
+    "/console/plugins/<plugin_id>/pending-updates/<int:pending_id>/<any(approve, reject):verb>"
+)
+@require_operator_page
+def console_decide_pending_update(plugin_id: str, pending_id: int, verb: str):
+    try:
+        if pending_updates.get(pending_id).plugin.plugin_id != plugin_id:
+            raise NotFound(f"Pending update {pending_id} is not {plugin_id}'s.")
+        if verb == "reject":
+            plugin_admin.reject_update(
+                pending_id, actor=current_user.actor, reason=request.form.get("reason", "")[:200]
+            )
+            flash(f"Update {pending_id} rejected; the plugin stays where it is.", "ok")
+        else:
+            result = plugin_admin.approve_update(
+                pending_id, actor=current_user.actor, app=current_app._get_current_object()
+            )
+            plugin = catalog.get_plugin(plugin_id)
+            started = " and its migration started" if "migration" in result else ""
+            flash(f"Update to {result['version']} approved{started}: {plugin.base_url}.", "ok")
+    except DomainError as exc:
+        flash(exc.detail, "error")
     return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
 
 
@@ -377,6 +460,7 @@ def console_create_enrolment_key():
             uses=uses,
             expires_in=expires,
             label=form.get("label", ""),
+            plugin_id=form.get("plugin_id", ""),
         )
     except DomainError as exc:
         return _render_keys(exc.status, error=exc.detail)

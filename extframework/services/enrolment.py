@@ -1,12 +1,18 @@
-"""Enrolment keys: what an operator hands a plugin so it may register itself (SPEC §3)."""
+"""Enrolment keys: what an operator hands a plugin so it may register itself (SPEC §3).
+
+A key may be created for one ``plugin_id``: it registers only that id, and it is what
+registering a deregistered plugin_id that still holds data again needs (docs/registry.md).
+"""
 
 import logging
 import re
 from datetime import datetime, timedelta
 
 from extframework.db import database
-from extframework.errors import BadRequest, NotFound, Unauthorized
-from extframework.models import AuditEvent, EnrolmentKey, iso_utc, utcnow
+from extframework.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from extframework.models import Archive, AuditEvent, EnrolmentKey, Plugin, iso_utc, utcnow
+from extframework.services import uninstall
+from extframework.services.manifest import PLUGIN_ID
 from extframework.services.secrets import ENROLMENT_KEY_PREFIX, hash_secret, new_secret
 
 log = logging.getLogger(__name__)
@@ -37,12 +43,23 @@ def create_key(
     uses: int | None = None,
     expires_in: timedelta | None = None,
     label: str = "",
+    plugin_id: str | None = None,
 ) -> tuple[EnrolmentKey, str]:
-    """Create an enrolment key; return the row and the key itself, which is never stored."""
+    """Create an enrolment key; return the row and the key itself, which is never stored.
+
+    With ``plugin_id`` the key registers that plugin_id only.
+    """
     if uses is not None and uses < 1:
         raise BadRequest(
             "An enrolment key needs at least one use (leave it empty for unlimited).",
             errors=[{"path": "uses", "message": "at least 1"}],
+        )
+    plugin_id = (plugin_id or "").strip() or None
+    if plugin_id is not None and (len(plugin_id) > 64 or not PLUGIN_ID.fullmatch(plugin_id)):
+        raise BadRequest(
+            f"{plugin_id!r} is not a plugin_id; a key for one plugin names it as its manifest "
+            "does: lowercase words joined by single hyphens, like acme-billing (at most 64).",
+            errors=[{"path": "plugin_id", "message": "lowercase words joined by hyphens"}],
         )
     secret = new_secret(ENROLMENT_KEY_PREFIX)
     with database.atomic():
@@ -52,12 +69,18 @@ def create_key(
             uses_left=uses,
             expires_at=utcnow() + expires_in if expires_in else None,
             created_by=actor,
+            plugin_id=plugin_id,
         )
         AuditEvent.create(
             actor=actor,
             action="enrolment_key.create",
             target=str(key.id),
-            detail={"uses": uses, "expires_at": iso_utc(key.expires_at), "label": key.label},
+            detail={
+                "uses": uses,
+                "expires_at": iso_utc(key.expires_at),
+                "label": key.label,
+                "plugin_id": plugin_id,
+            },
         )
     log.info("enrolment key %s created by %s", key.id, actor)
     return key, secret
@@ -110,6 +133,55 @@ def check_key(secret: str | None) -> EnrolmentKey:
     return key
 
 
+def check_scope(key: EnrolmentKey, plugin_id: str) -> None:
+    """Refuse (403) a key created for one plugin_id when it registers another."""
+    if key.plugin_id is not None and key.plugin_id != plugin_id:
+        raise Forbidden(
+            f"This enrolment key was created for the plugin_id {key.plugin_id!r} only and "
+            f"cannot register {plugin_id!r}; ask an operator for a key for {plugin_id!r} or "
+            "one for any plugin.",
+            plugin_id=plugin_id,
+            key_plugin_id=key.plugin_id,
+        )
+
+
+def is_for(key: EnrolmentKey | None, plugin_id: str) -> bool:
+    """Say whether ``key`` was created for exactly this plugin_id."""
+    return key is not None and key.plugin_id == plugin_id
+
+
+def check_may_reattach(enrolment_key: EnrolmentKey | None, previous: Plugin) -> None:
+    """Refuse to re-attach a deregistered plugin's data to a key not made for its plugin_id.
+
+    Live documents and archives (restorable) both count. Without a key the caller is an
+    operator (the CLI), whose word is enough.
+    """
+    plugin_id = previous.plugin_id
+    if enrolment_key is None or is_for(enrolment_key, plugin_id):
+        return
+    held = {e["tenant"]: e["documents"] for e in uninstall.policies(previous) if e["documents"]}
+    archived = Archive.select().where(Archive.plugin_id == plugin_id).count()
+    if not held and not archived:
+        return
+    parts = []
+    if held:
+        parts.append(f"{sum(held.values())} document(s) in tenant(s) {', '.join(sorted(held))}")
+    if archived:
+        parts.append(f"{archived} archive(s)")
+    log.info("re-registration of %s refused: data retained, key not for it", plugin_id)
+    raise Conflict(
+        f"Plugin {plugin_id!r} was deregistered and the core still holds its data "
+        f"({' and '.join(parts)}); registering it again would hand that data to this key's "
+        "holder, so it needs an enrolment key created for this plugin_id. An operator runs "
+        f"`flask --app app enrolment-keys create --plugin {plugin_id}` (or names the plugin "
+        "in the console's enrolment-key form), or registers the manifest with "
+        "`flask --app app plugins register`.",
+        plugin_id=plugin_id,
+        retained_documents=held,
+        archives=archived,
+    )
+
+
 def spend_key(key: EnrolmentKey) -> None:
     """Use up one registration of a key, inside the registration's transaction.
 
@@ -137,6 +209,7 @@ def key_summary(key: EnrolmentKey) -> dict:
     return {
         "id": key.id,
         "label": key.label,
+        "plugin_id": key.plugin_id,
         "status": status(key),
         "uses_left": key.uses_left,
         "expires_at": iso_utc(key.expires_at),

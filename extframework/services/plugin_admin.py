@@ -1,4 +1,4 @@
-"""Operator actions on a registered plugin: its lifecycle verbs, its token, its tenants.
+"""Operator actions on a registered plugin: lifecycle verbs, token, tenants, pending updates.
 
 Each action is audited with its actor; the state changes go through ``lifecycle.transition``.
 """
@@ -6,10 +6,12 @@ Each action is audited with its actor; the state changes go through ``lifecycle.
 import logging
 from pathlib import Path
 
+from flask import Flask
+
 from extframework.db import database
 from extframework.errors import BadRequest, Conflict, NotFound
 from extframework.models import AuditEvent, Installation, Plugin, Tenant, utcnow
-from extframework.services import lifecycle, uninstall
+from extframework.services import lifecycle, pending_updates, registry, uninstall
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret, new_secret
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,12 @@ def change_state(
     target, cause = ADMIN_ACTIONS[verb]
     cause = f"{cause}: {reason}" if reason else cause
     if verb == "deregister":
-        return uninstall.deregister(
+        outcome = uninstall.deregister(
             plugin, actor=actor, cause=cause, confirm=confirm, archive_root=archive_root
         )
+        # A removed plugin has nothing to move; registering it again starts afresh.
+        pending_updates.discard(plugin, actor=actor, cause="the plugin was deregistered")
+        return outcome
     lifecycle.transition(plugin, target, cause=cause, actor=actor)
     return None
 
@@ -100,3 +105,32 @@ def set_tenants(plugin: Plugin, slugs: list[str] | None, *, actor: str) -> None:
             detail={"tenants": slugs},
         )
     log.info("plugin %s tenants set to %s by %s", plugin.plugin_id, slugs or "all", actor)
+
+
+def approve_update(pending_id: int, *, actor: str, app: Flask) -> dict:
+    """Apply a pending update exactly as the plugin's own update would, with the operator as actor.
+
+    It is checked again against the installed version, and the new ``base_url`` is probed; a
+    refusal leaves it pending. Returns what ``registry.update`` returns for a direct update.
+    """
+    row = pending_updates.get(pending_id)
+    plugin = Plugin.get_by_id(row.plugin_id)
+    checked = registry.check_update(plugin, row.manifest)
+
+    def claim() -> None:
+        pending_updates.claim(row)
+        AuditEvent.create(
+            actor=actor,
+            action="plugin.update.approve",
+            target=plugin.plugin_id,
+            detail=pending_updates.summary(row) | {"changes": len(row.changes)},
+        )
+
+    result = registry.apply_update(plugin, checked, actor=actor, app=app, claim=claim)
+    log.info("update %d of %s approved by %s", pending_id, plugin.plugin_id, actor)
+    return result
+
+
+def reject_update(pending_id: int, *, actor: str, reason: str = "") -> dict:
+    """Discard a pending update; the plugin keeps its version and server."""
+    return pending_updates.reject(pending_updates.get(pending_id), actor=actor, reason=reason)

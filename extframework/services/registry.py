@@ -8,6 +8,7 @@ rotation, tenants) are in ``plugin_admin``.
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import semver
 from flask import Flask
@@ -32,6 +33,7 @@ from extframework.services import (
     indexes,
     lifecycle,
     migrations,
+    pending_updates,
     schema_diff,
 )
 from extframework.services.manifest import base_url as manifest_base_url
@@ -73,8 +75,11 @@ def register(
     """Register a plugin from its manifest; return the plugin and its token (shown once)."""
     manifest = validate_manifest(manifest)
     plugin_id = manifest["plugin_id"]
+    if enrolment_key is not None:
+        enrolment.check_scope(enrolment_key, plugin_id)
     previous = _refuse_taken(plugin_id)
     if previous is not None:
+        enrolment.check_may_reattach(enrolment_key, previous)
         _check_reattachable(previous, manifest)
     probe(manifest_base_url(manifest))
     token = new_secret(PLUGIN_TOKEN_PREFIX)
@@ -155,8 +160,11 @@ def _register_again(
 ) -> Plugin:
     """Reuse a deregistered plugin's row: its history, tenants, policies and data stay."""
     with database.atomic("IMMEDIATE"):
+        # Checked again here: an archive may have been restored since the first check.
+        enrolment.check_may_reattach(enrolment_key, plugin)
         if enrolment_key is not None:
             enrolment.spend_key(enrolment_key)
+        pending_updates.discard(plugin, actor=actor, cause="the plugin_id was registered again")
         now = utcnow()
         reused = (
             Plugin.update(
@@ -239,11 +247,18 @@ def record_manifest(plugin: Plugin, manifest: dict) -> None:
     _store_routes(plugin, manifest)
 
 
-def update(plugin: Plugin, manifest: object, *, actor: str, app: Flask) -> dict:
-    """Apply a newer manifest: compatible changes at once, breaking ones refused with a diff.
+@dataclass
+class CheckedUpdate:
+    """An update that passed every check against the installed version, ready to apply."""
 
-    ``app`` gives the health timeout for a moved ``base_url`` and runs a migration's handler.
-    """
+    manifest: dict
+    changes: list = field(default_factory=list)
+    breaking: list = field(default_factory=list)
+    renames: dict[str, str] = field(default_factory=dict)
+
+
+def check_update(plugin: Plugin, manifest: object) -> CheckedUpdate:
+    """Validate an update against the installed version; refuse it (400/409) or return it."""
     manifest = validate_manifest(manifest)
     if manifest["plugin_id"] != plugin.plugin_id:
         raise BadRequest(
@@ -263,25 +278,87 @@ def update(plugin: Plugin, manifest: object, *, actor: str, app: Flask) -> dict:
             current_version=old_version,
         )
     _check_version_unused(plugin, manifest)
-    old_manifest = plugin.manifest
-    renames = _renames(old_manifest, manifest)
+    renames = _renames(plugin.manifest, manifest)
     changes = schema_diff.diff_collections(
-        old_manifest.get("data_schemas", []), manifest["data_schemas"], renames=renames
+        plugin.manifest.get("data_schemas", []), manifest["data_schemas"], renames=renames
     )
     breaking = schema_diff.breaking_changes(changes)
-    if manifest_base_url(manifest) != plugin.base_url and (
-        not breaking or manifest.get("migration")
-    ):
+    if breaking and not manifest.get("migration"):
+        log.info("breaking update refused: %s -> %s", plugin.plugin_id, new_version)
+        diff = [change.to_dict() for change in breaking]
+        raise Conflict(
+            f"The update to {new_version} changes {len(diff)} thing(s) in a breaking "
+            "way; declare a 'migration' handler or keep the schemas compatible (see 'diff').",
+            diff=diff,
+        )
+    return CheckedUpdate(manifest, changes, breaking, renames)
+
+
+def update(plugin: Plugin, manifest: object, *, actor: str, app: Flask) -> dict:
+    """Apply a newer manifest: compatible changes at once, breaking ones refused with a diff.
+
+    An update that moves ``base_url`` to another origin is checked in full but only kept,
+    for an operator to approve (``pending_updates``); the answer then has ``pending_update``.
+    ``app`` gives the health timeout for a moved ``base_url`` and runs a migration's handler.
+    """
+    checked = check_update(plugin, manifest)
+    new_base_url = manifest_base_url(checked.manifest)
+    if pending_updates.moves_origin(plugin, new_base_url):
+        changes = [change.to_dict() for change in checked.changes]
+        row = pending_updates.store(plugin, checked.manifest, new_base_url, changes, actor=actor)
+        return {
+            "plugin_id": plugin.plugin_id,
+            "version": plugin.version,
+            "state": plugin.state,
+            "detail": pending_updates.awaiting_detail(row),
+            "pending_update": pending_updates.summary(row),
+        }
+    return apply_update(plugin, checked, actor=actor, app=app)
+
+
+def apply_update(
+    plugin: Plugin,
+    checked: CheckedUpdate,
+    *,
+    actor: str,
+    app: Flask,
+    claim: Callable[[], None] | None = None,
+) -> dict:
+    """Apply a checked update: probe a moved ``base_url``, then migrate or swap in place.
+
+    ``claim`` runs inside the applying transaction (an approval takes its pending update
+    there); without it, the plugin's own update discards any older pending one.
+    """
+    manifest = checked.manifest
+    if manifest_base_url(manifest) != plugin.base_url:
         health_probe(float(app.config["HEALTH_TIMEOUT_S"]))(manifest_base_url(manifest))
-    if breaking:
-        return begin_migration(plugin, manifest, breaking, actor=actor, app=app, renames=renames)
+
+    def take_pending() -> None:
+        if claim is not None:
+            claim()
+        else:
+            cause = f"superseded by the update to {manifest['version']}"
+            pending_updates.discard(plugin, actor=actor, cause=cause)
+
+    if checked.breaking:
+        return begin_migration(
+            plugin,
+            manifest,
+            checked.breaking,
+            actor=actor,
+            app=app,
+            renames=checked.renames,
+            before=take_pending,
+        )
+    old_version, new_version = plugin.version, manifest["version"]
     with database.atomic():
-        _apply_compatible(plugin, old_manifest, manifest)
+        take_pending()
+        _apply_compatible(plugin, plugin.manifest, manifest)
         AuditEvent.create(
             actor=actor,
             action="plugin.update",
             target=plugin.plugin_id,
-            detail={"from": old_version, "to": new_version, "changes": len(changes)},
+            detail={"from": old_version, "to": new_version, "changes": len(checked.changes)},
         )
     log.info("plugin updated: %s %s -> %s by %s", plugin.plugin_id, old_version, new_version, actor)
     return {
@@ -289,7 +366,7 @@ def update(plugin: Plugin, manifest: object, *, actor: str, app: Flask) -> dict:
         "version": new_version,
         "previous_version": old_version,
         "state": plugin.state,
-        "changes": [change.to_dict() for change in changes],
+        "changes": [change.to_dict() for change in checked.changes],
     }
 
 
@@ -301,11 +378,13 @@ def begin_migration(
     actor: str,
     app: Flask,
     renames: dict[str, str] | None = None,
+    before: Callable[[], None] | None = None,
 ) -> dict:
     """Refuse a breaking update without a handler; with one, start the migration (SPEC §7).
 
-    The plugin enters ``migrating`` in this call's transaction; the handler is called by a
-    background thread started after that transaction commits, never inside the request.
+    The plugin enters ``migrating`` in this call's transaction (``before`` runs first in
+    it); the handler is called by a background thread started after that transaction
+    commits, never inside the request.
     """
     diff = [change.to_dict() for change in breaking]
     if not manifest.get("migration"):
@@ -316,9 +395,12 @@ def begin_migration(
             diff=diff,
         )
     old_version = plugin.version
-    run, credential = migrations.begin(
-        plugin, manifest, diff, renames or {}, actor=actor, config=app.config
-    )
+    with database.atomic("IMMEDIATE"):
+        if before is not None:
+            before()
+        run, credential = migrations.begin(
+            plugin, manifest, diff, renames or {}, actor=actor, config=app.config
+        )
     migrations.launch(app, run.id, credential)
     return {
         "plugin_id": plugin.plugin_id,

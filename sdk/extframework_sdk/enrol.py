@@ -54,7 +54,9 @@ def register_or_update(
 ) -> str:
     """Return a working plugin token: update with the stored one, else register with the key.
 
-    An update with the same version is a no-op (the core answers 409 and that is fine). The
+    An update with the same version is a no-op (the core answers 409 and that is fine). An
+    update the core accepts without applying yet (``202``: a migration, or a ``base_url`` on
+    another origin awaiting an operator's approval) is logged and the token returned. The
     core may still be starting: connection errors and 5xx are retried ``attempts`` times.
     """
     session = session or requests.Session()
@@ -72,6 +74,15 @@ def register_or_update(
                 )
                 if response.status_code == 200:
                     log.info("manifest updated to %s", manifest["version"])
+                    return token
+                if response.status_code == 202:
+                    # A migration started, or a move to another server awaits an operator:
+                    # the token stays valid and the core keeps calling the current base_url.
+                    log.warning(
+                        "update to %s accepted, not yet applied: %s",
+                        manifest["version"],
+                        _problem(response),
+                    )
                     return token
                 if response.status_code == 409 and "not higher" in response.text:
                     log.info("already registered at this version")
