@@ -5,7 +5,6 @@ operator's approval (the old server keeps serving), and re-registering a deregis
 ``plugin_id`` that still holds data needs an enrolment key created for that plugin_id.
 """
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from extframework.db import database
 from extframework.models import AuditEvent, EnrolmentKey, PendingUpdate, Plugin
 from extframework.services import enrolment, health, lifecycle, migrations
+from extframework_sdk import register_or_update
 from tests.support.processes import Process, free_port
 from tests.support.registry_fixtures import sample_manifest
 
@@ -129,7 +129,7 @@ def test_rejection_discards_the_update_and_the_old_url_keeps_serving(
     app, client, operator, make_plugin
 ):
     _, token = make_plugin(base_url="http://127.0.0.1:9/test-plugin")
-    moved = update(client, token, sample_manifest(version="1.1.0", base_url="http://10.9.9.9:80"))
+    moved = update(client, token, sample_manifest(version="1.1.0", base_url="http://127.0.0.2:9"))
     assert moved.status_code == 202
     pending_id = moved.get_json()["pending_update"]["id"]
     rejected = client.post(
@@ -172,7 +172,7 @@ def test_a_path_only_change_on_the_same_origin_applies_at_once(
 
 def test_a_moving_update_is_validated_in_full_when_it_arrives(app, client, make_plugin):
     _, token = make_plugin()
-    away = "http://10.9.9.9:80"
+    away = "http://127.0.0.2:9"
     breaking = sample_manifest(version="2.0.0", base_url=away)
     breaking["data_schemas"][0]["schema"]["properties"]["count"]["type"] = "string"
     refused = update(client, token, breaking)
@@ -189,11 +189,11 @@ def test_a_newer_update_replaces_the_pending_one_and_a_repeat_keeps_it(
     app, client, operator, make_plugin
 ):
     _, token = make_plugin()
-    manifest = sample_manifest(version="1.1.0", base_url="http://10.9.9.9:80")
+    manifest = sample_manifest(version="1.1.0", base_url="http://127.0.0.2:9")
     first_id = update(client, token, manifest).get_json()["pending_update"]["id"]
     repeat = update(client, token, manifest)
     assert repeat.status_code == 202 and repeat.get_json()["pending_update"]["id"] == first_id
-    newer = update(client, token, sample_manifest(version="1.2.0", base_url="http://10.8.8.8:80"))
+    newer = update(client, token, sample_manifest(version="1.2.0", base_url="http://127.0.0.3:9"))
     newer_id = newer.get_json()["pending_update"]["id"]
     assert newer_id != first_id
     assert [(p.id, p.version) for p in pending_rows(app)] == [(newer_id, "1.2.0")]
@@ -241,7 +241,7 @@ def test_deregistering_discards_a_pending_update_and_disabling_keeps_it(
     app, client, operator, make_plugin
 ):
     _, token = make_plugin()
-    update(client, token, sample_manifest(version="1.1.0", base_url="http://10.9.9.9:80"))
+    update(client, token, sample_manifest(version="1.1.0", base_url="http://127.0.0.2:9"))
     assert client.post("/api/registry/plugins/test-plugin/disable").status_code == 200
     assert len(pending_rows(app)) == 1
     assert client.post("/api/registry/plugins/test-plugin/deregister").status_code == 200
@@ -253,7 +253,7 @@ def test_deregistering_discards_a_pending_update_and_disabling_keeps_it(
 def test_only_an_operator_decides_a_pending_update(app, client, make_plugin, make_user, user_token):
     _, token = make_plugin()
     _, other = make_plugin()
-    moved = update(client, token, sample_manifest(version="1.1.0", base_url="http://10.9.9.9:80"))
+    moved = update(client, token, sample_manifest(version="1.1.0", base_url="http://127.0.0.2:9"))
     pending_id = moved.get_json()["pending_update"]["id"]
     make_user("admin@example.com", role="admin")
     admin = bearer(user_token("admin@example.com"))
@@ -371,12 +371,12 @@ def test_cli_lists_approves_and_rejects_pending_updates(
     app, client, runner, make_plugin, healthy_plugin_server
 ):
     _, token = make_plugin(base_url="http://127.0.0.1:9/test-plugin")
-    first = update(client, token, sample_manifest(version="1.1.0", base_url="http://10.9.9.9:80"))
+    first = update(client, token, sample_manifest(version="1.1.0", base_url="http://127.0.0.2:9"))
     first_id = first.get_json()["pending_update"]["id"]
     shown = runner.invoke(args=["plugins", "pending"])
     assert shown.exit_code == 0
     assert shown.output.startswith(f"{first_id}\ttest-plugin\t1.0.0 -> 1.1.0\t")
-    assert "http://127.0.0.1:9 -> http://10.9.9.9\t" in shown.output
+    assert "http://127.0.0.1:9 -> http://127.0.0.2:9\t" in shown.output
     rejected = runner.invoke(args=["plugins", "reject-update", str(first_id)])
     assert rejected.exit_code == 0 and "Rejected" in rejected.output
     assert runner.invoke(args=["plugins", "pending"]).output.strip() == "No pending updates."
@@ -425,25 +425,15 @@ def test_console_creates_a_scoped_enrolment_key_and_lists_its_plugin(app, client
     assert bad.status_code == 400 and "plugin_id" in bad.get_data(as_text=True)
 
 
-def sdk_enrol():
-    """This checkout's ``sdk/extframework_sdk/enrol.py`` (the shared venv may hold another)."""
-    path = Path(__file__).resolve().parents[1] / "sdk" / "extframework_sdk" / "enrol.py"
-    spec = importlib.util.spec_from_file_location("takeover_sdk_enrol", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_sdk_keeps_its_token_when_a_move_awaits_approval(
     app, live_server, enrolment_key, healthy_plugin_server, tmp_path
 ):
-    register_or_update = sdk_enrol().register_or_update
     token_file = tmp_path / "token"
     first = sample_manifest(base_url=healthy_plugin_server.url)
     token = register_or_update(
         live_server, first, token_file=token_file, enrolment_key=enrolment_key
     )
-    moved = sample_manifest(version="1.1.0", base_url="http://10.9.9.9:80")
+    moved = sample_manifest(version="1.1.0", base_url="http://127.0.0.2:9")
     assert register_or_update(live_server, moved, token_file=token_file, attempts=1) == token
     assert record(app).base_url == healthy_plugin_server.url
     assert [p.version for p in pending_rows(app)] == ["1.1.0"]
