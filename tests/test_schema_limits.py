@@ -5,13 +5,21 @@ exponential expansion, patterns RE2 cannot compile) and manifests over the quota
 patterns through RE2 and under a step budget; query typing is bounded in breadth.
 """
 
+import json
+import threading
+
 import pytest
+import requests
 
 from extframework import create_app, db
 from extframework.db import database
 from extframework.models import Collection, Plugin
+from tests.support.processes import start_core
 from tests.support.registry_fixtures import sample_manifest
-from tests.support.storage_fixtures import provision_plugin
+from tests.support.storage_fixtures import provision_in_instance, provision_plugin
+
+REDOS = "^(a+)+$"
+EVIL = "a" * 40 + "!"
 
 
 def bearer(token: str) -> dict:
@@ -249,6 +257,122 @@ def test_operators_can_raise_a_quota(tmp_path):
     assert plugin.plugin_id == "acme-notes"
 
 
+# --- writes -----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_redos_pattern_is_matched_by_re2_at_write_time(make_storage_plugin, plugin_api):
+    schema = obj(code={"type": "string", "pattern": REDOS})
+    _, token = make_storage_plugin(data_schemas=[collection(schema, name="codes")])
+    api = plugin_api(token)
+    assert api.create("codes", {"code": "aaaa"}).status_code == 201
+    response = api.create("codes", {"code": EVIL})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["pointer"] == "/code"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("closed_by", ["additionalProperties", "unevaluatedProperties"])
+def test_a_redos_property_pattern_is_matched_by_re2(make_storage_plugin, plugin_api, closed_by):
+    schema = {"type": "object", "patternProperties": {REDOS: {"type": "integer"}}, closed_by: False}
+    _, token = make_storage_plugin(data_schemas=[collection(schema, name="codes")])
+    api = plugin_api(token)
+    assert api.create("codes", {"aaa": 1}).status_code == 201
+    response = api.create("codes", {EVIL: 1})
+    assert response.status_code == 422
+    assert EVIL in json.dumps(response.get_json())
+
+
+def store_schema_unchecked(app, plugin_id: str, name: str, schema: dict) -> None:
+    """Put a schema in place as a core without these limits would have registered it."""
+    with app.app_context():
+        plugin_row = Collection.select().where(Collection.name == name).get()
+        assert plugin_row.plugin.plugin_id == plugin_id
+        Collection.update(schema=schema).where(Collection.id == plugin_row.id).execute()
+
+
+@pytest.mark.timeout(60)
+def test_an_exponential_schema_registered_earlier_is_cut_off_by_the_budget(
+    app, make_storage_plugin, plugin_api
+):
+    plugin_id, token = make_storage_plugin(data_schemas=[collection(obj(), name="things")])
+    store_schema_unchecked(app, plugin_id, "things", anyof_ladder(24))
+    api = plugin_api(token)
+    response = api.create("things", {"x": 1})
+    assert response.status_code == 422
+    assert "VALIDATION_MAX_" in response.get_json()["detail"]  # steps or time, whichever first
+    assert api.query("things").get_json()["items"] == []
+
+
+@pytest.mark.timeout(60)
+def test_a_reference_cycle_registered_earlier_is_a_422_not_a_500(
+    app, make_storage_plugin, plugin_api
+):
+    plugin_id, token = make_storage_plugin(data_schemas=[collection(obj(), name="things")])
+    store_schema_unchecked(app, plugin_id, "things", {"type": "object", "$ref": "#"})
+    response = plugin_api(token).create("things", {"x": 1})
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+
+
+@pytest.fixture
+def small_budget_app(tmp_path):
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE": str(tmp_path / "core.sqlite3"),
+            "HEALTH_MONITOR": False,
+            "VALIDATION_MAX_STEPS": 300,
+        },
+        instance_path=str(tmp_path / "instance"),
+    )
+    with app.app_context():
+        db.upgrade()
+    return app
+
+
+def test_a_document_over_the_step_budget_is_refused_and_nothing_is_stored(small_budget_app):
+    schema = anyof_ladder(8)  # 2**8 branches: within the static limits, over 300 steps
+    with small_budget_app.app_context():
+        _, token = provision_plugin("acme-notes", [collection(schema, name="things")])
+    client = small_budget_app.test_client()
+    cheap = client.post("/api/storage/things", json={"title": "ok"}, headers=bearer(token))
+    assert cheap.status_code == 201, cheap.get_json()
+    costly = client.post("/api/storage/things", json={"x": 1}, headers=bearer(token))
+    assert costly.status_code == 422
+    assert costly.mimetype == "application/problem+json"
+    body = costly.get_json()
+    assert "'things'" in body["detail"] and "VALIDATION_MAX_STEPS" in body["detail"]
+    assert body["errors"][0]["keyword"] == "budget"
+    doc_id = cheap.get_json()["id"]
+    patched = client.patch(f"/api/storage/things/{doc_id}", json={"x": 1}, headers=bearer(token))
+    assert patched.status_code == 422
+    items = client.get("/api/storage/things", headers=bearer(token)).get_json()["items"]
+    assert [item["data"] for item in items] == [{"title": "ok"}]
+
+
+def test_a_long_array_is_refused_by_the_budget_too(small_budget_app):
+    schema = obj(tags={"type": "array", "items": {"type": "string", "minLength": 1}})
+    with small_budget_app.app_context():
+        _, token = provision_plugin("acme-notes", [collection(schema, name="things")])
+    client = small_budget_app.test_client()
+    response = client.post(
+        "/api/storage/things", json={"tags": ["t"] * 1000}, headers=bearer(token)
+    )
+    assert response.status_code == 422
+    assert "VALIDATION_MAX_STEPS" in response.get_json()["detail"]
+
+
+@pytest.mark.timeout(60)
+def test_unique_items_over_many_distinct_objects_answers(make_storage_plugin, plugin_api):
+    schema = obj(rows={"type": "array", "uniqueItems": True})
+    _, token = make_storage_plugin(data_schemas=[collection(schema, name="grid")])
+    rows = [{"a": i} for i in range(30_000)]
+    response = plugin_api(token).create("grid", {"rows": [*rows, {"a": 0}]})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["keyword"] == "uniqueItems"
+
+
 def test_index_quota_counts_a_plugins_collections_together(app):
     with app.app_context(), database.connection_context():
         from extframework.errors import BadRequest
@@ -269,3 +393,45 @@ def test_index_quota_counts_a_plugins_collections_together(app):
         with pytest.raises(BadRequest) as caught:
             validate_manifest(over)
         assert "65" in caught.value.errors[0]["message"]
+
+
+# --- a real core ------------------------------------------------------------------
+
+
+def store_in_instance(instance, collection_name: str, schema: dict) -> None:
+    """Swap a collection's schema in a real core's database, bypassing registration."""
+    app = create_app(
+        {"DATABASE": str(instance / "extframework.sqlite3"), "HEALTH_MONITOR": False},
+        instance_path=str(instance),
+    )
+    with app.app_context():
+        Collection.update(schema=schema).where(Collection.name == collection_name).execute()
+
+
+@pytest.mark.timeout(180)
+def test_a_gunicorn_core_keeps_answering_while_a_plugin_sends_costly_writes(tmp_path):
+    core = start_core(tmp_path, workers=2)
+    try:
+        instance = tmp_path / "instance"
+        codes = collection(obj(code={"type": "string", "pattern": REDOS}), name="codes")
+        token = provision_in_instance(
+            instance, "hostile", [codes, collection(obj(), name="things")]
+        )
+        store_in_instance(instance, "things", anyof_ladder(24))
+        statuses: list[int] = []
+
+        def attack(path: str, body: dict) -> None:
+            response = requests.post(core.url + path, json=body, headers=bearer(token), timeout=90)
+            statuses.append(response.status_code)
+
+        attacks = [("/api/storage/codes", {"code": EVIL}), ("/api/storage/things", {"x": 1})] * 2
+        threads = [threading.Thread(target=attack, args=a) for a in attacks]
+        for thread in threads:
+            thread.start()
+        for _ in range(3):  # a liveness bound, not a benchmark
+            assert requests.get(core.url + "/healthz", timeout=2).status_code == 200
+        for thread in threads:
+            thread.join(timeout=90)
+        assert sorted(statuses) == [422] * len(attacks)
+    finally:
+        core.stop()
