@@ -373,6 +373,29 @@ def test_unique_items_over_many_distinct_objects_answers(make_storage_plugin, pl
     assert response.get_json()["errors"][0]["keyword"] == "uniqueItems"
 
 
+# --- queries ----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_query_typing_over_a_wide_deep_anyof_answers(app, make_storage_plugin, plugin_api):
+    plugin_id, token = make_storage_plugin(data_schemas=[collection(obj(), name="things")])
+    ladder = anyof_ladder(16, width=8)
+    ladder["$defs"]["d16"] = obj(n={"type": "integer"})
+    store_schema_unchecked(app, plugin_id, "things", ladder)
+    response = plugin_api(token).query("things", {"x.n": "3"})
+    assert response.status_code == 200, response.get_json()
+
+
+def test_query_typing_refuses_too_many_alternatives(app, make_storage_plugin, plugin_api):
+    plugin_id, token = make_storage_plugin(data_schemas=[collection(obj(), name="things")])
+    wide = {"type": "object", "anyOf": [obj(n={"type": "integer"}) for _ in range(1500)]}
+    store_schema_unchecked(app, plugin_id, "things", wide)
+    response = plugin_api(token).query("things", {"n": "3"})
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert "alternatives" in response.get_json()["detail"]
+
+
 def test_index_quota_counts_a_plugins_collections_together(app):
     with app.app_context(), database.connection_context():
         from extframework.errors import BadRequest
