@@ -34,6 +34,15 @@ DEFAULTS: dict[str, object] = {
     "HEALTH_HISTORY": 100,
     "PROXY_TIMEOUT_S": 5.0,
     "MIGRATION_TIMEOUT_S": 300,
+    # What one plugin may declare, and what one schema validation may cost (schema_limits).
+    "PLUGIN_MAX_INDEXES": 64,
+    "MANIFEST_MAX_BYTES": 256 * 1024,
+    "SCHEMA_MAX_BYTES": 64 * 1024,
+    "SCHEMA_MAX_NODES": 10_000,
+    "SCHEMA_MAX_REFS": 256,
+    "SCHEMA_MAX_DEPTH": 64,
+    "VALIDATION_MAX_STEPS": 100_000,
+    "VALIDATION_MAX_MS": 500,
 }
 
 

@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from extframework.errors import BadRequest
+from extframework.services import schema_limits
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "manifest.schema.json"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -64,15 +65,22 @@ def json_path(parts: Iterable[object]) -> str:
     return out
 
 
-def validate_manifest(manifest: object) -> dict:
-    """Return a normalised copy of a valid manifest, or raise BadRequest listing every error."""
+def validate_manifest(manifest: object, limits: schema_limits.Limits | None = None) -> dict:
+    """Return a normalised copy of a valid manifest, or raise BadRequest listing every error.
+
+    ``limits`` bounds what the manifest may declare (default: the running app's settings).
+    """
+    limits = limits or schema_limits.current()
     depth_error = _too_deep(manifest)
     if depth_error:
         raise BadRequest("The manifest is not valid.", errors=[depth_error])
+    too_large = schema_limits.manifest_size_problem(manifest, limits)
+    if too_large:
+        raise BadRequest(f"The manifest is too large: {too_large}.", errors=[_error([], too_large)])
     errors = _schema_errors(manifest)
     if isinstance(manifest, dict):
         flagged = {e["path"] for e in errors}
-        errors += [e for e in _semantic_errors(manifest) if e["path"] not in flagged]
+        errors += [e for e in _semantic_errors(manifest, limits) if e["path"] not in flagged]
     if errors:
         errors.sort(key=lambda e: e["path"])
         raise BadRequest(
@@ -159,11 +167,14 @@ def _pattern_hint(pattern: str, value: object) -> str:
     return f"{value!r} does not match {pattern}"
 
 
-def _semantic_errors(manifest: dict) -> list[dict]:
+def _semantic_errors(manifest: dict, limits: schema_limits.Limits) -> list[dict]:
     errors: list[dict] = []
     _check_scalars(manifest, errors)
     _check_menus(manifest.get("menu_items"), errors)
-    _check_collections(manifest.get("data_schemas"), errors)
+    _check_collections(manifest.get("data_schemas"), limits, errors)
+    errors += [
+        _error(path, message) for path, message in schema_limits.quota_errors(manifest, limits)
+    ]
     migration = manifest.get("migration")
     if isinstance(migration, dict):
         _check_pattern(["migration", "path"], migration.get("path"), PATH, errors)
@@ -266,7 +277,7 @@ def _check_route(
         routes[key] = json_path(where)
 
 
-def _check_collections(entries: object, errors: list[dict]) -> None:
+def _check_collections(entries: object, limits: schema_limits.Limits, errors: list[dict]) -> None:
     if not isinstance(entries, list):
         return
     names: dict[str, int] = {}
@@ -299,7 +310,14 @@ def _check_collections(entries: object, errors: list[dict]) -> None:
             replaced[source] = i
         schema = entry.get("schema")
         if isinstance(schema, dict):
-            errors += _document_schema_errors(schema, ["data_schemas", i, "schema"])
+            where = ["data_schemas", i, "schema"]
+            schema_errors = _document_schema_errors(schema, where)
+            if not schema_errors:  # the cost checks assume a well-formed, local-only schema
+                schema_errors = [
+                    _error([*where, *path], message)
+                    for path, message in schema_limits.schema_errors(str(name), schema, limits)
+                ]
+            errors += schema_errors
         _check_indexes(entry.get("indexes"), i, errors)
     for source, i in replaced.items():
         if source in names:

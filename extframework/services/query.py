@@ -22,6 +22,7 @@ RESERVED = ("sort", "limit", "cursor")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 MAX_IN_VALUES = 100
+MAX_BRANCHES = 1000
 SCALAR_TYPES = ("string", "integer", "number", "boolean", "null")
 INTEGER = re.compile(r"^-?\d+$")
 COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -208,17 +209,36 @@ def field_types(schema: dict, field: str) -> frozenset[str] | None:
     return frozenset(types)
 
 
-def _branches(node: object, root: dict, depth: int = 0) -> list[dict]:
-    """Expand a subschema into the object schemas it may be: follow local $ref and *Of."""
-    if not isinstance(node, dict) or depth > 16:
-        return [{}] if node is True else []
-    found = [node]
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#"):
-        found += _branches(_resolve_pointer(root, ref[1:]), root, depth + 1)
-    for keyword in ("allOf", "anyOf", "oneOf"):
-        for sub in node.get(keyword) or []:
-            found += _branches(sub, root, depth + 1)
+def _branches(node: object, root: dict) -> list[dict]:
+    """Expand a subschema into the object schemas it may be: follow local $ref and *Of.
+
+    Each subschema is expanded once however many references reach it, and at most
+    MAX_BRANCHES of them: a schema of nested alternatives is typed in linear time or refused.
+    """
+    found: list[dict] = []
+    seen: set[int] = set()
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if current is True:
+            current = {}
+        if not isinstance(current, dict) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        if len(found) > MAX_BRANCHES:
+            raise BadRequest(
+                f"The collection's schema has more than {MAX_BRANCHES} alternatives "
+                "(anyOf/oneOf/allOf/$ref) at this field; the core does not type a query "
+                "through that many. Filter on a field with fewer alternatives.",
+            )
+        ref = current.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#"):
+            pending.append(_resolve_pointer(root, ref[1:]))
+        for keyword in ("allOf", "anyOf", "oneOf"):
+            subs = current.get(keyword)
+            if isinstance(subs, list):
+                pending.extend(reversed(subs))
     return found
 
 

@@ -8,13 +8,11 @@ always comes from the caller's credential, never from the request.
 import hashlib
 import json
 import logging
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from jsonschema import Draft202012Validator, validators
 from peewee import OperationalError, fn
 
 from extframework.db import database, write_transaction
@@ -28,7 +26,13 @@ from extframework.errors import (
     Unavailable,
 )
 from extframework.models import Document, Plugin, utcnow
-from extframework.services import installations, query
+from extframework.services import installations, query, schema_limits
+from extframework.services.schema_validation import (
+    BudgetedValidator,
+    BudgetExceeded,
+    additional_names,
+    budget,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +151,37 @@ def validator_for(plugin_id: str, collection: str, schema: dict):
     key = (plugin_id, collection, digest)
     validator = _validators.get(key)
     if validator is None:
-        cls = validators.validator_for(schema, default=Draft202012Validator)
-        validator = cls(schema)
+        # The manifest check allows only Draft 2020-12, so one validator class serves all.
+        validator = BudgetedValidator(schema)
         if len(_validators) >= VALIDATOR_CACHE_SIZE:
             _validators.clear()
         _validators[key] = validator
     return validator
 
 
-def validation_errors(schema_validator, data: object) -> list[dict]:
-    """List one entry per failing field, each with its JSON pointer and what is wrong."""
+def validation_errors(
+    schema_validator, data: object, limits: schema_limits.Limits | None = None
+) -> list[dict]:
+    """List one entry per failing field, each with its JSON pointer and what is wrong.
+
+    A document whose validation passes the budget in ``limits`` (default: the app's
+    settings) gets one entry with the keyword ``budget`` instead.
+    """
+    try:
+        with budget(limits or schema_limits.current()):
+            return _field_errors(schema_validator, data)
+    except BudgetExceeded as exc:
+        return [
+            {
+                "field": "",
+                "pointer": "",
+                "message": f"validating this document against the schema took {exc.reason}",
+                "keyword": "budget",
+            }
+        ]
+
+
+def _field_errors(schema_validator, data: object) -> list[dict]:
     entries: dict[str, dict] = {}
 
     def add(path: list, message: str, keyword: str) -> None:
@@ -179,17 +204,11 @@ def validation_errors(schema_validator, data: object) -> list[dict]:
                 if name not in error.instance:
                     add([*path, name], "is required", "required")
         elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            for name in _additional(error.instance, error.schema):
+            for name in additional_names(error.instance, error.schema):
                 add([*path, name], "is not allowed by the schema", "additionalProperties")
         else:
             add(path, error.message, str(error.validator))
     return sorted(entries.values(), key=lambda e: e["pointer"])
-
-
-def _additional(instance: dict, schema: dict) -> list[str]:
-    declared = set(schema.get("properties") or {})
-    patterns = [re.compile(p) for p in schema.get("patternProperties") or {}]
-    return [k for k in instance if k not in declared and not any(p.search(k) for p in patterns)]
 
 
 def validate(ns: Namespace, data: object) -> None:
@@ -197,6 +216,13 @@ def validate(ns: Namespace, data: object) -> None:
     if not isinstance(data, dict):
         raise BadRequest("A document must be a JSON object.")
     errors = validation_errors(validator_for(ns.plugin_id, ns.collection, ns.schema), data)
+    if errors and errors[0]["keyword"] == "budget":
+        raise Invalid(
+            f"The document costs too much to check against the schema of collection "
+            f"{ns.collection!r}: {errors[0]['message']}. Send a smaller document, or simplify "
+            "the schema's anyOf/oneOf/$ref alternatives; nothing was stored.",
+            errors=errors,
+        )
     if errors:
         raise Invalid(
             f"The document does not match the schema of collection {ns.collection!r}.",
