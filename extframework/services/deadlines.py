@@ -8,6 +8,8 @@ after connecting (or when a pooled connection is reused), and one watchdog threa
 process shuts that socket down when the deadline passes, which ends any read or write in
 progress. The caller then asks ``finish()`` whether the deadline fired, and treats the
 answer as a timeout if it did, whatever the HTTP layer made of the cut connection.
+
+``Slots`` bounds how many calls to one plugin a process makes at once (see docs/shell.md).
 """
 
 import heapq
@@ -158,6 +160,7 @@ def _after_fork() -> None:
     _lock = threading.Lock()
     _dog = None
     _current = threading.local()
+    _slots.clear()
 
 
 def pending() -> int:
@@ -208,6 +211,34 @@ class DeadlineAdapter(HTTPAdapter):
             "http": _HTTPConnectionPool,
             "https": _HTTPSConnectionPool,
         }
+
+
+# --- how many calls to one plugin at once ------------------------------------------------------
+
+
+class Slots:
+    """At most ``limit`` calls to one plugin at once in this process; use ``take``/``give``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.free = threading.BoundedSemaphore(limit)
+
+    def take(self, wait_s: float) -> bool:
+        return self.free.acquire(timeout=wait_s)
+
+    def give(self) -> None:
+        self.free.release()
+
+
+_slots: dict[tuple[str, int], Slots] = {}
+
+
+def slots_for(key: str, limit: int) -> Slots:
+    """Return this process's slots for one plugin (a changed limit gets fresh slots)."""
+    slots = _slots.get((key, limit))
+    if slots is None:
+        slots = _slots.setdefault((key, limit), Slots(limit))
+    return slots
 
 
 os.register_at_fork(after_in_child=_after_fork)
