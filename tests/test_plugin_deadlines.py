@@ -323,7 +323,7 @@ def shell(tmp_path_factory):
         plugin.kill()
 
 
-@pytest.mark.parametrize("path", ["/trickle-headers", "/trickle-body"])
+@pytest.mark.parametrize("path", SLOW_PATHS)
 def test_a_trickled_view_gets_the_timeout_panel_in_time(shell, path):
     response, took = shell.timed_get("/plugin-proxy/slow" + path, timeout_s=1 + MARGIN_S)
     assert response.status_code == 504, response.text[:300]
