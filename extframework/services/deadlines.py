@@ -43,10 +43,6 @@ class Deadline:
         self._previous: Deadline | None = None
         _watchdog().add(self)
 
-    def remaining(self) -> float:
-        """Seconds left, never below a millisecond (a socket timeout of 0 means non-blocking)."""
-        return max(self.at - time.monotonic(), 0.001)
-
     def attach(self, sock: socket.socket) -> None:
         """Watch this connection's socket; the watchdog shuts it down at the deadline.
 
