@@ -33,6 +33,7 @@ DEFAULTS: dict[str, object] = {
     "HEALTH_FAILURES": 3,
     "HEALTH_HISTORY": 100,
     "PROXY_TIMEOUT_S": 5.0,
+    "PROXY_MAX_CONCURRENT_PER_PLUGIN": 2,
     "MIGRATION_TIMEOUT_S": 300,
     # What one plugin may declare, and what one schema validation may cost (schema_limits).
     "PLUGIN_MAX_INDEXES": 64,

@@ -81,6 +81,7 @@ def _forward(target: proxy.Target, method: str) -> proxy.Outcome:
         issuer=current_app.config["BASE_URL"],
         jwt_ttl_s=int(current_app.config["REQUEST_JWT_TTL_S"]),
         timeout_s=float(current_app.config["PROXY_TIMEOUT_S"]),
+        max_concurrent=int(current_app.config["PROXY_MAX_CONCURRENT_PER_PLUGIN"]),
     )
 
 
@@ -141,7 +142,7 @@ def _render(
         return redirect(location, 303)
     if isinstance(outcome, proxy.Fault):
         body = render_template(template, fault=outcome, **page)
-        return Response(body, outcome.status)
+        return Response(body, outcome.status, outcome.headers)
     html = fragments.process(
         outcome.html,
         plugin_id=target.plugin.plugin_id,

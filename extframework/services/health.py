@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 
@@ -51,8 +51,8 @@ def health_url(base_url: str) -> str:
 def probe(base_url: str, timeout_s: float) -> HealthResult:
     """GET {base_url}/health once: only a 200 within the timeout counts as healthy.
 
-    Redirects are not followed (a 3xx is a failure). The timeout bounds connecting, each read,
-    and reading the body as a whole.
+    Redirects are not followed (a 3xx is a failure). The timeout bounds the whole answer,
+    connect to last byte.
     """
     url = health_url(base_url)
     answer = plugin_http.call(
@@ -80,7 +80,9 @@ def sweep(config: Mapping) -> None:
     plugins = list(Plugin.select().where(Plugin.state.in_(PROBED_STATES)))
     if not plugins:
         return
-    results = probe_all([p.base_url for p in plugins], timeout_s)
+    results = probe_all(
+        [p.base_url for p in plugins], timeout_s, keys=[p.plugin_id for p in plugins]
+    )
     for plugin, result in zip(plugins, results, strict=True):
         try:
             apply_result(
@@ -93,19 +95,32 @@ def sweep(config: Mapping) -> None:
             log.exception("could not record the health of %s", plugin.plugin_id)
 
 
-def probe_all(base_urls: list[str], timeout_s: float) -> list[HealthResult]:
-    """Probe URLs in parallel; a probe still running past its deadline counts as a timeout."""
+def probe_all(
+    base_urls: list[str], timeout_s: float, *, keys: list[str] | None = None
+) -> list[HealthResult]:
+    """Probe URLs in parallel; a probe still running past its deadline counts as a timeout.
+
+    Each probe ends by its deadline (``plugin_http``), so its thread does too. A plugin (named
+    by its key, by default its URL) whose previous probe in this process is somehow still
+    running is not probed again beside it.
+    """
     if not base_urls:
         return []
     pool = ThreadPoolExecutor(
         max_workers=min(MAX_PROBE_WORKERS, len(base_urls)), thread_name_prefix="health-probe"
     )
     try:
-        futures = [pool.submit(probe, url, timeout_s) for url in base_urls]
-        wait_for(futures, timeout=sweep_bound(len(base_urls), timeout_s))
+        futures = [
+            _start_probe(pool, url, key, timeout_s)
+            for url, key in zip(base_urls, keys or base_urls, strict=True)
+        ]
+        wait_for([f for f in futures if f], timeout=sweep_bound(len(base_urls), timeout_s))
         results = []
         for url, future in zip(base_urls, futures, strict=True):
-            if future.done() and future.exception() is None:
+            if future is None:
+                detail = f"the previous probe of {health_url(url)} is still running"
+                results.append(HealthResult(False, None, None, detail))
+            elif future.done() and future.exception() is None:
                 results.append(future.result())
             else:
                 detail = f"{health_url(url)} gave no answer within {timeout_s:g} s"
@@ -113,6 +128,41 @@ def probe_all(base_urls: list[str], timeout_s: float) -> list[HealthResult]:
         return results
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+_probing: set[str] = set()  # keys of the plugins with a probe running in this process
+_probing_lock = threading.Lock()
+
+
+def _start_probe(
+    pool: ThreadPoolExecutor, base_url: str, key: str, timeout_s: float
+) -> Future | None:
+    with _probing_lock:
+        if key in _probing:
+            return None
+        _probing.add(key)
+    try:
+        future = pool.submit(probe, base_url, timeout_s)
+    except BaseException:
+        _done_probing(key)
+        raise
+    future.add_done_callback(lambda _: _done_probing(key))
+    return future
+
+
+def _done_probing(key: str) -> None:
+    with _probing_lock:
+        _probing.discard(key)
+
+
+def _forget_probes_after_fork() -> None:
+    """A forked child runs none of its parent's probes (and must not inherit a held lock)."""
+    global _probing_lock
+    _probing.clear()
+    _probing_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_probes_after_fork)
 
 
 def sweep_bound(count: int, timeout_s: float) -> float:

@@ -159,8 +159,9 @@ def stage_collections(plugin: Plugin, manifest: dict, renames: dict[str, str]) -
 def _attempt(credential: str, timeout_s: float) -> dict:
     """Return the run's columns that hand one attempt, with this credential, to this process.
 
-    Reading a slow answer can take up to twice the timeout (the wait for the first byte, then
-    the body), so the lease, after which a retry may start elsewhere, outlasts the credential.
+    The handler's whole answer must arrive within the timeout (``plugin_http`` gives the call
+    a real deadline); the lease, after which a retry may start elsewhere, is kept at twice the
+    timeout so that it still outlasts the credential and the document checks that follow.
     """
     now = utcnow()
     return {

@@ -1,14 +1,18 @@
 """Bounded calls from the core to a plugin outside the proxy: health probes, migration handlers.
 
 Each call uses its own session that never goes through an environment proxy, follows no
-redirect, reads at most ``max_body`` bytes, and gives up when the whole answer has not arrived
-within ``timeout_s``. Whatever goes wrong comes back as one sentence naming the URL.
+redirect, reads at most ``max_body`` bytes, and gives up when the whole answer, connect to
+last byte, has not arrived within ``timeout_s`` (a ``deadlines.Deadline``: the socket is shut
+at the deadline, however slowly the plugin trickles its status line, headers or body).
+Whatever goes wrong comes back as one sentence naming the URL.
 """
 
 import time
 from dataclasses import dataclass
 
 import requests
+
+from extframework.services import deadlines
 
 
 @dataclass(frozen=True)
@@ -38,25 +42,38 @@ def call(
 
     session = requests.Session()
     session.trust_env = False  # plugins are reached directly, never through an env proxy
+    adapter = deadlines.DeadlineAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    status_code = None
     try:
-        with session.request(
-            method,
-            url,
-            headers=headers,
-            json=json,
-            timeout=(connect_timeout_s or timeout_s, timeout_s),
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            body = b""
-            for chunk in response.iter_content(8192):
-                body += chunk
-                if len(body) > max_body or time.monotonic() - started > timeout_s:
-                    break
-            if time.monotonic() - started > timeout_s:
-                return failed(incomplete(url, timeout_s), response.status_code)
-            status = f"HTTP {response.status_code} {response.reason or ''}".strip()
-            return Answer(response.status_code, status, body[:max_body], _ms(started), None)
+        with deadlines.Deadline(timeout_s) as deadline:
+            try:
+                with session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    json=json,
+                    timeout=(min(connect_timeout_s or timeout_s, timeout_s), timeout_s),
+                    allow_redirects=False,
+                    stream=True,
+                ) as response:
+                    status_code = response.status_code
+                    body = b""
+                    for chunk in response.iter_content(8192):
+                        body += chunk
+                        if len(body) > max_body:
+                            break
+                    if deadline.finish():
+                        return failed(incomplete(url, timeout_s), status_code)
+                    status = f"HTTP {response.status_code} {response.reason or ''}".strip()
+                    return Answer(status_code, status, body[:max_body], _ms(started), None)
+            except requests.RequestException:
+                if not deadline.finish():
+                    raise
+                if status_code is None:
+                    return failed(f"{url} gave no answer within {timeout_s:g} s")
+                return failed(incomplete(url, timeout_s), status_code)
     except requests.Timeout:
         return failed(f"{url} gave no answer within {timeout_s:g} s")
     except requests.ConnectionError as exc:
