@@ -136,3 +136,124 @@ def test_attribute_values_are_reescaped():
     out = process('<input name="t" value="a&quot;&gt;&lt;script&gt;x">')
     assert 'value="a&quot;&gt;&lt;script&gt;x"' in out
     assert "<script" not in out
+
+
+# --- browser-style URL reading (issue 11): nothing rewritten may leave the plugin's prefix ----
+
+CORE = "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("/%2e%2e/%2e%2e/console", "/plugin-proxy/demo/console"),
+        ("/%2E%2E/%2E%2E/console/users", "/plugin-proxy/demo/console/users"),
+        ("/.%2e/.%2E/console", "/plugin-proxy/demo/console"),
+        ("%2e%2e/%2e%2e/%2e%2e/console", "/plugin-proxy/demo/console"),
+        ("/%2e/notes", "/plugin-proxy/demo/notes"),
+        ("\\..\\..\\console", "/plugin-proxy/demo/console"),
+        ("/notes\\..\\..\\console", "/plugin-proxy/demo/console"),
+        ("/no\ttes/../../con\nsole", "/plugin-proxy/demo/console"),
+        (" \x01/notes/%2e%2e/x\x1f ", "/plugin-proxy/demo/x"),
+        ("ht\ttp://127.0.0.1:9001/plugin/notes", "/plugin-proxy/demo/notes"),
+        ("http:\\\\127.0.0.1:9001\\plugin\\..\\plugin\\notes", "/plugin-proxy/demo/notes"),
+        ("/../plugin-proxy/other/items", "/plugin-proxy/demo/plugin-proxy/other/items"),
+        ("/plugin-proxy/other/items", "/plugin-proxy/demo/plugin-proxy/other/items"),
+        ("/.//evil.example/x", "/plugin-proxy/demo//evil.example/x"),
+        # These leave the plugin: they stay what the browser reads, never a path on the core.
+        ("//evil.example/x", "https://evil.example/x"),
+        ("/\t/evil.example/x", "https://evil.example/x"),
+        ("/\\evil.example/x", "https://evil.example/x"),
+        ("\\\\evil.example/x", "https://evil.example/x"),
+        (CORE + "/console/users", CORE + "/console/users"),
+        ("http://127.0.0.1:9001/plugin/../console", "http://127.0.0.1:9001/console"),
+    ],
+)
+def test_links_are_read_the_way_browsers_read_them(href, expected):
+    out = process(f'<a href="{href}">x</a>', current_path="/notes/1")
+    assert re.search(r'href="([^"]*)"', out).group(1).replace("&amp;", "&") == expected
+
+
+def test_image_sources_cannot_climb_out_of_the_prefix():
+    out = process('<img src="/%2e%2e/%2e%2e/console/users" alt="x">')
+    assert 'src="/plugin-proxy/demo/console/users"' in out
+
+
+def form_of(out: str) -> str:
+    return out.split("</form>")[0] if "<form" in out else out
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        CORE + "/console/users",
+        CORE + "/plugin-proxy/other/items",
+        CORE + "/plugin-proxy/demo/notes",  # the core's own URL: plugins write plugin paths
+        "https://evil.example/collect",
+        "//evil.example/collect",
+        "/\t/evil.example/collect",
+        "/\\evil.example/collect",
+        "\\\\evil.example/collect",
+        "mailto:someone@example.org",
+    ],
+)
+@pytest.mark.parametrize("method", ["post", "delete", "get"])
+def test_forms_aimed_outside_the_plugin_are_inert_and_carry_no_token(action, method):
+    out = process(
+        f'<form method="{method}" action="{action}" class="f">'
+        '<input name="email" value="evil@example.org"><button>Create</button></form>'
+    )
+    assert "<form" not in out and "</form>" not in out
+    assert "TOKEN" not in out and "csrf_token" not in out and "_method" not in out
+    assert '<div data-refused-action="' in out and 'class="f"' in out
+    assert "<button>Create</button></div>" in out  # the content stays, for the person to see
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        ("/%2e%2e/%2e%2e/console/users", "/plugin-proxy/demo/console/users"),
+        ("/%2E%2E/plugin-proxy/other/items", "/plugin-proxy/demo/plugin-proxy/other/items"),
+        (BASE + "/notes", "/plugin-proxy/demo/notes"),
+        ("notes/%2e%2e/notes", "/plugin-proxy/demo/notes"),
+        ("", "/plugin-proxy/demo/notes"),
+    ],
+)
+def test_forms_into_the_plugin_keep_the_token_after_normalisation(action, expected):
+    out = process(f'<form method="post" action="{action}"><button>Go</button></form>')
+    assert f'<form action="{expected}" method="post">' in out
+    assert '<input type="hidden" name="csrf_token" value="TOKEN">' in out
+
+
+def test_a_refused_form_beside_a_legit_one_leaves_the_legit_one_working(caplog):
+    out = process(
+        f'<form method="post" action="{CORE}/console/users"><button>Evil</button></form>'
+        '<form method="post" action="/notes"><button>Good</button></form>'
+        f'<form action="https://evil.example/"><button>Other</button></form>'
+    )
+    assert out.count("<form") == 1 and out.count("</form>") == 1
+    assert out.count("<div data-refused-action=") == 2 and out.count("</div>") == 2
+    good = out[out.index("<form") : out.index("</form>")]
+    assert 'action="/plugin-proxy/demo/notes"' in good and 'value="TOKEN"' in good
+    assert out.count("TOKEN") == 1
+    refusals = [r.getMessage() for r in caplog.records if "refused a form" in r.getMessage()]
+    assert len(refusals) == 2 and all("plugin demo" in r for r in refusals)
+    assert CORE + "/console/users" in refusals[0]
+
+
+def test_a_plugin_cannot_mark_its_own_markup_as_refused():
+    out = process('<p data-refused-action="/x" data-note="kept">x</p>')
+    assert "data-refused-action" not in out and 'data-note="kept"' in out
+
+
+def test_framed_views_keep_forms_under_their_own_prefix():
+    out = fragments.process(
+        '<form method="post" action="/notes"></form><form method="post" action="/%2e%2e/x"></form>',
+        plugin_id="demo",
+        current_path="/",
+        base_url=BASE,
+        csrf_token="TOKEN",
+        prefix="/plugin-frame/demo",
+    )
+    assert out.count('name="csrf_token"') == 2
+    assert 'action="/plugin-frame/demo/notes"' in out and 'action="/plugin-frame/demo/x"' in out

@@ -43,10 +43,10 @@ def _authenticate(email: str, password: str):
 
 
 def _safe_next(target: str | None) -> str:
-    """Only follow a `next` that stays on this site."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("shell.home")
+    """Only follow a `next` that stays on this site, read the way the browser will read it."""
+    from extframework.services import urls  # hoisted once issue 11 merges
+
+    return (target and urls.local_path(target)) or url_for("shell.home")
 
 
 @bp.route("/login", methods=["GET", "POST"])

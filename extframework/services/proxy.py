@@ -11,14 +11,14 @@ import threading
 import time
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from extframework.errors import Forbidden, NotFound, Unavailable
 from extframework.models import Plugin, Route
-from extframework.services import catalog, fragments, tokens
+from extframework.services import catalog, fragments, tokens, urls
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
@@ -271,18 +271,20 @@ def _classify(
 
 
 def shell_location(location: str, request_url: str, plugin: Plugin) -> str | None:
-    """Map a plugin's redirect to a proxy path, or None if it leaves the plugin."""
-    path = fragments.path_under_base(urljoin(request_url, location), plugin.base_url)
-    if path is None and location.startswith("/") and not location.startswith("//"):
-        path = location  # a plugin path, as fragments and manifests write them
+    """Map a plugin's redirect to a proxy path, or None if it leaves the plugin.
+
+    The ``Location`` is read the way the browser would read it (``services/urls``): a
+    ``/<TAB>/host`` or ``/\\host`` is another host, never a path (issue 11).
+    """
+    resolved = urls.resolve(location, request_url)
+    path = urls.path_under_base(resolved.href, plugin.base_url) if resolved else None
+    if path is None:  # a plugin path, as fragments and manifests write them
+        path = urls.plugin_path(location, current_path="/", base_url=plugin.base_url)
     if path is None:
         return None
-    return fragments.rewrite_url(
-        path,
-        prefix=fragments.proxy_prefix(plugin.plugin_id),
-        current_path="/",
-        base_url=plugin.base_url,
-    )
+    prefix = fragments.proxy_prefix(plugin.plugin_id)
+    shell_path = fragments.shell_url(path, prefix)
+    return shell_path if urls.within(shell_path, prefix) else None
 
 
 FAULTS = {
