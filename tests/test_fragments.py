@@ -1,10 +1,12 @@
 """Fragment processing: sanitizing, URL rewriting, CSRF and _method injection."""
 
+import random
 import re
 
+import nh3
 import pytest
 
-from extframework.services import fragments
+from extframework.services import fragments, markup
 
 BASE = "http://127.0.0.1:9001/plugin"
 
@@ -257,3 +259,143 @@ def test_framed_views_keep_forms_under_their_own_prefix():
     )
     assert out.count('name="csrf_token"') == 2
     assert 'action="/plugin-frame/demo/notes"' in out and 'action="/plugin-frame/demo/x"' in out
+
+
+# --- how much a fragment may cost the sanitizer (issue 11) -----------------------------------
+
+
+def test_a_100k_deep_fragment_is_refused_before_sanitizing():
+    # nh3 took ~25 s on this; the scan refuses it at the 129th level.
+    with pytest.raises(markup.TooComplex) as refused:
+        markup.check("<div>" * 100_000 + "x" + "</div>" * 100_000)
+    assert refused.value.what == "nesting depth" and refused.value.limit == markup.MAX_DEPTH
+
+
+def test_reopened_formatting_elements_count_as_elements():
+    # 5 KB that nh3 turns into 40k elements: misnested <b>s reopened in every paragraph.
+    html = "<p>" + "".join(f'<b class="c{i}">' for i in range(100)) + "</p>" + "<p>x</p>" * 400
+    assert len(html) < 5_000 and html.count("<") < 1000
+    with pytest.raises(markup.TooComplex) as refused:
+        markup.check(html)
+    assert refused.value.what == "elements"
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<span>x</span>" * 25_000,
+        "<ul>" + "<li>item" * 25_000 + "</ul>",
+        "<br>" + "<div></div>" * 25_000,
+        "<!--" + "<div>" * 10 + "-->" + "<a>x</a>" * 25_000,
+    ],
+)
+def test_too_many_elements_are_refused(html):
+    with pytest.raises(markup.TooComplex, match="elements"):
+        markup.check(html)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<div>" * 129,
+        "<ul><li>" * 65,  # nested lists: an <li> closes an <li> only in its own list
+        "<table><tr><td>" * 50,
+        "<span><div></span>" * 65,  # the </span> cannot close across the <div>
+        "<div><table></div>" * 65,  # nor a </div> across a table
+        "<b><p>" * 65,
+        "<svg>" + "<g>" * 2000,  # foreign content: elements × depth within the same budget
+        "<select><style>" + "<div>" * 200,  # raw text in a select is still raw text
+    ],
+)
+def test_deep_nesting_is_refused_whichever_way_it_is_built(html):
+    try:
+        markup.check(html)
+    except markup.TooComplex:
+        return
+    # Accepted: then the parser must really have built it shallow.
+    assert _parsed_depth(html) <= markup.MAX_DEPTH, html[:60]
+
+
+def _parsed_depth(html: str) -> int:
+    tags = _EVERY_TAG - {"style"}  # so raw text comes out as text
+    out = nh3.clean(html, tags=tags, attributes={}, clean_content_tags=set(), link_rel=None)
+    depth = deepest = 0
+    for end, name in re.findall(r"<(/?)([a-z0-9]+)", out):
+        if name in markup.VOID:
+            continue
+        depth += -1 if end else 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+_EVERY_TAG = fragments.ALLOWED_TAGS | {"svg", "g", "select", "style", "center", "big", "nobr"}
+
+
+@pytest.mark.parametrize(
+    ("html", "deepest"),
+    [
+        ("<table>" + "<tr><td>cell<td>cell" * 5000 + "</table>", 4),  # end tags left out
+        ("<ul>" + "<li>item" * 5000 + "</ul>", 2),
+        ("<p>para" * 5000, 1),
+        ("<dl>" + "<dt>term<dd>definition" * 3000 + "</dl>", 2),
+        ("<select>" + "<option>choice" * 5000 + "</select>", 2),
+        ("<br><img src=x><input name=q><hr>" * 2000, 0),
+        ("<!-- <div><div><div> -->" * 1000 + "<div><p>x</div>", 2),
+        ('<div title="<div><div>">x</div>' * 1000, 1),
+        ("<textarea><div><div></textarea>" * 1000, 1),
+        ("<script>if (a<b && c<d) { x = '</div>'; }</script><p>x</p>" * 1000, 1),
+        ("<p><b>bold</p><p>next</p>" * 1000, 3),  # misnested, as real pages are
+        ("<ul>" + "<li><ul>" * 30 + "</ul></li>" * 30 + "</ul>", 61),
+    ],
+)
+def test_ordinary_markup_is_accepted(html, deepest):
+    markup.check(html)
+    elements, depth = markup.measure(html)
+    assert depth <= deepest + 2 and elements <= markup.MAX_ELEMENTS
+
+
+def test_the_scan_never_counts_less_than_the_parser_builds():
+    # Random tag soup against nh3's own tree: the scan may count more, never much less.
+    rng = random.Random(11)
+    names = sorted(_EVERY_TAG - {"svg", "g", "style"}) + ["td", "tr", "table", "select"]
+    extra = ["x", " ", "<!-- </div> -->", "<br>", "</br>", "</p>", "<p/>", "</html>"]
+    for _ in range(300):
+        parts = []
+        for _ in range(rng.randint(1, 200)):
+            roll, name = rng.random(), rng.choice(names)
+            if roll < 0.45:
+                parts.append(f'<{name} class="c{rng.randint(0, 3)}">')
+            elif roll < 0.8:
+                parts.append(f"</{name}>")
+            else:
+                parts.append(rng.choice(extra))
+        html = "".join(parts)
+        elements, depth = markup.measure(html)
+        out = nh3.clean(html, tags=_EVERY_TAG, attributes={}, clean_content_tags=set())
+        real_elements = len(re.findall(r"<[a-z]", out))
+        assert _parsed_depth(html) <= depth * 1.5 + 2, html
+        assert real_elements <= elements * 2 + 4, html
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<div>" * 100_000 + "x" + "</div>" * 100_000,  # 1.1 MB: ~25 s in nh3
+        "<p>" + "".join(f'<b class="c{i}">' for i in range(1000)) + "</p>" + "<p>x</p>" * 230_000,
+    ],
+    ids=["100k-deep", "1.9MB-of-reopened-formatting"],
+)
+def test_a_too_complex_fragment_is_a_fault_panel_in_the_shell(
+    client, make_user, login, shell_plugin, stub_plugin, body
+):
+    assert len(body) < 2 * 1024 * 1024  # under the size cap: only the new limit stops it
+    make_user("member@example.com")
+    login("member@example.com")
+    shell_plugin(base_url=stub_plugin.url, name="Notebook")
+    stub_plugin.reply("GET", "/notes", body=body)
+    response = client.get("/plugin-proxy/notes/notes")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 502
+    assert 'data-fault="too-complex"' in page and "Notebook sent a page too complex" in page
+    assert f"at most {markup.MAX_ELEMENTS} elements, nested at most {markup.MAX_DEPTH} deep" in page
+    assert '<nav class="menu"' in page  # the rest of the shell keeps working

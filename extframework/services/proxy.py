@@ -18,7 +18,7 @@ from requests.adapters import HTTPAdapter
 
 from extframework.errors import Forbidden, NotFound, Unavailable
 from extframework.models import Plugin, Route
-from extframework.services import catalog, fragments, tokens, urls
+from extframework.services import catalog, fragments, markup, tokens, urls
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
@@ -64,7 +64,7 @@ class Redirect:
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # refused | timeout | error | not-html | too-large | bad-redirect | unreachable
+    kind: str  # refused unreachable timeout error not-html too-large too-complex bad-redirect
     title: str
     detail: str
     status: int  # what the shell answers the browser
@@ -303,7 +303,29 @@ FAULTS = {
         "{name} redirected outside itself",
         "The plugin answered HTTP {status} with a redirect the shell will not follow.",
     ),
+    "too-complex": (
+        502,
+        "{name} sent a page too complex to show",
+        "The page has {problem}; the shell shows at most {max_elements} elements, nested at"
+        " most {max_depth} deep.",
+    ),
 }
+
+
+def check_markup(target: Target, method: str, fragment: Fragment) -> Fragment | Fault:
+    """Refuse a fragment that would cost the sanitizer too much, before it parses (issue 11)."""
+    try:
+        markup.check(fragment.html)
+    except markup.TooComplex as exc:
+        return _fault(
+            target,
+            method,
+            "too-complex",
+            problem=str(exc),
+            max_elements=markup.MAX_ELEMENTS,
+            max_depth=markup.MAX_DEPTH,
+        )
+    return fragment
 
 
 def _fault(target: Target, method: str, kind: str, **facts: object) -> Fault:
