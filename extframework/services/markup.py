@@ -15,82 +15,44 @@ holding ``<!--`` on, every start tag counts as an element one level deeper and e
 ignored; those parts are refused only when elements × depth passes the same budget.
 """
 
-import re
 import sys
 
-
-def _names(words: str) -> frozenset[str]:
-    return frozenset(words.split())
-
+from extframework.services.markup_rules import (
+    ANY_SPECIAL,
+    BLOCK,
+    BUTTON,
+    CELLS,
+    CLASSED,
+    CLASSES,
+    CLOSES_P,
+    COMMENT_END,
+    FOREIGN,
+    FORMATTING,
+    HEADINGS,
+    IGNORED,
+    LIST,
+    LIST_ITEM,
+    MARKERS,
+    MEMBERSHIP,
+    NO_RECONSTRUCT,
+    NOT_PLAIN,
+    RAW_TEXT,
+    RAW_TEXT_ENDS,
+    SCOPE,
+    SCOPE_BOUNDARIES,
+    SCOPED_END,
+    SECTIONS,
+    SPECIAL,
+    START_TAG,
+    TABLE,
+    TABLE_PARTS,
+    TOKEN,
+    VOID,
+)
 
 MAX_ELEMENTS = 20_000
 MAX_DEPTH = 128
 ADOPTION_CLONES = 32
-
-VOID = _names(
-    "area base basefont bgsound br col embed hr image img input keygen link meta param source"
-    " track wbr"
-)
-RAW_TEXT = _names("script style xmp iframe noembed noframes noscript textarea title")
-FOREIGN = frozenset(("svg", "math"))
-IGNORED = frozenset(("html", "body", "head", "frameset"))
-FORMATTING = _names("a b big code em font i nobr s small strike strong tt u")
-MARKERS = _names("applet caption marquee object td template th")
-HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
-SCOPE_BOUNDARIES = _names(
-    "applet caption html table td th marquee object template foreignobject desc mi mo mn ms"
-    " mtext annotation-xml select"
-)
-SPECIAL = _names(
-    "address applet area article aside base basefont bgsound blockquote body br button caption"
-    " center col colgroup dd details dir div dl dt embed fieldset figcaption figure footer form"
-    " frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img input keygen li"
-    " link listing main marquee menu meta nav noembed noframes noscript object ol p param"
-    " plaintext pre script search section select source style summary table tbody td template"
-    " textarea tfoot th thead title tr track ul wbr xmp"
-)
-CLOSES_P = _names(
-    "address article aside blockquote center details dialog dir div dl fieldset figcaption"
-    " figure footer header hgroup main menu nav ol p search section summary ul h1 h2 h3 h4 h5"
-    " h6 pre listing form li dd dt plaintext table hr xmp"
-)
-SECTIONS = ("tbody", "thead", "tfoot")
-# Start tags before which the parser does not reopen closed formatting elements.
-NO_RECONSTRUCT = CLOSES_P | _names(
-    "table caption colgroup col tbody td tfoot th thead tr script style title noframes template"
-    " base basefont bgsound link meta textarea iframe noembed noscript param source track frame"
-)
-
-# Boundaries past which an open element is not "in scope" for a given rule (HTML §13.2.4.2).
-SCOPE = "scope"
-BUTTON = "button"
-LIST = "list"
-TABLE = "table"
-ANY_SPECIAL = "special"
-LIST_ITEM = "list-item"  # special elements but address, div and p: an <li> closes across these
-_CLASSES = {
-    SCOPE: SCOPE_BOUNDARIES,
-    BUTTON: SCOPE_BOUNDARIES | {"button"},
-    LIST: SCOPE_BOUNDARIES | {"ol", "ul"},
-    TABLE: frozenset(("html", "table", "template")),
-    ANY_SPECIAL: SPECIAL | SCOPE_BOUNDARIES,
-    LIST_ITEM: (SPECIAL | SCOPE_BOUNDARIES) - {"address", "div", "p"},
-}
-
-# The next piece of markup: a tag as the tokenizer reads it (attribute values in quotes may
-# hold ">", a quote anywhere else is part of a name or value; possessive, so it never
-# backtracks), else "<!", "<?" or "</" + non-letter (comments), else "<" + letter with no end.
-TOKEN = re.compile(
-    r"""<(?:(/?)([A-Za-z][^\t\n\f\r />]*+)
-    (?:[\t\n\f\r /]++
-      |[^\t\n\f\r />][^\t\n\f\r />=]*+
-       (?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:"[^"]*+"|'[^']*+'|[^\t\n\f\r >]*+))?+
-    )*+>
-    |([!?]|/(?![A-Za-z]))|/?(?=[A-Za-z]))""",
-    re.VERBOSE,
-)
-COMMENT_END = re.compile(r"-?>|.*?--!?>", re.DOTALL)
-START_TAG = re.compile(r"<[A-Za-z]")
 
 
 class TooComplex(Exception):
@@ -136,7 +98,7 @@ class _Scan:
         self.stack: list[str] = []
         self.entry_of: list[_Entry | None] = []
         self.open: dict[str, list[int]] = {}
-        self.classes: dict[str, list[int]] = {name: [] for name in _CLASSES}
+        self.classes: dict[str, list[int]] = {name: [] for name in CLASSES}
         self.formatting: list[_Entry] = []
         self.formatting_by_name: dict[str, list[_Entry]] = {}
         self.formatting_by_key: dict[str, list[_Entry]] = {}
@@ -169,10 +131,10 @@ class _Scan:
             self.open[name] = [index]
         else:
             indices.append(index)
-        if name in _CLASSED:
-            for cls in _MEMBERSHIP[name]:
+        if name in CLASSED:
+            for cls in MEMBERSHIP[name]:
                 self.classes[cls].append(index)
-        if name in MARKERS and (name not in _CELLS or self.last("table") >= 0):
+        if name in MARKERS and (name not in CELLS or self.last("table") >= 0):
             self.formatting.append(_Entry(None, index, self.markers))
             self.markers += 1
             self.marked.add(index)
@@ -182,8 +144,8 @@ class _Scan:
         name = self.stack.pop()
         entry = self.entry_of.pop()
         self.open[name].pop()
-        if name in _CLASSED:
-            for cls in _MEMBERSHIP[name]:
+        if name in CLASSED:
+            for cls in MEMBERSHIP[name]:
                 self.classes[cls].pop()
         if entry is not None and entry.name:
             entry.index = -1
@@ -278,7 +240,7 @@ class _Scan:
             if self.form_pointer:
                 return  # the parser drops a form start tag while its form pointer is set
             self.form_pointer = True
-        if name in _TABLE_PARTS and self.last("table") < 0 and self.last("template") < 0:
+        if name in TABLE_PARTS and self.last("table") < 0 and self.last("template") < 0:
             return  # outside a table the parser drops these tags
         if name in ("select", "input") and self.in_scope(self.last("select"), SCOPE):
             self.pop_to(self.last("select"))  # these close an open select
@@ -334,7 +296,7 @@ class _Scan:
     def in_table_mode(self) -> bool:
         """Tell whether the parser is in a table but outside its cells (so it closes tables)."""
         table = self.last("table")
-        return table >= 0 and table > max(self.last(n) for n in _CELLS)
+        return table >= 0 and table > max(self.last(n) for n in CELLS)
 
     def table_part(self, name: str) -> None:
         table = self.top_of(TABLE)
@@ -437,21 +399,21 @@ class _Scan:
             name = name.lower()
             # The common cases first, with the rules of end() and start() spelled out.
             if token.group(1):
-                if name not in _NOT_PLAIN:  # "any other end tag"
+                if name not in NOT_PLAIN:  # "any other end tag"
                     index = self.last(name)
                     if index >= 0 and self.top_of(ANY_SPECIAL) <= index:
                         self.pop_to(index)
-                elif name in _SCOPED_END:
+                elif name in SCOPED_END:
                     index = self.last(name)
                     if index >= 0 and self.top_of(SCOPE) <= index:
                         self.pop_to(index)
                 else:
                     self.end(name)
-            elif name not in _NOT_PLAIN:
+            elif name not in NOT_PLAIN:
                 if self.off_stack:
                     self.reconstruct()
                 self.push(name)
-            elif name in _BLOCK:
+            elif name in BLOCK:
                 p = self.last("p")
                 if p >= 0 and self.top_of(BUTTON) <= p:
                     self.pop_to(p)
@@ -460,7 +422,7 @@ class _Scan:
                 self.start(name)
                 if self.last(name) >= 0:
                     self.pop_to(self.last(name))
-                close = _raw_text_end(name).search(html, pos)
+                close = RAW_TEXT_ENDS[name].search(html, pos)
                 if name == "script" and "<!--" in html[pos : close.start() if close else end]:
                     self.unfollowable(html, pos)
                     return
@@ -494,40 +456,3 @@ class _Scan:
             raise TooComplex("elements", self.max_elements)
         if elements * depth > self.max_elements * self.max_depth:
             raise TooComplex("nesting depth", self.max_depth)
-
-
-_RAW_TEXT_ENDS = {name: re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE) for name in RAW_TEXT}
-
-
-def _raw_text_end(name: str) -> re.Pattern:
-    return _RAW_TEXT_ENDS[name]
-
-
-_CELLS = ("td", "th", "caption")
-_TABLE_PARTS = frozenset(("td", "th", "tr", "caption", "colgroup", *SECTIONS))
-_CLASSED = frozenset().union(*_CLASSES.values())
-_MEMBERSHIP = {n: tuple(c for c, names in _CLASSES.items() if n in names) for n in _CLASSED}
-_BLOCK = CLOSES_P - {"li", "dd", "dt", "table", "form", "plaintext", "hr", "xmp", *HEADINGS}
-_SCOPED_END = (
-    (SPECIAL | SCOPE_BOUNDARIES)
-    - FORMATTING
-    - IGNORED
-    - _TABLE_PARTS
-    - {"p", "li", "br", "form", "table", *HEADINGS}
-)
-# Names with no rule of their own (span, label, ...): the common case takes a short path.
-_NOT_PLAIN = (
-    _CLASSED
-    | VOID
-    | RAW_TEXT
-    | FOREIGN
-    | IGNORED
-    | FORMATTING
-    | MARKERS
-    | CLOSES_P
-    | SPECIAL
-    | NO_RECONSTRUCT
-    | _TABLE_PARTS
-    | {"a", "nobr", "button", "form", "input", "option", "optgroup", "select", "table"}
-    | {"p", "br", "li", "dd", "dt", "plaintext", *HEADINGS}
-)
