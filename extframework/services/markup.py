@@ -38,6 +38,7 @@ from extframework.services.markup_rules import (
     NOT_PLAIN,
     RAW_TEXT,
     RAW_TEXT_ENDS,
+    ROW_PARTS,
     SCOPE,
     SCOPE_BOUNDARIES,
     SCOPED_END,
@@ -303,6 +304,17 @@ class _Scan:
             else:
                 self.push(name)
 
+    def in_row_or_section(self, name: str) -> bool:
+        """Close what a cell or row start closes when its row or section is open: the usual case."""
+        table = self.top_of(TABLE)
+        if table < 0 or self.stack[table] != "table":
+            return False
+        parent = self.last("tr") if name != "tr" else max(self.last(n) for n in SECTIONS)
+        if parent <= table:
+            return False
+        self.pop_to(parent + 1)
+        return True
+
     def in_table_mode(self) -> bool:
         """Tell whether the parser is in a table but outside its cells (so it closes tables)."""
         table = self.last("table")
@@ -417,6 +429,10 @@ class _Scan:
                     index = self.last(name)
                     if index >= 0 and self.top_of(SCOPE) <= index:
                         self.pop_to(index)
+                elif name in ROW_PARTS:  # </td> </th> </tr> inside their table
+                    index, table = self.last(name), self.last("table")
+                    if 0 <= table < index and self.top_of(TABLE) <= index:
+                        self.pop_to(index)
                 else:
                     self.end(name)
             elif name not in NOT_PLAIN:
@@ -427,6 +443,8 @@ class _Scan:
                 p = self.last("p")
                 if p >= 0 and self.top_of(BUTTON) <= p:
                     self.pop_to(p)
+                self.push(name)
+            elif name in ROW_PARTS and self.in_row_or_section(name):
                 self.push(name)
             elif name in RAW_TEXT:
                 self.start(name)

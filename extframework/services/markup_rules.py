@@ -77,6 +77,7 @@ START_TAG = re.compile(r"<[A-Za-z]")
 RAW_TEXT_ENDS = {name: re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE) for name in RAW_TEXT}
 
 CELLS = ("td", "th", "caption")
+ROW_PARTS = frozenset(("td", "th", "tr"))
 TABLE_PARTS = frozenset(("td", "th", "tr", "caption", "colgroup", *SECTIONS))
 CLASSED = frozenset().union(*CLASSES.values())
 MEMBERSHIP = {n: tuple(c for c, names in CLASSES.items() if n in names) for n in CLASSED}
