@@ -47,6 +47,7 @@ from extframework.services.markup_rules import (
     START_TAG,
     TABLE,
     TABLE_PARTS,
+    TAG,
     TOKEN,
     VOID,
 )
@@ -409,18 +410,24 @@ class _Scan:
             at = token.start()
             if self.off_stack and at > pos:
                 self.reconstruct()
-            name = token.group(2)
+            leaf = token.group(1)
+            if leaf is not None and self.leaf(leaf):
+                pos = token.end()
+                continue
+            if leaf is not None:  # not a simple one after all: take its start tag alone
+                token = TAG.match(html, at)
+            name = token.group(3)
             if name is None:
-                if token.group(3) is None:
+                if token.group(4) is None:
                     return  # "<" and a letter, but no ">" ends the tag: the parser drops the rest
-                pos = self.skip(html, at, token.group(3))
+                pos = self.skip(html, at, token.group(4))
                 if pos < 0:
                     return
                 continue
             pos = token.end()
             name = name.lower()
             # The common cases first, with the rules of end() and start() spelled out.
-            if token.group(1):
+            if token.group(2):
                 if name not in NOT_PLAIN:  # "any other end tag"
                     index = self.last(name)
                     if index >= 0 and self.top_of(ANY_SPECIAL) <= index:
@@ -464,6 +471,32 @@ class _Scan:
                     return
                 if name == "plaintext":
                     return  # the rest is text
+
+    def leaf(self, name: str) -> bool:
+        """Count ``<name>text</name>`` at once when opening it changes nothing else; else False."""
+        if name not in NOT_PLAIN or (name in FORMATTING and not self.formatting_by_name.get(name)):
+            if self.off_stack:
+                self.reconstruct()
+        elif name in BLOCK and not self.off_stack:
+            p = self.last("p")
+            if p >= 0 and self.top_of(BUTTON) <= p:
+                self.pop_to(p)
+                if self.off_stack:  # closing the <p> closed formatting its text reopens
+                    index = len(self.stack)
+                    self.push(name)
+                    self.reconstruct()
+                    self.pop_to(index)
+                    return True
+        elif not (name in CELLS and name != "caption" and self.in_row_or_section(name)):
+            return False
+        self.elements += 1
+        if self.elements > self.max_elements:
+            raise TooComplex("elements", self.max_elements)
+        depth = len(self.stack) + 1
+        if depth > self.max_depth:
+            raise TooComplex("nesting depth", self.max_depth)
+        self.deepest = max(self.deepest, depth)
+        return True
 
     def skip(self, html: str, at: int, what: str) -> int:
         """Skip a comment, doctype or bogus comment; -1 if it runs to the end."""

@@ -63,15 +63,22 @@ CLASSES = {
 # The next piece of markup: a tag as the tokenizer reads it (attribute values in quotes may
 # hold ">", a quote anywhere else is part of a name or value; possessive, so it never
 # backtracks), else "<!", "<?" or "</" + non-letter (comments), else "<" + letter with no end.
-TOKEN = re.compile(
-    r"""<(?:(/?)([A-Za-z][^\t\n\f\r />]*+)
-    (?:[\t\n\f\r /]++
+_ATTRIBUTES = r"""(?:[\t\n\f\r /]++
       |[^\t\n\f\r />][^\t\n\f\r />=]*+
        (?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:"[^"]*+"|'[^']*+'|[^\t\n\f\r >]*+))?+
-    )*+>
-    |([!?]|/(?![A-Za-z]))|/?(?=[A-Za-z]))""",
+    )*+>"""
+TOKEN = re.compile(
+    r"""<(?:([a-z][a-z0-9]*+)"""  # 1: a leaf, an element holding only text and closed at once
+    + _ATTRIBUTES
+    + r"""[^<]*+</\1>
+    |(/?)([A-Za-z][^\t\n\f\r />]*+)"""  # 2, 3: a start or end tag
+    + _ATTRIBUTES
+    + r"""
+    |([!?]|/(?![A-Za-z]))|/?(?=[A-Za-z]))""",  # 4: a comment or bogus comment; else no end
     re.VERBOSE,
 )
+# A start or end tag alone, with TOKEN's group numbers.
+TAG = re.compile(r"""<(?:(?!)()|(/?)([A-Za-z][^\t\n\f\r />]*+)""" + _ATTRIBUTES + ")", re.VERBOSE)
 COMMENT_END = re.compile(r"-?>|.*?--!?>", re.DOTALL)
 START_TAG = re.compile(r"<[A-Za-z]")
 RAW_TEXT_ENDS = {name: re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE) for name in RAW_TEXT}
