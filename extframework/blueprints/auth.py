@@ -25,7 +25,7 @@ from extframework.authn import (
 from extframework.errors import BadRequest, DomainError
 from extframework.http import json_body
 from extframework.models import ROLES
-from extframework.services import accounts, tokens
+from extframework.services import accounts, tokens, urls
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,8 @@ def _authenticate(email: str, password: str):
 
 
 def _safe_next(target: str | None) -> str:
-    """Only follow a `next` that stays on this site."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("shell.home")
+    """Only follow a `next` that stays on this site, read the way the browser will read it."""
+    return (target and urls.local_path(target)) or url_for("shell.home")
 
 
 @bp.route("/login", methods=["GET", "POST"])

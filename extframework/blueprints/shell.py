@@ -140,6 +140,8 @@ def _render(
                 fragments.proxy_prefix(target.plugin.plugin_id)
             )
         return redirect(location, 303)
+    if isinstance(outcome, proxy.Fragment):
+        outcome = proxy.check_markup(target, page["method"], outcome)
     if isinstance(outcome, proxy.Fault):
         body = render_template(template, fault=outcome, **page)
         return Response(body, outcome.status, outcome.headers)

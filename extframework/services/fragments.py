@@ -4,21 +4,28 @@
 attributes, no URL schemes but http, https, mailto and tel. Its attribute filter and one
 pass over the form tags of its (well-formed, escaped) output then
 
-- rewrites links, form actions and image sources that point into the plugin to the
-  core's proxy routes (``/plugin-proxy/<plugin_id>/...``),
+- reads links, form actions and image sources the way browsers do (``services/urls``) and
+  rewrites those that point into the plugin to the core's proxy routes
+  (``/plugin-proxy/<plugin_id>/...``),
 - turns ``<form method="put|patch|delete">`` into a POST carrying a hidden ``_method``,
-- injects the session's CSRF token into every form that is not a GET,
+- injects the session's CSRF token into every non-GET form whose action stays under the
+  plugin's own prefix, and turns every other form into an inert ``<div>`` (issue 11: a
+  form aimed at the console would have made an operator's click the plugin's deputy),
 - prefixes element ids (and the references to them) so a fragment cannot clobber the
   shell's own ids.
 """
 
+import logging
 import re
 from collections.abc import Callable
 from contextvars import ContextVar
-from html import escape
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from html import escape, unescape
 
 import nh3
+
+from extframework.services import urls
+
+log = logging.getLogger(__name__)
 
 METHOD_FIELD = "_method"
 CSRF_FIELD = "csrf_token"
@@ -130,52 +137,29 @@ def proxy_prefix(plugin_id: str) -> str:
     return f"/plugin-proxy/{plugin_id}"
 
 
-def rewrite_url(url: str, *, prefix: str, current_path: str, base_url: str) -> str:
+def rewrite_url(url: str, *, prefix: str, current_path: str, base_url: str) -> str | None:
     """Map a URL found in a fragment to the shell: plugin paths go through the proxy.
 
     ``/x`` is a path of the plugin (as in the manifest), ``x`` and ``?q`` resolve against
     the path being shown, ``#x`` points at a prefixed id, and an absolute URL under the
-    plugin's ``base_url`` is mapped too; any other absolute URL is left alone.
+    plugin's ``base_url`` is mapped too; any other absolute URL comes back as the browser
+    would read it. Every URL is read the browser's way first (``services/urls``), so a
+    mapped URL always stays under ``prefix``. None: the browser could not parse it either.
     """
-    url = url.strip()
+    url = urls.clean(url)
     if url.startswith("#"):
         return "#" + ID_PREFIX + url[1:] if len(url) > 1 else url
-    parts = urlsplit(url)
-    if parts.scheme or parts.netloc:
-        plugin_path = path_under_base(url, base_url)
-        if plugin_path is None:
-            return url
-        parts = urlsplit(plugin_path)
-    elif not parts.path.startswith("/"):
-        parts = urlsplit(urljoin(current_path or "/", url))
-    path = remove_dot_segments(parts.path or "/")
-    fragment = ID_PREFIX + parts.fragment if parts.fragment else ""
-    return urlunsplit(("", "", prefix + path, parts.query, fragment))
+    path = urls.plugin_path(url, current_path=current_path, base_url=base_url)
+    if path is not None:
+        return shell_url(path, prefix)
+    resolved = urls.resolve(url, urls.PLUGIN_SPACE + (current_path or "/"))
+    return resolved.href if resolved else None
 
 
-def remove_dot_segments(path: str) -> str:
-    """Resolve ``.`` and ``..`` so no path can climb out of the plugin's prefix."""
-    out: list[str] = []
-    segments = path.split("/")
-    for segment in segments:
-        if segment == "..":
-            if out:
-                out.pop()
-        elif segment not in (".", ""):
-            out.append(segment)
-    trailing = "/" if segments[-1] in ("", ".", "..") and out else ""
-    return "/" + "/".join(out) + trailing
-
-
-def path_under_base(url: str, base_url: str) -> str | None:
-    """Return the plugin path of an absolute URL under ``base_url``, or None."""
-    base = base_url.rstrip("/")
-    if url == base:
-        return "/"
-    if url.startswith(base + "/") or url.startswith(base + "?"):
-        rest = url[len(base) :]
-        return rest if rest.startswith("/") else "/" + rest
-    return None
+def shell_url(plugin_path: str, prefix: str) -> str:
+    """Put a normalised plugin path (path, query, fragment) under the shell's prefix."""
+    path, hash_mark, fragment = plugin_path.partition("#")
+    return prefix + path + ("#" + ID_PREFIX + fragment if fragment else hash_mark)
 
 
 def process(
@@ -190,12 +174,14 @@ def process(
     """Sanitize a plugin fragment and wire its links and forms to the core's proxy routes."""
     prefix = prefix or proxy_prefix(plugin_id)
 
-    def url(value: str) -> str:
+    def url(value: str) -> str | None:
         return rewrite_url(value, prefix=prefix, current_path=current_path, base_url=base_url)
 
     def attribute(tag: str, name: str, value: str) -> str | None:
-        # nh3 has already dropped URLs with schemes outside URL_SCHEMES before this runs,
-        # and rewrite_url never turns an absolute URL into anything else.
+        # nh3 has already dropped URLs with schemes outside URL_SCHEMES before this runs.
+        if (tag, name) == ("form", "action"):
+            # Kept even when unparseable, so the form pass below refuses the form by its action.
+            return url(value) or value
         if (tag, name) in URL_ATTRIBUTES:
             return url(value)
         if name == "id":
@@ -207,31 +193,48 @@ def process(
             return method if method in ("POST", *OVERRIDABLE_METHODS) else "GET"
         if tag == "input" and name == "name" and value == CSRF_FIELD:
             return None  # only the core's own token may travel in that field
+        if name == REFUSED_ATTRIBUTE:
+            return None  # only the core marks a refused form
         return value
 
     clean = sanitize(html, attribute_filter=attribute)
+    refused_forms: list[bool] = []
 
     def form(match: re.Match) -> str:
+        if match.group(0) == "</form>":
+            return "</div>" if refused_forms and refused_forms.pop() else "</form>"
         # nh3 escapes < > " & inside attribute values, so this parse of its output is exact.
         attrs = dict(ATTRIBUTE.findall(match.group(1)))
         method = attrs.pop("method", "") or "GET"
+        action = attrs.pop("action", "") or escape(url(current_path) or "", quote=True)
+        if not urls.within(unescape(action), prefix):
+            # A form aimed anywhere but this plugin would make the person's click (and the
+            # core's CSRF token) serve someone else: it becomes an inert container (issue 11).
+            refused_forms.append(True)
+            log.warning("plugin %s: refused a form aimed at %r", plugin_id, unescape(action))
+            attrs.pop("novalidate", None)
+            return f'<div {REFUSED_ATTRIBUTE}="{action}"{_attributes(attrs)}>'
+        refused_forms.append(False)
         hidden = []
         if method in OVERRIDABLE_METHODS:
             hidden.append(_hidden(METHOD_FIELD, method))
             method = "POST"
         if method == "POST":
             hidden.insert(0, _hidden(CSRF_FIELD, csrf_token))
-        action = attrs.pop("action", "") or escape(url(current_path), quote=True)
-        rest = "".join(
-            f' {name}="{value}"' if value else f" {name}" for name, value in attrs.items()
+        return f'<form action="{action}" method="{method.lower()}"{_attributes(attrs)}>' + "".join(
+            hidden
         )
-        return f'<form action="{action}" method="{method.lower()}"{rest}>' + "".join(hidden)
 
     return FORM_TAG.sub(form, clean)
 
 
-FORM_TAG = re.compile(r"<form((?:\s[^>]*)?)>")
+REFUSED_ATTRIBUTE = "data-refused-action"
+FORM_TAG = re.compile(r"<form((?:\s[^>]*)?)>|</form>")
 ATTRIBUTE = re.compile(r'\s([^\s="]+)(?:="([^"]*)")?')
+
+
+def _attributes(attrs: dict[str, str]) -> str:
+    return "".join(f' {name}="{value}"' if value else f" {name}" for name, value in attrs.items())
 
 
 def _hidden(name: str, value: str) -> str:

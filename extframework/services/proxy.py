@@ -10,13 +10,13 @@ import os
 import threading
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
 import requests
 
 from extframework.errors import Forbidden, NotFound, Unavailable
 from extframework.models import Plugin, Route
-from extframework.services import catalog, deadlines, fragments, tokens
+from extframework.services import catalog, deadlines, fragments, markup, tokens, urls
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
@@ -64,7 +64,7 @@ class Redirect:
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # refused | timeout | busy | error | not-html | too-large | bad-redirect | ...
+    kind: str  # refused unreachable timeout busy error not-html too-large too-complex bad-redirect
     title: str
     detail: str
     status: int  # what the shell answers the browser
@@ -307,18 +307,20 @@ def _classify(target: Target, method: str, url: str, response: requests.Response
 
 
 def shell_location(location: str, request_url: str, plugin: Plugin) -> str | None:
-    """Map a plugin's redirect to a proxy path, or None if it leaves the plugin."""
-    path = fragments.path_under_base(urljoin(request_url, location), plugin.base_url)
-    if path is None and location.startswith("/") and not location.startswith("//"):
-        path = location  # a plugin path, as fragments and manifests write them
+    """Map a plugin's redirect to a proxy path, or None if it leaves the plugin.
+
+    The ``Location`` is read the way the browser would read it (``services/urls``): a
+    ``/<TAB>/host`` or ``/\\host`` is another host, never a path (issue 11).
+    """
+    resolved = urls.resolve(location, request_url)
+    path = urls.path_under_base(resolved.href, plugin.base_url) if resolved else None
+    if path is None:  # a plugin path, as fragments and manifests write them
+        path = urls.plugin_path(location, current_path="/", base_url=plugin.base_url)
     if path is None:
         return None
-    return fragments.rewrite_url(
-        path,
-        prefix=fragments.proxy_prefix(plugin.plugin_id),
-        current_path="/",
-        base_url=plugin.base_url,
-    )
+    prefix = fragments.proxy_prefix(plugin.plugin_id)
+    shell_path = fragments.shell_url(path, prefix)
+    return shell_path if urls.within(shell_path, prefix) else None
 
 
 FAULTS = {
@@ -342,7 +344,29 @@ FAULTS = {
         "{name} redirected outside itself",
         "The plugin answered HTTP {status} with a redirect the shell will not follow.",
     ),
+    "too-complex": (
+        502,
+        "{name} sent a page too complex to show",
+        "The page has {problem}; the shell shows at most {max_elements} elements, nested at"
+        " most {max_depth} deep.",
+    ),
 }
+
+
+def check_markup(target: Target, method: str, fragment: Fragment) -> Fragment | Fault:
+    """Refuse a fragment that would cost the sanitizer too much, before it parses (issue 11)."""
+    try:
+        markup.check(fragment.html)
+    except markup.TooComplex as exc:
+        return _fault(
+            target,
+            method,
+            "too-complex",
+            problem=str(exc),
+            max_elements=markup.MAX_ELEMENTS,
+            max_depth=markup.MAX_DEPTH,
+        )
+    return fragment
 
 
 def _fault(target: Target, method: str, kind: str, **facts: object) -> Fault:
