@@ -1,21 +1,95 @@
 """Plugin tokens rotate with an overlap (SPEC §4): grace, revoke now, self-rotation, last use."""
 
 import re
+import stat
 from datetime import timedelta
 
 import pytest
+import requests
 
 from extframework import db
 from extframework.db import database
 from extframework.models import AuditEvent, Plugin, PluginToken, utcnow
-from extframework.services import lifecycle
+from extframework.services import lifecycle, plugin_admin
 from extframework.services.secrets import hash_secret
+from extframework_sdk import StorageClient, StorageError, rotate_token, token_fingerprint
+from tests.support.processes import serve_app
+from tests.support.shell_fixtures import PASSWORD, Demo
 
 INVALID_TOKEN = 'Bearer error="invalid_token"'
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# --- end to end: the demo plugin across an operator's rotation -------------------------------
+
+
+def login(url: str, email: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(url + "/login", timeout=10).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = session.post(
+        url + "/login",
+        data={"csrf_token": csrf, "email": email, "password": PASSWORD},
+        timeout=10,
+    )
+    assert response.ok and "current-user" in response.text, "login failed"
+    return session
+
+
+@pytest.fixture
+def demo(tmp_path):
+    demo = Demo(tmp_path)
+    try:
+        demo.start_python_plugin()
+        demo.wait_for_state("notebook", "active")
+        yield demo
+    finally:
+        demo.stop()
+
+
+def test_the_demo_plugin_keeps_serving_across_a_rotation_and_revoke_now_ends_its_token(demo):
+    """Found: a rotation silently broke the plugin (a 500 panel) while it looked healthy."""
+    user = login(demo.url, demo.admin)
+    notes = f"{demo.url}/plugin-proxy/notebook/notes"
+    token_file = demo.base / "notebook.token"
+    first = token_file.read_text().strip()
+    assert user.get(notes, timeout=10).status_code == 200
+
+    rotated = demo.api.post(
+        f"{demo.url}/api/registry/plugins/notebook/rotate-token", timeout=10
+    ).json()
+    # The plugin still holds the first token: its views read storage with it, and keep working.
+    view = user.get(notes, timeout=10)
+    assert view.status_code == 200 and "Notes" in view.text
+    assert rotated["old_token_expires_at"] is not None
+    assert demo.plugin("notebook")["state"] == "active"
+
+    demo.api.post(
+        f"{demo.url}/api/registry/plugins/notebook/rotate-token",
+        json={"revoke_now": True},
+        timeout=10,
+    ).raise_for_status()
+    refused = requests.get(
+        f"{demo.url}/api/storage/notes", headers={**bearer(first), "X-Tenant-ID": "default"}
+    )
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].startswith(INVALID_TOKEN)
+    # The panel says what went wrong: the core refused the plugin's credentials.
+    broken = user.get(notes, timeout=10)
+    assert broken.status_code == 424, broken.text
+    assert "refused its plugin token" in broken.text
+
+    # An operator delivers the newest token as a new file: the running plugin picks it up.
+    newest = demo.api.post(
+        f"{demo.url}/api/registry/plugins/notebook/rotate-token",
+        json={"revoke_now": True},
+        timeout=10,
+    ).json()["plugin_token"]
+    token_file.write_text(newest + "\n")
+    assert user.get(notes, timeout=10).status_code == 200
 
 
 # --- the API: operator rotation, revoke now, self-rotation -----------------------------------
@@ -315,3 +389,44 @@ def test_upgrading_a_version_3_database_keeps_each_plugins_token_working(app, cl
     assert rows == [("test-plugin", rotated_at, None, None)]
     assert storage_answer(client, token).status_code == 200
     assert client.get("/api/registry/plugins", headers=bearer(token)).status_code == 200
+
+
+# --- the SDK against the live core ------------------------------------------------------------
+
+
+def test_the_sdk_rotates_and_stores_the_new_token(app, client, make_plugin, tmp_path):
+    _, old = make_plugin()
+    token_file = tmp_path / "plugin" / "token"
+    token_file.parent.mkdir()
+    token_file.write_text(old + "\n")
+    with serve_app(app) as url:
+        new = rotate_token(url, "test-plugin", token_file=token_file)
+        assert token_file.read_text() == new + "\n"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert list(token_file.parent.iterdir()) == [token_file]  # no temporary file left
+        storage = StorageClient(url, token_file=token_file)
+        assert storage.query("items", tenant="default")["items"] == []
+        # The old token still works for the grace; the file no longer holds it.
+        assert storage_answer(client, old).status_code == 200
+        newest = rotate_token(url, "test-plugin", token_file=token_file, revoke_now=True)
+    assert storage_answer(client, new).status_code == 401
+    assert token_fingerprint(newest) == hash_secret(newest)[:12]
+
+
+def test_the_storage_client_rereads_the_token_file_after_a_401(app, make_plugin, tmp_path):
+    _, old = make_plugin()
+    token_file = tmp_path / "token"
+    token_file.write_text(old + "\n")
+    with serve_app(app) as url:
+        storage = StorageClient(url, token_file=token_file)
+        created = storage.create("items", {"title": "kept"}, tenant="default")
+        with app.app_context(), database.connection_context():
+            plugin = Plugin.get(Plugin.plugin_id == "test-plugin")
+            new, _ = plugin_admin.rotate_token(plugin, actor="ops", grace_s=0, revoke_now=True)
+        # The operator has rotated, but not yet delivered the new token: the call is refused.
+        with pytest.raises(StorageError) as refused:
+            storage.get("items", created["id"], tenant="default")
+        assert refused.value.status == 401
+        # Delivered as a new file: the running client picks it up on its next call.
+        token_file.write_text(new + "\n")
+        assert storage.get("items", created["id"], tenant="default")["data"] == {"title": "kept"}
