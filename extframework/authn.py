@@ -9,7 +9,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from extframework.errors import Forbidden, Unauthorized
 from extframework.models import Plugin
-from extframework.services import accounts, catalog, migrations, tokens
+from extframework.services import accounts, migrations, plugin_tokens, tokens
 from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, PLUGIN_TOKEN_PREFIX, hash_secret
 
 login_manager = LoginManager()
@@ -163,13 +163,17 @@ def _plugin_token_hash() -> str:
 
 def _known(plugin: Plugin | None) -> Plugin:
     if plugin is None:
-        raise Unauthorized("The plugin token is unknown, rotated out, or revoked.")
+        raise Unauthorized(
+            "The plugin token is unknown, expired (its rotation's grace ended), or revoked. "
+            "Use the plugin's current token; an operator can rotate it.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
     return plugin
 
 
 def require_plugin() -> Plugin:
-    """Return the whole record of the plugin whose token is the bearer; JWTs get 401."""
-    return _known(Plugin.get_or_none(Plugin.token_hash == _plugin_token_hash()))
+    """Return the whole record of the plugin whose live token is the bearer; JWTs get 401."""
+    return Plugin.get_by_id(_known(plugin_tokens.serving_plugin(_plugin_token_hash())).id)
 
 
 def storage_caller() -> tuple[Plugin, bool]:
@@ -187,4 +191,4 @@ def storage_caller() -> tuple[Plugin, bool]:
                 "The migration credential is unknown, expired, or revoked (its attempt ended)."
             )
         return plugin, True
-    return _known(catalog.serving_plugin_by_token(_plugin_token_hash())), False
+    return _known(plugin_tokens.serving_plugin(_plugin_token_hash())), False

@@ -19,6 +19,8 @@ DEFAULTS: dict[str, object] = {
     "JWT_ALGORITHM": "RS256",
     "REQUEST_JWT_TTL_S": 60,
     "USER_JWT_TTL_S": 3600,
+    # How long a plugin token replaced by a rotation keeps working (SPEC §4's overlap).
+    "TOKEN_GRACE_S": 3600,
     # Login throttling (docs/identity.md): failures per (account, address), per account, and
     # per address inside one window; see accounts.LoginLimits.
     "LOGIN_MAX_FAILURES": 10,

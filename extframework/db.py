@@ -163,9 +163,32 @@ def _migration_3() -> None:
     database.create_tables([PendingUpdate])
 
 
+def _migration_4() -> None:
+    """``plugin_token``: several live tokens per plugin (a rotation's grace), with last use.
+
+    Each plugin's token moves there as its current token (no expiry), issued when the plugin's
+    ``token_rotated_at`` says; ``plugin.token_hash`` is dropped (its unique index first: SQLite
+    cannot drop an indexed column). A deregistered plugin had no token and gets none.
+    """
+    from extframework.models import PluginToken
+
+    database.create_tables([PluginToken])
+    if "token_hash" not in {column.name for column in database.get_columns("plugin")}:
+        return  # step 1 created the current tables
+    database.execute_sql(
+        "INSERT OR IGNORE INTO plugin_token (plugin_id, token_hash, created_by, created_at) "
+        "SELECT id, token_hash, 'schema upgrade', token_rotated_at FROM plugin "
+        "WHERE token_hash IS NOT NULL"
+    )
+    for index in database.get_indexes("plugin"):
+        if index.columns == ["token_hash"]:
+            database.execute_sql(f'DROP INDEX "{index.name}"')
+    database.execute_sql('ALTER TABLE "plugin" DROP COLUMN "token_hash"')
+
+
 # Append-only: each entry upgrades the previous version's tables without losing rows
 # (use playhouse.migrate for columns). Never edit a step that has shipped.
-MIGRATIONS: list[Callable[[], None]] = [_migration_1, _migration_2, _migration_3]
+MIGRATIONS: list[Callable[[], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
 
 
 def current_version() -> int:

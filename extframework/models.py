@@ -87,14 +87,29 @@ class Plugin(BaseModel):
     base_url = CharField()
     state = CharField(default="registered", index=True)
     manifest = JSONField()
-    token_hash = CharField(unique=True, null=True)
-    token_rotated_at = DateTimeField(default=utcnow)
+    token_rotated_at = DateTimeField(default=utcnow)  # when the current token was issued
     restricted = BooleanField(default=False)  # True: only tenants with an Installation
     consecutive_failures = IntegerField(default=0)
     last_health_at = DateTimeField(null=True)
     last_health_ok = BooleanField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+
+
+class PluginToken(BaseModel):
+    """One plugin token, by its hash (SPEC §4); a rotation keeps the old one live for a grace.
+
+    The current token has no ``expires_at``; a rotated-out one expires after the grace, or is
+    revoked at once. ``last_used_at`` is updated at most once a minute (plugin_tokens).
+    """
+
+    plugin = ForeignKeyField(Plugin, backref="tokens", on_delete="CASCADE")
+    token_hash = CharField(unique=True)
+    created_by = CharField(default="")
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(null=True)
+    last_used_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
 
 
 class ManifestVersion(BaseModel):
@@ -259,6 +274,7 @@ ALL_MODELS = [
     AuditEvent,
     EnrolmentKey,
     Plugin,
+    PluginToken,
     ManifestVersion,
     Route,
     Collection,

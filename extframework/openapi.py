@@ -302,23 +302,38 @@ def _paths() -> dict:
         "/api/registry/plugins/{plugin_id}/rotate-token": {
             "post": {
                 "tags": ["registry"],
-                "summary": "Replace the plugin token (operators); the old one stops working",
+                "summary": "Replace the plugin token; the old one works for the grace period",
+                "description": (
+                    "An operator (user JWT or session), or the plugin itself with any live "
+                    "token of its own (only its own plugin_id), gets a new token. The replaced "
+                    "token keeps working for EXTFW_TOKEN_GRACE_S (default 3600 s) unless "
+                    "revoke_now is true, which ends every older token at once. A plugin that "
+                    "dies before saving the new token can rotate again with the old one."
+                ),
                 "operationId": "rotatePluginToken",
-                "security": USER,
+                "security": USER_OR_PLUGIN,
                 "parameters": [PLUGIN_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "revoke_now": {
+                                        "type": "boolean",
+                                        "default": False,
+                                        "description": "End the old tokens now (a leak).",
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["plugin_id", "plugin_token"],
-                            "properties": {
-                                "plugin_id": {"type": "string"},
-                                "plugin_token": {"type": "string"},
-                            },
-                        },
-                        "The new token, shown once.",
-                    ),
-                    **_problems(401, 403, 404),
+                    "200": _json(_ref("TokenRotation"), "The new token, shown once."),
+                    **_problems(400, 401, 403, 404, 409),
                 },
             }
         },
@@ -611,7 +626,51 @@ def _schemas() -> dict:
         "PluginSummary": {
             "type": "object",
             "required": ["plugin_id", "name", "version", "state"],
-            "properties": {"plugin_id": string, "name": string, "version": string, "state": string},
+            "properties": {
+                "plugin_id": string,
+                "name": string,
+                "version": string,
+                "state": string,
+                "tokens": {"type": "array", "items": _ref("PluginToken")},
+            },
+        },
+        "PluginToken": {
+            "type": "object",
+            "description": "A live plugin token, never its secret.",
+            "required": ["fingerprint", "current", "created_at", "expires_at", "last_used_at"],
+            "properties": {
+                "fingerprint": {
+                    "type": "string",
+                    "description": "The first 12 hex digits of the token's SHA-256.",
+                },
+                "current": {"type": "boolean"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "created_by": string,
+                "expires_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "null for the current token; else when its grace ends.",
+                },
+                "last_used_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "Recorded at most once a minute.",
+                },
+            },
+        },
+        "TokenRotation": {
+            "type": "object",
+            "required": ["plugin_id", "plugin_token", "old_token_expires_at", "tokens"],
+            "properties": {
+                "plugin_id": string,
+                "plugin_token": string,
+                "old_token_expires_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "When the replaced token stops working; null: it already has.",
+                },
+                "tokens": {"type": "array", "items": _ref("PluginToken")},
+            },
         },
         "UpdateResult": {
             "type": "object",

@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from extframework.cli import CLI_ACTOR, refusals_as_errors
+from extframework.models import iso_utc
 from extframework.services import (
     archives,
     catalog,
@@ -260,12 +261,28 @@ def migration_retry(plugin_id: str) -> None:
 
 @plugins_cli.command("rotate-token")
 @click.argument("plugin_id")
+@click.option(
+    "--revoke-now",
+    is_flag=True,
+    help="The old token stops working at once (a leaked token) instead of after the grace.",
+)
 @refusals_as_errors
-def rotate_token(plugin_id: str) -> None:
-    """Give a plugin a new token and print it (last line); the old one stops working."""
+def rotate_token(plugin_id: str, revoke_now: bool) -> None:
+    """Give a plugin a new token and print it (last line); the old one works for the grace."""
     plugin = catalog.get_plugin(plugin_id)
-    token = plugin_admin.rotate_token(plugin, actor=CLI_ACTOR)
-    click.echo(f"Rotated the token of {plugin_id}; the old token no longer works.")
+    token, old_expires = plugin_admin.rotate_token(
+        plugin,
+        actor=CLI_ACTOR,
+        grace_s=float(current_app.config["TOKEN_GRACE_S"]),
+        revoke_now=revoke_now,
+    )
+    if old_expires is None:
+        click.echo(f"Rotated the token of {plugin_id}; the old token no longer works.")
+    else:
+        click.echo(
+            f"Rotated the token of {plugin_id}; the old token works until "
+            f"{iso_utc(old_expires)} (--revoke-now ends it at once)."
+        )
     click.echo(token)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from extframework.db import database
 from extframework.models import Document, Plugin
-from extframework.services import lifecycle, plugin_admin, tokens
+from extframework.services import lifecycle, plugin_admin, plugin_tokens, tokens
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, new_secret
 
 MARKER = "B-SECRET-7f3a"
@@ -196,12 +196,12 @@ def test_wrong_credentials_get_401_everywhere(app, client, world, credential, me
         with app.app_context(), database.connection_context():
             plugin = Plugin.get(Plugin.plugin_id == "acme-a")
             if credential == "rotated":
-                plugin_admin.rotate_token(plugin, actor="test")
+                plugin_admin.rotate_token(plugin, actor="test", grace_s=0, revoke_now=True)
             elif credential == "deregistered":
                 for state in ("disabled", "deregistered"):
                     lifecycle.transition(plugin, state, cause="test", actor="test")
             else:  # revoked: no token matches any more
-                Plugin.update(token_hash=None).where(Plugin.id == plugin.id).execute()
+                plugin_tokens.revoke_all(plugin)
     before = b_snapshot(app)
     b_id = world["b_docs"][("default", "notes")]
     path = "/api/storage/notes" if method in ("POST", "GET") else f"/api/storage/notes/{b_id}"

@@ -16,7 +16,7 @@ from extframework.models import (
     Route,
     Transition,
 )
-from extframework.services import enrolment, migrations
+from extframework.services import enrolment, migrations, plugin_tokens
 from extframework.services.secrets import hash_secret
 from tests.support.registry_fixtures import sample_manifest
 
@@ -71,7 +71,7 @@ def test_registration_stores_everything_and_returns_the_token_once(
     assert response.headers["Cache-Control"] == "no-store"
     with app.app_context(), database.connection_context():
         plugin = Plugin.get(Plugin.plugin_id == "test-plugin")
-        assert plugin.token_hash == hash_secret(token)
+        assert [t.token_hash for t in plugin.tokens] == [hash_secret(token)]
         assert plugin.base_url == healthy_plugin_server.url  # trailing slash dropped
         routes = {(r.method, r.path, r.action_id, r.role) for r in plugin.routes}
         assert routes == {
@@ -298,7 +298,7 @@ def test_operator_disables_enables_and_deregisters(app, client, make_plugin, ope
     assert gone.status_code == 200 and gone.get_json()["state"] == "deregistered"
     assert client.get("/api/registry/plugins", headers=bearer(token)).status_code == 401
     with app.app_context(), database.connection_context():
-        assert Plugin.get(Plugin.plugin_id == "test-plugin").token_hash is None
+        assert not plugin_tokens.live_tokens(Plugin.get(Plugin.plugin_id == "test-plugin"))
         actions = [e.action for e in AuditEvent.select().where(AuditEvent.target == "test-plugin")]
         assert actions.count("plugin.transition") == 6
 
@@ -338,9 +338,11 @@ def test_driving_needs_an_operator(client, make_plugin, make_user, user_token):
     assert client.post("/api/registry/plugins/test-plugin/disable").status_code == 401
 
 
-def test_rotating_a_token_retires_the_old_one(client, make_plugin, operator):
+def test_rotating_a_token_with_revoke_now_retires_the_old_one(client, make_plugin, operator):
     _, old = make_plugin()
-    response = client.post("/api/registry/plugins/test-plugin/rotate-token")
+    response = client.post(
+        "/api/registry/plugins/test-plugin/rotate-token", json={"revoke_now": True}
+    )
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     new = response.get_json()["plugin_token"]

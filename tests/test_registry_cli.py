@@ -94,7 +94,7 @@ def test_plugin_lifecycle_from_the_command_line(instance, tmp_path, healthy_plug
         ("disabled", "deregistered", "cli"),
     ]
     assert shown["state_history"][-4]["cause"] == "disabled by an operator: maintenance"
-    assert query(instance, "SELECT token_hash FROM plugin") == [(None,)]
+    assert query(instance, "SELECT count(*) FROM plugin_token WHERE revoked_at IS NULL") == [(0,)]
     again = flask_cli(instance, "plugins", "enable", "test-plugin")
     assert again.returncode != 0 and "No transition leaves deregistered" in again.stderr
     # CLI commands never run health sweeps.

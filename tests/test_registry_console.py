@@ -6,7 +6,7 @@ import pytest
 
 from extframework.db import database
 from extframework.models import EnrolmentKey, Plugin
-from extframework.services import health
+from extframework.services import health, plugin_tokens
 from tests.support.registry_fixtures import sample_manifest
 
 
@@ -82,7 +82,7 @@ def test_buttons_drive_the_lifecycle_and_refusals_are_flashed(app, client, make_
     client.post("/console/plugins/test-plugin/deregister")
     with app.app_context(), database.connection_context():
         plugin = Plugin.get(Plugin.plugin_id == "test-plugin")
-        assert plugin.state == "deregistered" and plugin.token_hash is None
+        assert plugin.state == "deregistered" and not plugin_tokens.live_tokens(plugin)
 
 
 def test_rotated_token_is_shown_once_and_works(client, make_plugin, operator):

@@ -144,7 +144,7 @@ def consistent(app) -> int:
         assert [(t.from_state, t.to_state) for t in Transition.select()] == [
             (None, "registered")
         ] * len(plugins)
-        assert all(p.token_hash and p.state == "registered" for p in plugins)
+        assert all(p.tokens.count() == 1 and p.state == "registered" for p in plugins)
     with sqlite3.connect(app.config["DATABASE"]) as conn:
         (indexes,) = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type='index' AND name LIKE 'ixdoc_%'"

@@ -89,7 +89,7 @@ def manifest(base_url: str) -> dict:
 def create_app(core_url: str, token_file: str) -> Flask:
     app = Flask(__name__)
     verifier = RequestVerifier(core_url, PLUGIN_ID)
-    storage = StorageClient(core_url, token_source=lambda: _read(token_file))
+    storage = StorageClient(core_url, token_file=token_file)  # re-read on 401: rotations
     calls: Counter = Counter()
 
     @app.before_request
@@ -228,19 +228,25 @@ def create_app(core_url: str, token_file: str) -> Flask:
                 raise
         return redirect("/categories", 303)
 
+    @app.errorhandler(StorageError)
+    def storage_refused(exc: StorageError):
+        if exc.status != 401:
+            raise exc
+        log.error("the core refused our plugin token: %s", exc)
+        # A 4xx fragment is shown to the user as it is (a 5xx gets the core's generic panel);
+        # 424 Failed Dependency: this page depends on storage, which refused us.
+        return (
+            "<p>Notebook cannot reach its notes: the core refused its plugin token (it was "
+            "rotated or revoked). An operator can rotate it and give Notebook the new one.</p>",
+            424,
+            {"Content-Type": "text/html"},
+        )
+
     @app.errorhandler(404)
     def not_found(_exc):
         return "<p>There is no such note.</p>", 404, {"Content-Type": "text/html"}
 
     return app
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as fh:
-            return fh.read().strip() or None
-    except FileNotFoundError:
-        return None
 
 
 def main() -> None:

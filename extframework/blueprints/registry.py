@@ -22,7 +22,7 @@ from extframework.authn import (
 )
 from extframework.errors import BadRequest, DomainError, Forbidden, NotFound
 from extframework.http import json_body
-from extframework.models import Plugin, Tenant
+from extframework.models import Plugin, Tenant, iso_utc
 from extframework.openapi import openapi_document
 from extframework.services import (
     archives,
@@ -34,6 +34,7 @@ from extframework.services import (
     migrations,
     pending_updates,
     plugin_admin,
+    plugin_tokens,
     registry,
     uninstall,
 )
@@ -200,11 +201,50 @@ def change_state(plugin_id: str, verb: str):
 
 
 @bp.post("/api/registry/plugins/<plugin_id>/rotate-token")
-@require_api_operator
 def rotate_token(plugin_id: str):
-    plugin = catalog.get_plugin(plugin_id)
-    token = plugin_admin.rotate_token(plugin, actor=api_user().actor)
-    return jsonify({"plugin_id": plugin.plugin_id, "plugin_token": token}), 200, NO_STORE
+    """An operator, or the plugin itself with a live token of its own, rotates its token."""
+    token = bearer_token()
+    caller = require_plugin() if token and token.startswith(PLUGIN_TOKEN_PREFIX) else None
+    if caller is not None and caller.plugin_id != plugin_id:
+        raise Forbidden("A plugin token rotates only its own plugin's token.")
+    if caller is None and not api_user().is_operator:
+        raise Forbidden("Only an operator, or the plugin itself with its token, may rotate it.")
+    revoke_now = _revoke_now_field()
+    plugin = caller or catalog.get_plugin(plugin_id)
+    token, old_expires = plugin_admin.rotate_token(
+        plugin,
+        actor=plugin_actor(plugin) if caller else api_user().actor,
+        grace_s=float(current_app.config["TOKEN_GRACE_S"]),
+        revoke_now=revoke_now,
+    )
+    body = {
+        "plugin_id": plugin.plugin_id,
+        "plugin_token": token,
+        "old_token_expires_at": iso_utc(old_expires),
+        "tokens": plugin_tokens.live_tokens(plugin),
+    }
+    return jsonify(body), 200, NO_STORE
+
+
+def _revoke_now_field() -> bool:
+    """Read the optional body ``{"revoke_now": bool}``; no body means a rotation with grace."""
+    if not request.get_data(cache=True):
+        return False
+    body = json_body()
+    unknown = sorted(set(body) - {"revoke_now"})
+    if unknown:
+        raise BadRequest(
+            f"Unknown field(s) {', '.join(map(repr, unknown))}; the body is "
+            "{'revoke_now': true|false}, or empty for a rotation with the grace period.",
+            errors=[{"path": f"$.{name}", "message": "unknown field"} for name in unknown],
+        )
+    revoke_now = body.get("revoke_now", False)
+    if not isinstance(revoke_now, bool):
+        raise BadRequest(
+            "'revoke_now' must be true or false.",
+            errors=[{"path": "$.revoke_now", "message": "must be a boolean"}],
+        )
+    return revoke_now
 
 
 @bp.put("/api/registry/plugins/<plugin_id>/tenants")
@@ -411,12 +451,21 @@ def console_version_diff(plugin_id: str):
 @require_operator_page
 def console_rotate_token(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
+    revoke_now = request.form.get("revoke_now") == "on"
     try:
-        token = plugin_admin.rotate_token(plugin, actor=current_user.actor)
+        token, old_expires = plugin_admin.rotate_token(
+            plugin,
+            actor=current_user.actor,
+            grace_s=float(current_app.config["TOKEN_GRACE_S"]),
+            revoke_now=revoke_now,
+        )
     except DomainError as exc:
         flash(exc.detail, "error")
         return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
-    return Response(_render_plugin(plugin, new_token=token), headers=NO_STORE)
+    return Response(
+        _render_plugin(plugin, new_token=token, old_token_expires_at=iso_utc(old_expires)),
+        headers=NO_STORE,
+    )
 
 
 @bp.post("/console/plugins/<plugin_id>/tenants")

@@ -12,7 +12,7 @@ from extframework.models import (
     Tenant,
     iso_utc,
 )
-from extframework.services import lifecycle, migrations, schema_diff, uninstall
+from extframework.services import lifecycle, migrations, plugin_tokens, schema_diff, uninstall
 
 
 def get_plugin(plugin_id: str) -> Plugin:
@@ -41,11 +41,6 @@ def _serving(column: str, value: str) -> Plugin | None:
 def serving_plugin(plugin_id: str) -> Plugin | None:
     """The plugin's identity and state, read cheaply (see ``_SERVING_COLUMNS``)."""
     return _serving("plugin_id", plugin_id)
-
-
-def serving_plugin_by_token(token_hash: str) -> Plugin | None:
-    """The plugin holding this token, read cheaply (see ``_SERVING_COLUMNS``)."""
-    return _serving("token_hash", token_hash)
 
 
 def list_plugins() -> list[Plugin]:
@@ -152,6 +147,7 @@ def plugin_summary(plugin: Plugin, *, counts: bool = True) -> dict:
         "uninstall_policies": uninstall.policies(plugin, counts=counts),
         "migration": migration_summary(plugin),
         "token_rotated_at": iso_utc(plugin.token_rotated_at),
+        "tokens": plugin_tokens.live_tokens(plugin),
         "created_at": iso_utc(plugin.created_at),
         "updated_at": iso_utc(plugin.updated_at),
     }

@@ -5,6 +5,7 @@ import logging
 from extframework.db import database
 from extframework.errors import Conflict
 from extframework.models import AuditEvent, Plugin, Transition, iso_utc, utcnow
+from extframework.services import plugin_tokens
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,10 @@ def transition(plugin: Plugin, to_state: str, *, cause: str, actor: str) -> Tran
         current = check_allowed(plugin, to_state, actor=actor)
         changes: dict = {"state": to_state, "updated_at": utcnow()}
         if to_state == "deregistered":
-            changes["token_hash"] = None  # deregistration revokes the plugin token
+            plugin_tokens.revoke_all(plugin)  # deregistration revokes the plugin's tokens
         Plugin.update(changes).where(Plugin.id == plugin.id).execute()
         record = _record(plugin, current, to_state, cause=cause, actor=actor)
     plugin.state = to_state
-    if to_state == "deregistered":
-        plugin.token_hash = None
     return record
 
 

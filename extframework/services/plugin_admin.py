@@ -4,15 +4,15 @@ Each action is audited with its actor; the state changes go through ``lifecycle.
 """
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from flask import Flask
 
 from extframework.db import database
 from extframework.errors import BadRequest, Conflict, NotFound
-from extframework.models import AuditEvent, Installation, Plugin, Tenant, utcnow
-from extframework.services import lifecycle, pending_updates, registry, uninstall
-from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret, new_secret
+from extframework.models import AuditEvent, Installation, Plugin, Tenant, iso_utc, utcnow
+from extframework.services import lifecycle, pending_updates, plugin_tokens, registry, uninstall
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +54,38 @@ def change_state(
     return None
 
 
-def rotate_token(plugin: Plugin, *, actor: str) -> str:
-    """Replace a plugin's token; the old one stops working at once. Return the new one."""
+def rotate_token(
+    plugin: Plugin, *, actor: str, grace_s: float, revoke_now: bool = False
+) -> tuple[str, datetime | None]:
+    """Give a plugin a new token; the old one works ``grace_s`` more unless ``revoke_now``.
+
+    Returns the new token (shown once) and when the old one stops working (None: at once).
+    """
     if plugin.state == "deregistered":
         raise Conflict(
             f"Plugin {plugin.plugin_id!r} is deregistered; it has no token to rotate.",
             state=plugin.state,
         )
-    token = new_secret(PLUGIN_TOKEN_PREFIX)
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
+        token, old_expires = plugin_tokens.rotate(
+            plugin, actor=actor, grace_s=grace_s, revoke_now=revoke_now
+        )
         now = utcnow()
-        Plugin.update(token_hash=hash_secret(token), token_rotated_at=now).where(
-            Plugin.id == plugin.id
-        ).execute()
-        AuditEvent.create(actor=actor, action="plugin.rotate_token", target=plugin.plugin_id)
-    plugin.token_hash, plugin.token_rotated_at = hash_secret(token), now
-    log.info("plugin token rotated: %s by %s", plugin.plugin_id, actor)
-    return token
+        Plugin.update(token_rotated_at=now).where(Plugin.id == plugin.id).execute()
+        AuditEvent.create(
+            actor=actor,
+            action="plugin.rotate_token",
+            target=plugin.plugin_id,
+            detail={"old_token_expires_at": iso_utc(old_expires), "revoked_now": revoke_now},
+        )
+    plugin.token_rotated_at = now
+    log.info(
+        "plugin token rotated: %s by %s; old token %s",
+        plugin.plugin_id,
+        actor,
+        "revoked" if old_expires is None else f"valid until {iso_utc(old_expires)}",
+    )
+    return token, old_expires
 
 
 def set_tenants(plugin: Plugin, slugs: list[str] | None, *, actor: str) -> None:

@@ -34,11 +34,12 @@ from extframework.services import (
     lifecycle,
     migrations,
     pending_updates,
+    plugin_tokens,
     schema_diff,
 )
 from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.manifest import validate_manifest
-from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret, new_secret
+from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, new_secret
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ def register(
                 base_url=manifest_base_url(manifest),
                 state=lifecycle.INITIAL_STATE,
                 manifest=manifest,
-                token_hash=hash_secret(token),
             )
+            plugin_tokens.store(plugin, token, actor=actor)
             ManifestVersion.create(plugin=plugin, version=plugin.version, manifest=manifest)
             _store_routes(plugin, manifest)
             for entry in manifest["data_schemas"]:
@@ -169,7 +170,6 @@ def _register_again(
         reused = (
             Plugin.update(
                 state=lifecycle.INITIAL_STATE,
-                token_hash=hash_secret(token),
                 token_rotated_at=now,
                 consecutive_failures=0,
                 last_health_at=None,
@@ -181,7 +181,9 @@ def _register_again(
         if reused != 1:
             _refuse_taken(plugin.plugin_id)
             raise Conflict(f"The plugin_id {plugin.plugin_id!r} is taken.")
-        plugin.state, plugin.token_hash = lifecycle.INITIAL_STATE, hash_secret(token)
+        plugin.state = lifecycle.INITIAL_STATE
+        plugin_tokens.revoke_all(plugin, now=now)  # a token from before the removal stays dead
+        plugin_tokens.store(plugin, token, actor=actor, now=now)
         record_manifest(plugin, manifest)
         wanted = {entry["collection"]: entry for entry in manifest["data_schemas"]}
         for row in Collection.select().where(Collection.plugin == plugin):

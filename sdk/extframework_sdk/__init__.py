@@ -3,6 +3,7 @@
 from extframework_sdk.auth import JWKSCache, RequestContext, RequestTokenError, RequestVerifier
 from extframework_sdk.enrol import EnrolmentError, register_or_update
 from extframework_sdk.storage import StorageClient, StorageError
+from extframework_sdk.tokens import rotate_token, token_fingerprint
 
 __all__ = [
     "EnrolmentError",
@@ -13,4 +14,6 @@ __all__ = [
     "StorageClient",
     "StorageError",
     "register_or_update",
+    "rotate_token",
+    "token_fingerprint",
 ]

@@ -1,7 +1,9 @@
 """Enrol a plugin with the core on start: register once, then send manifest updates (SPEC §3)."""
 
+import contextlib
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,12 +24,25 @@ def read_token(token_file: str | os.PathLike) -> str | None:
 
 
 def write_token(token_file: str | os.PathLike, token: str) -> None:
-    """Keep the plugin token in a file only its owner can read."""
+    """Keep the plugin token in a file only its owner can read, replaced atomically.
+
+    The token is written to a new 0600 file beside it, synced, then renamed over the old one:
+    a reader (or a crash) sees the old token or the new one, never a part of either.
+    """
     path = Path(token_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _problem(response: requests.Response) -> str:

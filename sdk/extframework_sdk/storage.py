@@ -1,9 +1,12 @@
 """A client for the core's storage API (Contract B, SPEC §5), authenticated by the plugin token."""
 
 import json
+import os
 from urllib.parse import quote
 
 import requests
+
+from extframework_sdk.enrol import read_token
 
 
 class StorageError(Exception):
@@ -20,7 +23,12 @@ class StorageError(Exception):
 
 
 class StorageClient:
-    """CRUD and queries on this plugin's own collections, one tenant per call."""
+    """CRUD and queries on this plugin's own collections, one tenant per call.
+
+    The token comes from ``token``, from ``token_source()`` (called for every request), or
+    from ``token_file``: read once, and read again when the core answers 401, so a token an
+    operator rotated and delivered as a new file reaches a running plugin without a restart.
+    """
 
     def __init__(
         self,
@@ -28,26 +36,36 @@ class StorageClient:
         token: str | None = None,
         *,
         token_source=None,
+        token_file: str | os.PathLike | None = None,
         timeout_s: float = 5.0,
         session: requests.Session | None = None,
     ) -> None:
         self.base = core_url.rstrip("/") + "/api/storage"
         self._token = token
         self._token_source = token_source  # a callable, for a token that arrives later
+        self._token_file = token_file
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
 
-    def _headers(self, tenant: str, extra: dict | None = None) -> dict:
-        token = self._token or (self._token_source() if self._token_source else None)
+    def _current_token(self) -> str | None:
+        if self._token is None and self._token_file is not None:
+            self._token = read_token(self._token_file)
+        return self._token or (self._token_source() if self._token_source else None)
+
+    def _headers(self, token: str | None, tenant: str, extra: dict | None = None) -> dict:
         if not token:
             raise StorageError(401, {"detail": "the plugin has no token yet (not registered)"})
         return {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant, **(extra or {})}
 
     def _call(self, method: str, path: str, tenant: str, **kwargs) -> requests.Response:
-        headers = self._headers(tenant, kwargs.pop("headers", None))
-        response = self.session.request(
-            method, self.base + path, headers=headers, timeout=self.timeout_s, **kwargs
-        )
+        extra = kwargs.pop("headers", None)
+        token = self._current_token()
+        response = self._send(method, path, self._headers(token, tenant, extra), kwargs)
+        if response.status_code == 401 and self._token_file is not None:
+            fresh = read_token(self._token_file)
+            if fresh and fresh != token:  # rotated: the file holds a newer token
+                self._token = fresh
+                response = self._send(method, path, self._headers(fresh, tenant, extra), kwargs)
         if response.status_code >= 400:
             try:
                 problem = response.json()
@@ -55,6 +73,11 @@ class StorageClient:
                 problem = {"detail": response.text[:200]}
             raise StorageError(response.status_code, problem)
         return response
+
+    def _send(self, method: str, path: str, headers: dict, kwargs: dict) -> requests.Response:
+        return self.session.request(
+            method, self.base + path, headers=headers, timeout=self.timeout_s, **kwargs
+        )
 
     @staticmethod
     def _path(collection: str, doc_id: str | None = None) -> str:
