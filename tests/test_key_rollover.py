@@ -381,7 +381,7 @@ def side(claims: dict, sign_from: float) -> str | None:
 def test_cached_jwks_verifiers_see_no_401_across_a_rotation_and_both_workers_switch_together(
     live_core,
 ):
-    core, delay_s = live_core, 4
+    core, delay_s = live_core, 6
     jwks_url = f"{core.url}/.well-known/jwks.json"
     # Each caches the JWKS for 60 s, refetching for an unknown kid after a 30 s cooldown.
     cached = CountingJWKClient(jwks_url, lifespan=60)
