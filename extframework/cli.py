@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from extframework.config import JWKS_MAX_AGE_S
 from extframework.db import database
-from extframework.errors import DomainError
+from extframework.errors import DomainError, Invalid
 from extframework.models import ROLES
 from extframework.services import accounts, tokens
 
@@ -103,7 +103,13 @@ def create_tenant(slug: str, name: str | None) -> None:
 @refusals_as_errors
 def rotate_keys(emergency: bool) -> None:
     """Publish a new signing key; it signs after KEY_PUBLISH_DELAY_S (JWKS caches expire)."""
-    delay_s = float(current_app.config["KEY_PUBLISH_DELAY_S"])
+    try:
+        delay_s = float(current_app.config["KEY_PUBLISH_DELAY_S"])
+    except (TypeError, ValueError):
+        raise Invalid(
+            "KEY_PUBLISH_DELAY_S must be a number of seconds, "
+            f"not {current_app.config['KEY_PUBLISH_DELAY_S']!r}."
+        ) from None
     rotation = tokens.rotate_signing_key(
         current_app.extensions["extframework.keys"],
         delay_s=delay_s,

@@ -244,10 +244,13 @@ def test_keys_rotate_warns_when_the_delay_is_shorter_than_the_jwks_max_age(app, 
     assert result.exit_code == 0 and "Warning: KEY_PUBLISH_DELAY_S (5 s)" in result.output
 
 
-def test_keys_rotate_refuses_a_negative_delay(app, runner):
-    app.config["KEY_PUBLISH_DELAY_S"] = -3
+@pytest.mark.parametrize(
+    ("delay", "message"), [(-3, "0 s or more"), ("soon", "must be a number of seconds")]
+)
+def test_keys_rotate_refuses_a_bad_delay_and_changes_nothing(app, runner, delay, message):
+    app.config["KEY_PUBLISH_DELAY_S"] = delay
     result = runner.invoke(args=["keys", "rotate"])
-    assert result.exit_code != 0 and "0 s or more" in result.output
+    assert result.exit_code == 1 and message in result.output
     assert len(app.extensions["extframework.keys"].status()) == 1
 
 
