@@ -23,6 +23,8 @@ from extframework.errors import Invalid, Unauthorized
 from extframework.models import AuditEvent
 from extframework.services import tokens
 from tests.support.processes import VENV_BIN, Process, core_env, flask_cli, free_port
+from tests.support.shell_fixtures import PASSWORD as DEMO_PASSWORD
+from tests.support.shell_fixtures import Demo
 from tests.test_live_core import NODE_DIR
 from tests.test_tokens import CLAIMS, ISSUER
 
@@ -493,3 +495,60 @@ def test_emergency_rotation_over_http_signs_at_once_and_drops_the_old_key(live_c
     listed = flask_cli(core.instance, "keys", "list")
     assert re.search(rf"^{old}\s+ES256\s+withdrawn\b", listed.stdout, re.MULTILINE)
     assert re.search(rf"^{kids[0]}\s+ES256\s+signing\b", listed.stdout, re.MULTILINE)
+
+
+# --- the demo plugins, unchanged, across a rotation -------------------------------------------
+
+
+def login(url: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(url + "/login", timeout=10).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = session.post(
+        url + "/login",
+        data={"csrf_token": csrf, "email": "admin@example.com", "password": DEMO_PASSWORD},
+        timeout=10,
+    )
+    assert response.ok and "current-user" in response.text, "login failed"
+    return session
+
+
+def assert_views_served(session: requests.Session, url: str) -> None:
+    for view in ("/plugin-proxy/notebook/notes", "/plugin-proxy/tasks/tasks"):
+        response = session.get(url + view, timeout=30)
+        assert response.status_code == 200 and "panel-error" not in response.text, (
+            view,
+            response.status_code,
+            re.findall(r'data-fault="[^"]*"', response.text),
+        )
+
+
+@pytest.mark.usefixtures("node_ready")
+def test_the_demo_plugins_keep_serving_across_a_rotation(tmp_path):
+    """Both demo plugins refetch the JWKS for an unknown kid at most every 5 s (SDK, jose)."""
+    demo = Demo(tmp_path)
+    try:
+        demo.start_python_plugin()
+        demo.start_node_plugin()
+        demo.wait_for_state("notebook", "active")
+        demo.wait_for_state("tasks", "active")
+        session = login(demo.url)
+        assert_views_served(session, demo.url)  # each plugin has fetched the JWKS now
+
+        delay_s = 8  # longer than the plugins' 5 s refetch cooldown, as 90 s is than 30 s
+        rotated = flask_cli(
+            demo.instance, "keys", "rotate", env={"EXTFW_KEY_PUBLISH_DELAY_S": str(delay_s)}
+        )
+        assert rotated.returncode == 0, rotated.stderr
+        assert_views_served(session, demo.url)  # today: 401 from both, shown as a panel
+
+        sign_from = json.loads((demo.instance / "keys" / "keyset.json").read_text())[-1][
+            "sign_from"
+        ]
+        deadline = time.monotonic() + delay_s + 30
+        while time.time() <= sign_from + 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert time.time() > sign_from + 1
+        assert_views_served(session, demo.url)  # signed with the new key, refetched and verified
+    finally:
+        demo.stop()
