@@ -18,7 +18,7 @@ shell/direct (goal >= 0.5) and the median added latency (goal <= 3 ms on loopbac
   nothing, so its ratio shows the shell's own cost and no view can do worse.
 
 The core runs with its default health interval, as in production (tests use 0.5 s), and signs
-with the default RS256 key; ``EXTFW_JWT_ALGORITHM=ES256`` in the environment measures ES256.
+with the default ES256 key; ``EXTFW_JWT_ALGORITHM=RS256`` in the environment measures RS256.
 """
 
 import argparse
@@ -98,7 +98,7 @@ def login(url: str) -> requests.Session:
 
 def core_keys(demo: Demo) -> tokens.KeyStore:
     """The core's key store (the algorithm argument only matters for keys it would generate)."""
-    return tokens.KeyStore(demo.instance / "keys", "RS256", 3600)
+    return tokens.KeyStore(demo.instance / "keys", "ES256", 3600)
 
 
 def request_jwt(demo: Demo, plugin_id: str) -> str:

@@ -35,8 +35,8 @@ PASSWORD = "correct horse battery"
 CASES = [  # label, key algorithm, path
     ("/healthz (Flask, one SELECT)", "RS256", "/healthz"),
     ("/ (session, user, menu, layout)", "RS256", "/"),
-    ("view, RS256 key (the default)", "RS256", "/plugin-proxy/static/items"),
-    ("view, ES256 key", "ES256", "/plugin-proxy/static/items"),
+    ("view, RS256 key", "RS256", "/plugin-proxy/static/items"),
+    ("view, ES256 key (the default)", "ES256", "/plugin-proxy/static/items"),
 ]
 
 

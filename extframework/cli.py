@@ -8,10 +8,11 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from extframework.config import JWKS_MAX_AGE_S
 from extframework.db import database
-from extframework.errors import DomainError
+from extframework.errors import DomainError, Invalid
 from extframework.models import ROLES
-from extframework.services import accounts
+from extframework.services import accounts, tokens
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 tenants_cli = AppGroup("tenants", help="Manage tenants.")
@@ -92,7 +93,59 @@ def create_tenant(slug: str, name: str | None) -> None:
 
 
 @keys_cli.command("rotate")
-def rotate_keys() -> None:
-    """Add a new signing key; the old public key stays in the JWKS until its tokens expire."""
-    kid = current_app.extensions["extframework.keys"].rotate()
-    click.echo(f"New signing key {kid}.")
+@click.option(
+    "--now",
+    "emergency",
+    is_flag=True,
+    help="Emergency (a leaked key): sign with the new key at once and withdraw every other key "
+    "from the JWKS at once; tokens they signed stop verifying.",
+)
+@refusals_as_errors
+def rotate_keys(emergency: bool) -> None:
+    """Publish a new signing key; it signs after KEY_PUBLISH_DELAY_S (JWKS caches expire)."""
+    try:
+        delay_s = float(current_app.config["KEY_PUBLISH_DELAY_S"])
+    except (TypeError, ValueError):
+        raise Invalid(
+            "KEY_PUBLISH_DELAY_S must be a number of seconds, "
+            f"not {current_app.config['KEY_PUBLISH_DELAY_S']!r}."
+        ) from None
+    rotation = tokens.rotate_signing_key(
+        current_app.extensions["extframework.keys"],
+        delay_s=delay_s,
+        now=emergency,
+        actor=CLI_ACTOR,
+    )
+    click.echo(f"New {rotation.algorithm} signing key {rotation.kid}, published now.")
+    if emergency:
+        withdrawn = ", ".join(rotation.withdrawn) or "none"
+        click.echo(f"It signs from now on; withdrawn from the JWKS at once: {withdrawn}.")
+        return
+    click.echo(f"It signs from {tokens.iso_utc(rotation.sign_from)}; the key it replaces stays")
+    click.echo("published until the last token it signed has expired.")
+    if delay_s < JWKS_MAX_AGE_S:
+        click.echo(
+            f"Warning: KEY_PUBLISH_DELAY_S ({delay_s:g} s) is shorter than the JWKS max-age "
+            f"({JWKS_MAX_AGE_S} s): a plugin holding a cached JWKS may refuse the new key's tokens."
+        )
+
+
+@keys_cli.command("list")
+def list_keys() -> None:
+    """Show each signing key: its state, published, signs from/until, out of the JWKS from."""
+    columns = ("kid", "alg", "state", "published", "signs from", "signs until", "unpublished")
+    widths = (16, 5, 9, 20, 20, 20, 20)
+    click.echo("  ".join(f"{c:<{w}}" for c, w in zip(columns, widths, strict=True)).rstrip())
+    iso = tokens.iso_utc
+    for row in current_app.extensions["extframework.keys"].status():
+        cells = (
+            row["kid"],
+            row["alg"],
+            row["state"],
+            iso(row["published_at"]),
+            iso(row["signs_from"]),
+            iso(row["signs_until"]),
+            iso(row["unpublished_at"]),
+        )
+        line = "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)).rstrip()
+        click.echo(f"{line}  ({row['withdrawn_why']})" if row["withdrawn_why"] else line)

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from flask import Flask
 
+# The Cache-Control max-age of GET /.well-known/jwks.json: how long a verifier may keep a copy.
+JWKS_MAX_AGE_S = 60
+
 DEFAULTS: dict[str, object] = {
     # Where the core is reachable; the `iss` of every JWT it mints.
     "BASE_URL": "http://127.0.0.1:5000",
@@ -16,7 +19,10 @@ DEFAULTS: dict[str, object] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "REMEMBER_COOKIE_HTTPONLY": True,
-    "JWT_ALGORITHM": "RS256",
+    "JWT_ALGORITHM": "ES256",
+    # A rotated-in key signs only once every cached JWKS copy has expired (docs/identity.md):
+    # the JWKS max-age plus a 30 s margin (a copy handed on late by another cache).
+    "KEY_PUBLISH_DELAY_S": JWKS_MAX_AGE_S + 30,
     "REQUEST_JWT_TTL_S": 60,
     "USER_JWT_TTL_S": 3600,
     # How long a plugin token replaced by a rotation keeps working (SPEC §4's overlap).

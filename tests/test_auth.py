@@ -177,5 +177,5 @@ def test_session_cookie_is_httponly_and_samesite(client, admin, login):
 def test_jwks_lists_public_keys_only(client):
     keys = client.get("/.well-known/jwks.json").get_json()["keys"]
     assert len(keys) == 1
-    assert keys[0]["kty"] == "RSA" and keys[0]["alg"] == "RS256" and keys[0]["kid"]
-    assert "d" not in keys[0] and "p" not in keys[0]
+    assert keys[0]["kty"] == "EC" and keys[0]["alg"] == "ES256" and keys[0]["kid"]
+    assert "d" not in keys[0]

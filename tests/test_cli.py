@@ -107,10 +107,11 @@ def test_bootstrap_admin_creates_one_operator_once(instance):
 def test_keys_rotate_adds_a_key_to_the_jwks(instance):
     before = json.loads((instance / "keys" / "keyset.json").read_text())
     result = flask_cli(instance, "keys", "rotate")
-    assert result.returncode == 0 and "New signing key" in result.stdout
+    assert result.returncode == 0 and "New ES256 signing key" in result.stdout
     after = json.loads((instance / "keys" / "keyset.json").read_text())
     assert len(after) == len(before) + 1
-    assert after[0]["retired_at"] is not None and after[-1]["retired_at"] is None
+    # Published now, signing only after the default publish delay (tests/test_key_rollover.py).
+    assert after[-1]["sign_from"] == after[-1]["created_at"] + 90
 
 
 def test_secrets_are_generated_owner_only(instance):

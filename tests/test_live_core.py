@@ -97,7 +97,7 @@ def node_ready():
 
 
 def mint(core, **overrides) -> str:
-    store = tokens.KeyStore(Path(core.instance) / "keys", "RS256", max_token_ttl_s=3600)
+    store = tokens.KeyStore(Path(core.instance) / "keys", "ES256", max_token_ttl_s=3600)
     claims = {
         "issuer": core.url,
         "plugin_id": "acme-billing",
@@ -118,7 +118,7 @@ def test_node_jose_verifies_a_request_jwt_against_the_jwks(core, node_ready):
     assert result["payload"]["aud"] == "acme-billing"
     assert result["payload"]["iss"] == core.url
     assert result["payload"]["role"] == "admin"
-    assert result["header"]["alg"] == "RS256" and result["header"]["kid"]
+    assert result["header"]["alg"] == "ES256" and result["header"]["kid"]
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,11 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from extframework.errors import Unauthorized
 from extframework.services import tokens
@@ -27,11 +26,18 @@ CLAIMS = {
 }
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = tokens.KeyStore(tmp_path / "keys", "RS256", max_token_ttl_s=60)
+@pytest.fixture(params=["ES256", "RS256"])  # the default, and the one still selectable
+def store(tmp_path, request):
+    store = tokens.KeyStore(tmp_path / "keys", request.param, max_token_ttl_s=60)
     store.ensure_key()
     return store
+
+
+def stranger_key(algorithm: str):
+    """A private key of the same kind that is not the core's."""
+    if algorithm == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP256R1())
 
 
 def b64(data: dict) -> str:
@@ -56,7 +62,7 @@ def test_request_jwt_carries_exactly_the_spec_claims(store):
     }
     assert claims["exp"] - claims["iat"] == 60
     header = jwt.get_unverified_header(token)
-    assert header["alg"] == "RS256" and header["kid"] == store.signing_key().kid
+    assert header["alg"] == store.algorithm and header["kid"] == store.signing_key().kid
 
 
 def test_each_request_jwt_has_a_fresh_jti(store):
@@ -77,18 +83,18 @@ def test_token_for_one_plugin_fails_at_another(store):
 
 def test_token_signed_by_another_key_is_rejected(store):
     good = tokens.mint_request_jwt(store, ttl_s=60, **CLAIMS)
-    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    stranger = stranger_key(store.algorithm)
     claims = jwt.decode(good, options={"verify_signature": False})
     forged = jwt.encode(
-        claims, stranger, algorithm="RS256", headers={"kid": store.signing_key().kid}
+        claims, stranger, algorithm=store.algorithm, headers={"kid": store.signing_key().kid}
     )
     with pytest.raises(Unauthorized, match="Signature verification failed"):
         tokens.verify(store, forged, issuer=ISSUER, audience="acme-billing")
 
 
 def test_token_with_unknown_kid_is_rejected(store):
-    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    forged = jwt.encode({"sub": "1"}, stranger, algorithm="RS256", headers={"kid": "nope"})
+    stranger = stranger_key(store.algorithm)
+    forged = jwt.encode({"sub": "1"}, stranger, algorithm=store.algorithm, headers={"kid": "nope"})
     with pytest.raises(Unauthorized, match="not signed by a key of this core"):
         tokens.verify(store, forged, issuer=ISSUER, audience="acme-billing")
 
@@ -149,11 +155,12 @@ def test_user_jwt_is_not_a_request_jwt_and_vice_versa(store):
 
 
 def test_rotation_keeps_the_old_public_key_until_its_tokens_expire(tmp_path):
-    store = tokens.KeyStore(tmp_path / "keys", "RS256", max_token_ttl_s=2)
+    now = [1_900_000_000.0]
+    store = tokens.KeyStore(tmp_path / "keys", "RS256", max_token_ttl_s=2, clock=lambda: now[0])
     store.ensure_key()
-    old_token = tokens.mint_request_jwt(store, ttl_s=2, **CLAIMS)
+    old_token = tokens.mint_request_jwt(store, ttl_s=60, **CLAIMS)
     old_kid = store.signing_key().kid
-    new_kid = store.rotate()
+    new_kid = store.rotate().kid  # no publish delay: signs at once
     assert new_kid != old_kid
     assert {k["kid"] for k in store.jwks()["keys"]} == {old_kid, new_kid}
     assert tokens.verify(store, old_token, issuer=ISSUER, audience="acme-billing")
@@ -161,7 +168,7 @@ def test_rotation_keeps_the_old_public_key_until_its_tokens_expire(tmp_path):
         jwt.get_unverified_header(tokens.mint_request_jwt(store, ttl_s=2, **CLAIMS))["kid"]
         == new_kid
     )
-    time.sleep(2.5)
+    now[0] += 2.5
     assert [k["kid"] for k in store.jwks()["keys"]] == [new_kid]
     store.rotate()
     assert not (tmp_path / "keys" / f"{old_kid}.pem").exists()
@@ -172,8 +179,7 @@ def test_another_process_rotation_is_seen_without_restart(tmp_path):
     store.ensure_key()
     other_process_view = tokens.KeyStore(tmp_path / "keys", "RS256", max_token_ttl_s=60)
     first = other_process_view.signing_key().kid
-    time.sleep(0.01)
-    new_kid = store.rotate()
+    new_kid = store.rotate().kid
     assert other_process_view.signing_key().kid == new_kid != first
 
 

@@ -22,6 +22,7 @@ from extframework.authn import (
     require_api_user,
     require_operator_page,
 )
+from extframework.config import JWKS_MAX_AGE_S
 from extframework.errors import BadRequest, DomainError
 from extframework.http import json_body
 from extframework.models import ROLES
@@ -77,7 +78,7 @@ def logout():
 def jwks():
     response = jsonify(keystore().jwks())
     response.cache_control.public = True
-    response.cache_control.max_age = 60
+    response.cache_control.max_age = JWKS_MAX_AGE_S
     return response
 
 
