@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from extframework.db import database
 from extframework.errors import DomainError
 from extframework.models import ROLES
-from extframework.services import accounts
+from extframework.services import accounts, sessions
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 tenants_cli = AppGroup("tenants", help="Manage tenants.")
@@ -64,6 +64,18 @@ def create_user(email: str, role: str, operator: bool, tenant: str, name: str) -
         email, password, role=role, operator=operator, tenant=tenant, name=name, actor=CLI_ACTOR
     )
     click.echo(f"Created user {user.email} ({role}{', operator' if operator else ''}) in {tenant}.")
+
+
+@users_cli.command("set-password")
+@click.argument("email")
+@refusals_as_errors
+def set_password(email: str) -> None:
+    """Set a user's password (EXTFW_PASSWORD or a prompt); their sessions and tokens end."""
+    password = os.environ.get("EXTFW_PASSWORD") or click.prompt(
+        "New password", hide_input=True, confirmation_prompt=True
+    )
+    user = sessions.set_password_by_email(email, password, actor=CLI_ACTOR)
+    click.echo(f"Set a new password for {user.email}; their sessions and user tokens have ended.")
 
 
 @users_cli.command("bootstrap-admin")

@@ -31,6 +31,8 @@ SCOPES_BY_ROLE = {
     "admin": ["views:read", "actions:write", "admin"],
 }
 USER_TOKEN_USE = "user"
+# The user JWT's session generation; a token without it (minted before generations) counts as 0.
+GENERATION_CLAIM = "gen"
 
 
 @dataclass
@@ -197,9 +199,21 @@ def mint_request_jwt(store: KeyStore, **claim_args) -> str:
 
 
 def mint_user_jwt(
-    store: KeyStore, *, issuer: str, user_id: str, email: str, tenant: str, role: str, ttl_s: int
+    store: KeyStore,
+    *,
+    issuer: str,
+    user_id: str,
+    email: str,
+    tenant: str,
+    role: str,
+    ttl_s: int,
+    generation: int | None,
 ) -> str:
-    """Mint a user JWT for API use; its audience is the core itself, never a plugin."""
+    """Mint a user JWT for API use; its audience is the core itself, never a plugin.
+
+    ``gen`` is the user's session generation: the token ends with the sessions of that
+    generation (``None`` only mints a token as the core did before generations existed).
+    """
     claims = _base_claims(issuer, issuer, ttl_s)
     claims.update(
         {
@@ -210,6 +224,8 @@ def mint_user_jwt(
             "token_use": USER_TOKEN_USE,
         }
     )
+    if generation is not None:
+        claims[GENERATION_CLAIM] = generation
     return _sign(store, claims)
 
 
@@ -241,4 +257,7 @@ def verify_user_jwt(store: KeyStore, token: str, *, issuer: str) -> dict:
     claims = verify(store, token, issuer=issuer, audience=issuer)
     if claims.get("token_use") != USER_TOKEN_USE:
         raise Unauthorized("This is not a user token.")
+    generation = claims.setdefault(GENERATION_CLAIM, 0)
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        raise Unauthorized(f"The token's {GENERATION_CLAIM!r} claim is not an integer.")
     return claims
