@@ -16,6 +16,13 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+ENDED_TOKEN = (
+    "The token's session has ended (its user logged out, changed password or role, or was "
+    "deactivated or removed): get a new token from POST /api/auth/token."
+)
+ENDED_TOKEN_CHALLENGE = (
+    'Bearer error="invalid_token", error_description="the session of this token has ended"'
+)
 
 
 @dataclass
@@ -28,6 +35,7 @@ class Identity:
     role: str
     tenant: str
     is_operator: bool
+    generation: int = 0  # the session generation this session or token was issued at
     via: str = "session"  # session | jwt
 
     is_authenticated = True
@@ -35,7 +43,8 @@ class Identity:
     is_anonymous = False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """Say what flask-login keeps in the session: the id and the session generation."""
+        return f"{self.id}:{self.generation}"
 
     @property
     def actor(self) -> str:
@@ -47,15 +56,23 @@ class Identity:
         return self.name or self.email.split("@")[0]
 
     @classmethod
-    def load(cls, user_id: int, via: str = "session") -> "Identity | None":
-        """Return the active user with this id, or None (unknown or disabled)."""
-        row = accounts.active_user(user_id)
-        return cls(*row, via=via) if row else None
+    def load(cls, user_id: int, generation: int, via: str = "session") -> "Identity | None":
+        """Return the active user with this id, or None (unknown, disabled, or ended sessions).
+
+        ``generation`` is the one the session or token was issued at; once the user's has moved
+        on (logout, password, role, deactivation), that session or token is no one's.
+        """
+        row = accounts.active_user(user_id, generation)
+        return cls(*row, generation=generation, via=via) if row else None
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> Identity | None:
-    return Identity.load(int(user_id)) if user_id.isdigit() else None
+def _load_user(session_id: str) -> Identity | None:
+    # "<id>:<generation>"; a bare "<id>" is a session from before generations: generation 0.
+    user_id, _, generation = session_id.partition(":")
+    if not user_id.isdigit() or not (generation or "0").isdigit():
+        return None
+    return Identity.load(int(user_id), int(generation or "0"))
 
 
 def init_app(app: Flask) -> None:
@@ -104,9 +121,9 @@ def api_user() -> Identity:
     token = bearer_token()
     if token is not None:
         claims = tokens.verify_user_jwt(keystore(), token, issuer=current_app.config["BASE_URL"])
-        identity = Identity.load(int(claims["sub"]), via="jwt")
+        identity = Identity.load(int(claims["sub"]), claims[tokens.GENERATION_CLAIM], via="jwt")
         if identity is None:
-            raise Unauthorized("The token's user no longer exists or is disabled.")
+            raise Unauthorized(ENDED_TOKEN, headers={"WWW-Authenticate": ENDED_TOKEN_CHALLENGE})
     elif current_user.is_authenticated:
         if request.method not in SAFE_METHODS:
             check_csrf()

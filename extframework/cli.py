@@ -12,7 +12,7 @@ from extframework.config import JWKS_MAX_AGE_S
 from extframework.db import database
 from extframework.errors import DomainError, Invalid
 from extframework.models import ROLES
-from extframework.services import accounts, tokens
+from extframework.services import accounts, sessions, tokens
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 tenants_cli = AppGroup("tenants", help="Manage tenants.")
@@ -65,6 +65,18 @@ def create_user(email: str, role: str, operator: bool, tenant: str, name: str) -
         email, password, role=role, operator=operator, tenant=tenant, name=name, actor=CLI_ACTOR
     )
     click.echo(f"Created user {user.email} ({role}{', operator' if operator else ''}) in {tenant}.")
+
+
+@users_cli.command("set-password")
+@click.argument("email")
+@refusals_as_errors
+def set_password(email: str) -> None:
+    """Set a user's password (EXTFW_PASSWORD or a prompt); their sessions and tokens end."""
+    password = os.environ.get("EXTFW_PASSWORD") or click.prompt(
+        "New password", hide_input=True, confirmation_prompt=True
+    )
+    user = sessions.set_password_by_email(email, password, actor=CLI_ACTOR)
+    click.echo(f"Set a new password for {user.email}; their sessions and user tokens have ended.")
 
 
 @users_cli.command("bootstrap-admin")

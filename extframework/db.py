@@ -186,9 +186,26 @@ def _migration_4() -> None:
     database.execute_sql('ALTER TABLE "plugin" DROP COLUMN "token_hash"')
 
 
+def _migration_5() -> None:
+    """``user.session_generation``: sessions and user JWTs carry it, so bumping it ends them.
+
+    Existing users start at 0, the value of every session and token issued before this step.
+    Independent of the other steps: adds the column only when it is missing.
+    """
+    if "session_generation" not in {column.name for column in database.get_columns("user")}:
+        migrator = SqliteMigrator(database)
+        migrate(migrator.add_column("user", "session_generation", IntegerField(default=0)))
+
+
 # Append-only: each entry upgrades the previous version's tables without losing rows
 # (use playhouse.migrate for columns). Never edit a step that has shipped.
-MIGRATIONS: list[Callable[[], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
+MIGRATIONS: list[Callable[[], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+    _migration_5,
+]
 
 
 def current_version() -> int:

@@ -48,6 +48,9 @@ class User(BaseModel):
     tenant = ForeignKeyField(Tenant, backref="users", on_delete="RESTRICT")
     is_active = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
+    # Bumped when the person's sessions and user JWTs must end (logout, password, role,
+    # deactivation); both carry the value they were issued at (schema step 5).
+    session_generation = IntegerField(default=0)
 
 
 class LoginThrottle(BaseModel):

@@ -288,8 +288,9 @@ def test_audit_page_shows_newest_first_with_compact_detail(app, client, operator
     client.post("/console/users", data=new_user_form(tenant="acme"))
     page = text(client.get("/console/audit"))
     rows = re.findall(r'<tr data-event="\d+">(.*?)</tr>', page, re.S)
-    assert len(rows) == 3
-    assert "<td>system</td>" in rows[2] and "user:ops@example.com" in rows[2]
+    assert len(rows) == 4  # the oldest two: the operator fixture's account and its login
+    assert "<td>system</td>" in rows[3] and "user:ops@example.com" in rows[3]
+    assert "auth.login" in rows[2]
     assert "user.create" in rows[0] and "tenant.create" in rows[1]
     assert re.search(r"<td>\d{4}-\d\d-\d\dT[\d:.]+Z</td><td>user:ops@example.com</td>", rows[0])
     assert "user:ann@example.com" in rows[0]
@@ -332,12 +333,12 @@ def test_audit_page_pages_by_100_with_before(app, client, operator):
         for i in range(250):
             AuditEvent.create(actor="cli", action="test.event", target=f"t{i}", detail={"i": i})
         ids = [e.id for e in AuditEvent.select().order_by(AuditEvent.id)]
-    assert len(ids) == 251  # with the operator fixture's user.create
+    assert len(ids) == 252  # with the operator fixture's user.create and auth.login
     first = text(client.get("/console/audit"))
     first_ids = [int(i) for i in re.findall(r'<tr data-event="(\d+)">', first)]
     assert first_ids == ids[::-1][:100]
     older = re.search(r'href="([^"]+)" rel="next"', first).group(1)
-    assert older == f"/console/audit?before={ids[151]}"
+    assert older == f"/console/audit?before={ids[152]}"
     second = text(client.get(older))
     assert [int(i) for i in re.findall(r'<tr data-event="(\d+)">', second)] == ids[::-1][100:200]
     third_url = re.search(r'href="([^"]+)" rel="next"', second).group(1)
@@ -345,7 +346,7 @@ def test_audit_page_pages_by_100_with_before(app, client, operator):
     assert [int(i) for i in re.findall(r'<tr data-event="(\d+)">', third)] == ids[::-1][200:]
     assert 'rel="next"' not in third
     filtered = text(client.get("/console/audit?action=test.&target=t5"))
-    assert re.findall(r'<tr data-event="(\d+)">', filtered) == [str(ids[6])]
+    assert re.findall(r'<tr data-event="(\d+)">', filtered) == [str(ids[7])]
     bad = client.get("/console/audit?before=abc")
     assert bad.status_code == 400 and "'before' is the id of an audit event." in text(bad)
 

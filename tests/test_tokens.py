@@ -144,7 +144,14 @@ def test_wrong_issuer_is_rejected(store):
 
 def test_user_jwt_is_not_a_request_jwt_and_vice_versa(store):
     user_token = tokens.mint_user_jwt(
-        store, issuer=ISSUER, user_id="7", email="a@b.c", tenant="default", role="member", ttl_s=60
+        store,
+        issuer=ISSUER,
+        user_id="7",
+        email="a@b.c",
+        tenant="default",
+        role="member",
+        ttl_s=60,
+        generation=0,
     )
     assert tokens.verify_user_jwt(store, user_token, issuer=ISSUER)["sub"] == "7"
     with pytest.raises(Unauthorized):

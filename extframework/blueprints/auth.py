@@ -1,4 +1,5 @@
-"""Identity over HTTP: login pages, user tokens, the JWKS, and the console's people pages."""
+"""Identity over HTTP: login, logout and password pages, user tokens, the JWKS, and the console's
+people pages."""
 
 import logging
 
@@ -7,13 +8,15 @@ from flask import (
     Response,
     current_app,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 
 from extframework.authn import (
     Identity,
@@ -26,16 +29,16 @@ from extframework.config import JWKS_MAX_AGE_S
 from extframework.errors import BadRequest, DomainError
 from extframework.http import json_body
 from extframework.models import ROLES
-from extframework.services import accounts, tokens, urls
+from extframework.services import accounts, sessions, tokens, urls
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("auth", __name__)
 
 
-def _authenticate(email: str, password: str):
+def _limits() -> accounts.LoginLimits:
     config = current_app.config
-    limits = accounts.LoginLimits(
+    return accounts.LoginLimits(
         max_failures=int(config["LOGIN_MAX_FAILURES"]),
         account_max_failures=int(config["LOGIN_ACCOUNT_MAX_FAILURES"]),
         window_s=int(config["LOGIN_WINDOW_S"]),
@@ -43,7 +46,27 @@ def _authenticate(email: str, password: str):
         address_slow_after=int(config["LOGIN_ADDRESS_SLOW_AFTER"]),
         address_delay_s=float(config["LOGIN_ADDRESS_DELAY_S"]),
     )
-    return accounts.authenticate(email, password, request.remote_addr or "unknown", limits=limits)
+
+
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _authenticate(email: str, password: str, via: str):
+    return accounts.authenticate(email, password, _client(), limits=_limits(), via=via)
+
+
+def _start_session(user_id: int, generation: int) -> None:
+    """Log this browser in on a new session: nothing the old one held survives (no fixation).
+
+    Dropping the session drops Flask-WTF's CSRF secret (``session["csrf_token"]``) too, so a
+    CSRF token issued before is refused after; the next page gets a new one.
+    """
+    session.clear()
+    g.pop("csrf_token", None)  # Flask-WTF's per-request cache of the signed token
+    identity = Identity.load(user_id, generation)
+    if identity is not None:  # None: the account changed in between; stay logged out
+        login_user(identity)
 
 
 def _safe_next(target: str | None) -> str:
@@ -58,11 +81,11 @@ def login():
     if request.method == "POST":
         email = request.form.get("email", "")
         try:
-            user = _authenticate(email, request.form.get("password", ""))
+            user = _authenticate(email, request.form.get("password", ""), "session")
         except DomainError as exc:
             error, status, headers = exc.detail, exc.status, exc.headers
         else:
-            login_user(Identity.load(user.id))
+            _start_session(user.id, user.session_generation)
             log.info("login: user %s", user.id)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error, email=email), status, headers
@@ -70,8 +93,38 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """Log out: end this person's sessions and user JWTs everywhere (SPEC §4)."""
+    if current_user.is_authenticated:
+        sessions.log_out(current_user.id)
     logout_user()
+    session.clear()
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """Change one's own password; other sessions end, this one stays logged in."""
+    error = None
+    if request.method == "POST":
+        form = request.form
+        try:
+            generation = sessions.change_password(
+                current_user.id,
+                form.get("current_password", ""),
+                form.get("new_password", ""),
+                form.get("confirm_password", ""),
+                client=_client(),
+                limits=_limits(),
+            )
+        except DomainError as exc:
+            error = exc
+        else:
+            _start_session(current_user.id, generation)
+            flash("Your password is changed; your other sessions are logged out.", "ok")
+            return redirect(url_for("auth.change_password"), 303)
+    body = render_template("account_password.html", error=error)
+    return Response(body, error.status if error else 200, error.headers if error else None)
 
 
 @bp.get("/.well-known/jwks.json")
@@ -91,7 +144,7 @@ def issue_token():
             "Send a JSON object with string fields 'email' and 'password'.",
             errors=[{"field": f, "message": "required string"} for f in missing],
         )
-    user = _authenticate(body["email"], body["password"])
+    user = _authenticate(body["email"], body["password"], "token")
     ttl = int(current_app.config["USER_JWT_TTL_S"])
     token = tokens.mint_user_jwt(
         keystore(),
@@ -101,6 +154,7 @@ def issue_token():
         tenant=user.tenant.slug,
         role=user.role,
         ttl_s=ttl,
+        generation=user.session_generation,
     )
     return jsonify({"access_token": token, "token_type": "Bearer", "expires_in": ttl})
 
@@ -176,6 +230,8 @@ def console_set_role(user_id: int):
         )
     except DomainError as exc:
         return _render_users(exc)
+    if user.id == current_user.id:  # one's own role change ends one's sessions: keep this one
+        _start_session(user.id, sessions.current_generation(user.id))
     flash(f"{user.email} is now {user.role}{', operator' if user.is_operator else ''}.", "ok")
     return redirect(url_for("auth.console_users"))
 
@@ -189,6 +245,20 @@ def console_set_active(user_id: int, verb: str):
         return _render_users(exc)
     flash(f"{user.email} is {'active' if user.is_active else 'deactivated'}.", "ok")
     return redirect(url_for("auth.console_users"))
+
+
+@bp.post("/console/users/<int:user_id>/password")
+@require_operator_page
+def console_set_password(user_id: int):
+    """An operator's password reset: the user's sessions and user JWTs end."""
+    try:
+        user = sessions.set_password(
+            user_id, request.form.get("password", ""), actor=current_user.actor
+        )
+    except DomainError as exc:
+        return _render_users(exc)
+    flash(f"Set a new password for {user.email}; their sessions are logged out.", "ok")
+    return redirect(url_for("auth.console_users"), 303)
 
 
 def _render_tenants(error: DomainError | None = None, form: dict | None = None):

@@ -16,6 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from extframework.db import database, write_transaction
 from extframework.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
 from extframework.models import ROLES, AuditEvent, LoginThrottle, Tenant, User, utcnow
+from extframework.services import audit
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ SYSTEM_ACTOR = "system"
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 BAD_CREDENTIALS = "The email or password is not correct."
+# A failed login's audit event keeps the email as typed, cut to this many characters.
+AUDIT_EMAIL_CHARS = 100
+# How a successful password check is audited: a login through the form or the token endpoint;
+# re-entering the current password (changing it) is audited by the change itself.
+LOGIN_VIAS = ("session", "token")
 
 
 def role_rank(role: str) -> int:
@@ -168,7 +174,8 @@ def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: st
             return user
         detail = {"role": [user.role, role], "operator": [user.is_operator, operator]}
         user.role, user.is_operator = role, operator
-        user.save()
+        user.save(only=[User.role, User.is_operator])
+        end_sessions(user.id)  # SPEC §4: a role change ends the person's sessions
         AuditEvent.create(
             actor=actor, action="user.set_role", target=f"user:{user.email}", detail=detail
         )
@@ -177,7 +184,7 @@ def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: st
 
 
 def set_active(user_id: int, active: bool, *, actor: str) -> User:
-    """Deactivate or reactivate a user; an inactive user cannot log in and their sessions end."""
+    """Deactivate or reactivate a user; deactivation ends their sessions and user JWTs for good."""
     with database.atomic():
         user = get_user(user_id)
         if not active and actor == user_actor(user.email):
@@ -185,23 +192,38 @@ def set_active(user_id: int, active: bool, *, actor: str) -> User:
         if user.is_active == active:
             return user
         user.is_active = active
-        user.save()
+        user.save(only=[User.is_active])
+        if not active:
+            end_sessions(user.id)  # so that reactivating does not revive them
         action = "user.reactivate" if active else "user.deactivate"
         AuditEvent.create(actor=actor, action=action, target=f"user:{user.email}")
     log.info("user %s: active=%s", user.id, active)
     return user
 
 
-# Runs on every request (session or user JWT): one plain statement, no query building.
+def end_sessions(user_id: int) -> None:
+    """End every session and user JWT of a user: bump their session generation.
+
+    One ``UPDATE`` adding 1, never a read then a write, so two bumps at once both count.
+    """
+    User.update(session_generation=User.session_generation + 1).where(User.id == user_id).execute()
+
+
+# Runs on every request (session or user JWT): one plain statement by primary key, no query
+# building. A session or user JWT carries the generation it was issued at (SPEC §4).
 _ACTIVE_USER_SQL = (
     'SELECT u.id, u.email, u.name, u.role, t.slug, u.is_operator FROM "user" u '
-    "JOIN tenant t ON t.id = u.tenant_id WHERE u.id = ? AND u.is_active"
+    "JOIN tenant t ON t.id = u.tenant_id "
+    "WHERE u.id = ? AND u.is_active AND u.session_generation = ?"
 )
 
 
-def active_user(user_id: int) -> tuple[int, str, str, str, str, bool] | None:
-    """Return (id, email, name, role, tenant slug, is_operator) of an active user, or None."""
-    row = database.execute_sql(_ACTIVE_USER_SQL, (user_id,)).fetchone()
+def active_user(user_id: int, generation: int) -> tuple[int, str, str, str, str, bool] | None:
+    """Return (id, email, name, role, tenant slug, is_operator) of an active user, or None.
+
+    None also when ``generation`` is not the user's: the session or token asking has ended.
+    """
+    row = database.execute_sql(_ACTIVE_USER_SQL, (user_id, generation)).fetchone()
     return (*row[:5], bool(row[5])) if row else None
 
 
@@ -229,7 +251,9 @@ _sleep = time.sleep
 _MAX_KEY_EMAIL = 200
 
 
-def authenticate(email: str, password: str, client: str, *, limits: LoginLimits) -> User:
+def authenticate(
+    email: str, password: str, client: str, *, limits: LoginLimits, via: str = "session"
+) -> User:
     """Return the user whose credentials these are, or raise without saying which part was wrong.
 
     Failures are counted per (account, address), per account and per address; an unknown
@@ -237,8 +261,12 @@ def authenticate(email: str, password: str, client: str, *, limits: LoginLimits)
     account: past ``max_failures`` from its address, or past ``account_max_failures`` from
     everywhere unless it logged in from this address lately. An address's failures across
     accounts only slow its own failed attempts down.
+
+    A success ``via`` a login (``LOGIN_VIAS``) is audited as ``auth.login``; a failure on an
+    existing account as ``auth.login_failed`` (``_record_failure`` says how few).
     """
-    email = (email or "").strip().lower()
+    typed = email or ""
+    email = typed.strip().lower()
     keys = _throttle_keys(email, client_address(client))
     now = utcnow()
     window = timedelta(seconds=limits.window_s)
@@ -271,17 +299,25 @@ def authenticate(email: str, password: str, client: str, *, limits: LoginLimits)
             f"{seconds} seconds, or from an address this account has logged in from before.",
             headers={"Retry-After": seconds},
         )
-    user = User.get_or_none((User.email == email) & (User.is_active == True))  # noqa: E712
+    account = User.get_or_none(User.email == email)
+    user = account if account is not None and account.is_active else None
     if user is None or not check_password_hash(user.password_hash, password or ""):
         if user is None:
             check_password_hash(_DUMMY_HASH, password or "")
-        address_failures = _record_failure(keys, now, limits)
+        event = None
+        if account is not None:
+            detail = {"email": typed[:AUDIT_EMAIL_CHARS], "address": client[:64], "via": via}
+            event = (f"user:{account.email}", detail)
+        address_failures = _record_failure(keys, now, limits, event)
         if address_failures > limits.address_slow_after:
             _slow_down(limits.address_delay_s)
         raise Unauthorized(BAD_CREDENTIALS)
     with write_transaction():
         LoginThrottle.delete().where(LoginThrottle.key == keys["pair"]).execute()
         _upsert(keys["known"], now, reset_before=now, failures=0)
+        if via in LOGIN_VIAS:
+            actor = user_actor(user.email)
+            audit.record(actor, "auth.login", actor, {"via": via, "address": client[:64]})
     return user
 
 
@@ -314,12 +350,23 @@ def _known(row: LoginThrottle | None, now: datetime, limits: LoginLimits) -> boo
     return row is not None and now - row.window_start < timedelta(days=limits.known_address_days)
 
 
-def _record_failure(keys: dict[str, str], now: datetime, limits: LoginLimits) -> int:
-    """Count one failure for the pair, the account and the address; return the address's count."""
+def _record_failure(
+    keys: dict[str, str], now: datetime, limits: LoginLimits, event: tuple[str, dict] | None
+) -> int:
+    """Count one failure for the pair, the account and the address; return the address's count.
+
+    ``event`` (target, detail) is audited as ``auth.login_failed`` while the account has at
+    most ``max_failures`` failures in its window: an unknown email writes nothing, so failed
+    logins cannot grow the audit table faster than ``max_failures`` per account per window.
+    """
     window_began = now - timedelta(seconds=limits.window_s)
     with write_transaction():
         for kind in ("pair", "account", "address"):
             _upsert(keys[kind], now, reset_before=window_began, failures=1)
+        if event is not None:
+            account = LoginThrottle.get(LoginThrottle.key == keys["account"])
+            if account.failures <= limits.max_failures:
+                audit.record("anonymous", "auth.login_failed", *event)
         # Keys are cheap to make (any email will do): drop the ones that no longer count.
         known = LoginThrottle.key.startswith("known:")
         LoginThrottle.delete().where(

@@ -1,13 +1,24 @@
-"""Reading the audit log: who did what to which target, newest first.
+"""The audit log: who did what to which target, newest first.
 
-Services write events with ``AuditEvent.create`` inside the transaction of the change.
+Services write events inside the transaction of the change, with ``record`` (the event and
+its log line in one call) or ``AuditEvent.create``.
 """
 
 import json
+import logging
 
 from extframework.models import AuditEvent, iso_utc
 
+log = logging.getLogger(__name__)
+
 PAGE_SIZE = 100
+
+
+def record(actor: str, action: str, target: str = "", detail: dict | None = None) -> AuditEvent:
+    """Write one audit event and its log line; call it inside the change's transaction."""
+    event = AuditEvent.create(actor=actor, action=action, target=target, detail=detail or {})
+    log.info("audit: %s %s %s", actor, action, target)
+    return event
 
 
 def recent(

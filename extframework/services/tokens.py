@@ -39,6 +39,8 @@ SCOPES_BY_ROLE = {
 }
 USER_TOKEN_USE = "user"
 WITHDRAWN_KEPT = 10  # withdrawn keys listed in keyset.json (no private key) for `keys list`
+# The user JWT's session generation; a token without it (minted before generations) counts as 0.
+GENERATION_CLAIM = "gen"
 
 
 @dataclass
@@ -350,9 +352,21 @@ def mint_request_jwt(store: KeyStore, **claim_args) -> str:
 
 
 def mint_user_jwt(
-    store: KeyStore, *, issuer: str, user_id: str, email: str, tenant: str, role: str, ttl_s: int
+    store: KeyStore,
+    *,
+    issuer: str,
+    user_id: str,
+    email: str,
+    tenant: str,
+    role: str,
+    ttl_s: int,
+    generation: int | None,
 ) -> str:
-    """Mint a user JWT for API use; its audience is the core itself, never a plugin."""
+    """Mint a user JWT for API use; its audience is the core itself, never a plugin.
+
+    ``gen`` is the user's session generation: the token ends with the sessions of that
+    generation (``None`` only mints a token as the core did before generations existed).
+    """
     claims = _base_claims(issuer, issuer, ttl_s)
     claims.update(
         {
@@ -363,6 +377,8 @@ def mint_user_jwt(
             "token_use": USER_TOKEN_USE,
         }
     )
+    if generation is not None:
+        claims[GENERATION_CLAIM] = generation
     return _sign(store, claims)
 
 
@@ -394,4 +410,7 @@ def verify_user_jwt(store: KeyStore, token: str, *, issuer: str) -> dict:
     claims = verify(store, token, issuer=issuer, audience=issuer)
     if claims.get("token_use") != USER_TOKEN_USE:
         raise Unauthorized("This is not a user token.")
+    generation = claims.setdefault(GENERATION_CLAIM, 0)
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        raise Unauthorized(f"The token's {GENERATION_CLAIM!r} claim is not an integer.")
     return claims
