@@ -59,7 +59,7 @@ def create_tenant(slug: str, name: str | None = None, *, actor: str = SYSTEM_ACT
             errors=[{"field": "name", "message": f"at most {MAX_NAME_LENGTH} characters"}],
         )
     try:
-        with database.atomic():
+        with write_transaction():
             tenant = Tenant.create(slug=slug, name=name or slug)
             AuditEvent.create(
                 actor=actor,
@@ -117,7 +117,7 @@ def create_user(
         raise Invalid("The user cannot be created.", errors=errors)
     tenant_row = get_tenant(tenant)
     try:
-        with database.atomic():
+        with write_transaction():
             user = User.create(
                 email=email,
                 name=name,
@@ -159,7 +159,7 @@ def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: st
             f"Unknown role {role!r}.",
             errors=[{"field": "role", "message": f"one of {', '.join(ROLES)}"}],
         )
-    with database.atomic():
+    with write_transaction():
         user = get_user(user_id)
         operator = user.is_operator if operator is None else operator
         if user.is_operator and not operator and actor == user_actor(user.email):
@@ -178,7 +178,7 @@ def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: st
 
 def set_active(user_id: int, active: bool, *, actor: str) -> User:
     """Deactivate or reactivate a user; an inactive user cannot log in and their sessions end."""
-    with database.atomic():
+    with write_transaction():
         user = get_user(user_id)
         if not active and actor == user_actor(user.email):
             raise Conflict("You cannot deactivate your own account; ask another operator.")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from extframework.db import database
+from extframework.db import write_transaction
 from extframework.errors import BadRequest, Conflict, NotFound
 from extframework.models import AuditEvent, Installation, Plugin, Tenant, utcnow
 from extframework.services import lifecycle, pending_updates, registry, uninstall
@@ -62,7 +62,7 @@ def rotate_token(plugin: Plugin, *, actor: str) -> str:
             state=plugin.state,
         )
     token = new_secret(PLUGIN_TOKEN_PREFIX)
-    with database.atomic():
+    with write_transaction():
         now = utcnow()
         Plugin.update(token_hash=hash_secret(token), token_rotated_at=now).where(
             Plugin.id == plugin.id
@@ -75,7 +75,7 @@ def rotate_token(plugin: Plugin, *, actor: str) -> str:
 
 def set_tenants(plugin: Plugin, slugs: list[str] | None, *, actor: str) -> None:
     """Make a plugin available to every tenant (None) or only to the listed ones."""
-    with database.atomic():
+    with write_transaction():
         if slugs is None:
             plugin.restricted = False
         else:

@@ -8,7 +8,7 @@ confirms. See docs/migrations.md.
 import logging
 from pathlib import Path
 
-from extframework.db import database
+from extframework.db import database, write_transaction
 from extframework.errors import BadRequest, Conflict, NotFound
 from extframework.models import (
     UNINSTALL_POLICIES,
@@ -90,7 +90,7 @@ def set_policy(plugin: Plugin, tenant_slug: str, policy: object, *, actor: str) 
     tenant = Tenant.get_or_none(Tenant.slug == tenant_slug)
     if tenant is None:
         raise NotFound(f"No tenant {tenant_slug!r}.")
-    with database.atomic():
+    with write_transaction():
         installation = Installation.get_or_none(
             (Installation.plugin == plugin) & (Installation.tenant == tenant)
         )
@@ -151,7 +151,7 @@ def deregister(
         for tenant, entry in sorted(by_tenant.items()):
             if entry["policy"] == "archive":
                 written.append(archives.write_archive(plugin, tenant, archive_root))
-        with database.atomic("IMMEDIATE"):
+        with write_transaction():
             outcome = {
                 t: {"policy": e["policy"], "documents": e["documents"]}
                 for t, e in by_tenant.items()
