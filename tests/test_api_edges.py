@@ -1,0 +1,146 @@
+"""The HTTP API's edges (issue 12): bodies, 401 and 405 answers, cursors, no-op patches, policies.
+
+Each test here reproduces a finding of the issue; it failed before the change it goes with.
+"""
+
+import pytest
+
+from extframework.db import database
+from extframework.models import Installation, Plugin
+
+PROBLEM = "application/problem+json"
+PLUGIN = "/api/registry/plugins/test-plugin"
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def operator(make_user, login):
+    make_user("ops@example.com", role="admin", operator=True)
+    login("ops@example.com")
+
+
+def stored(app) -> Plugin:
+    with app.app_context(), database.connection_context():
+        return Plugin.get(Plugin.plugin_id == "test-plugin")
+
+
+def assert_problem(response, status: int = 400) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    return response.get_json()
+
+
+# --- bodies ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "says"),
+    [
+        ("{not json", "application/json", "not valid JSON"),
+        ("{not json", None, "Content-Type"),
+        ("[]", "application/json", "JSON object"),
+        ('"disable"', "application/json", "JSON object"),
+        ('{"reason": 5}', "application/json", "/reason must be a string"),
+        ('{"confirm": ["x"]}', "application/json", "/confirm must be a string or null"),
+        ('{"reson": "typo"}', "application/json", "/reson is not a field"),
+    ],
+)
+def test_a_malformed_or_wrong_shaped_body_does_not_disable_the_plugin(
+    app, client, operator, make_plugin, body, content_type, says
+):
+    make_plugin()
+    headers = {"Content-Type": content_type} if content_type else {}
+    problem = assert_problem(client.post(f"{PLUGIN}/disable", data=body, headers=headers))
+    assert says in problem["detail"]
+    assert stored(app).state == "active"
+
+
+def test_field_errors_name_each_field_with_a_pointer_and_a_keyword(client, operator, make_plugin):
+    make_plugin()
+    problem = assert_problem(client.post(f"{PLUGIN}/disable", json={"reason": 1, "x": 2}))
+    assert sorted(problem["errors"], key=lambda e: e["pointer"]) == [
+        {"pointer": "/reason", "keyword": "type", "message": "must be a string"},
+        {
+            "pointer": "/x",
+            "keyword": "additionalProperties",
+            "message": "is not a field of this request",
+        },
+    ]
+
+
+@pytest.mark.parametrize("body", [None, {}, {"reason": "maintenance"}])
+def test_a_lifecycle_verb_takes_no_body_or_an_object_of_its_optional_fields(
+    app, client, operator, make_plugin, body
+):
+    make_plugin()
+    response = client.post(f"{PLUGIN}/disable", json=body) if body is not None else None
+    response = response or client.post(f"{PLUGIN}/disable")
+    assert response.status_code == 200, response.get_json()
+    assert stored(app).state == "disabled"
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"tenants": "default"}, {"tenants": [1]}, {"tenant": ["default"]}, []]
+)
+def test_a_wrong_tenants_body_does_not_open_a_restricted_plugin_to_every_tenant(
+    app, client, operator, make_plugin, body
+):
+    make_plugin()
+    assert client.put(f"{PLUGIN}/tenants", json={"tenants": []}).status_code == 200
+    problem = assert_problem(client.put(f"{PLUGIN}/tenants", json=body))
+    if isinstance(body, dict):
+        assert "'tenants' (null (every tenant) or a list of tenant slugs)" in problem["detail"]
+    assert stored(app).restricted is True
+
+
+@pytest.mark.parametrize("body", [{}, {"policy": "shred"}, {"policy": None}, {"policy": ["purge"]}])
+def test_a_wrong_uninstall_policy_body_changes_nothing(app, client, operator, make_plugin, body):
+    make_plugin()
+    url = f"{PLUGIN}/tenants/default/uninstall-policy"
+    problem = assert_problem(client.put(url, json=body))
+    assert problem["errors"][0]["pointer"] == "/policy"
+    with app.app_context(), database.connection_context():
+        assert Installation.select().where(Installation.uninstall_policy != "retain").count() == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/registry/pending-updates/1/reject", {"reason": ["no"]}),
+        ("post", "/api/registry/pending-updates/1/approve", "{not json"),
+        ("post", f"{PLUGIN}/migration/retry", {"now": True}),
+        ("put", PLUGIN, "{not json"),
+        ("post", "/api/registry/plugins", "[1, 2]"),
+    ],
+)
+def test_every_registry_body_is_checked_before_anything_happens(
+    client, operator, make_plugin, method, path, body
+):
+    _, token = make_plugin()
+    kwargs = {"json": body} if not isinstance(body, str) else {"data": body}
+    headers = bearer(token) if path == PLUGIN else {}
+    if path == "/api/registry/plugins":
+        headers = bearer("efek_whatever")  # the key is checked first; a bad one is 401
+    response = getattr(client, method)(path, headers=headers, **kwargs)
+    if path == "/api/registry/plugins":
+        assert_problem(response, 401)
+    else:
+        assert_problem(response)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "a@example.com"},
+        {"email": 1, "password": "x"},
+        {"email": "a", "password": "b", "otp": 1},
+    ],
+)
+def test_the_token_endpoint_lists_what_is_wrong_with_its_body(client, body):
+    problem = assert_problem(client.post("/api/auth/token", json=body))
+    assert problem["errors"] and all(
+        set(e) == {"pointer", "keyword", "message"} for e in problem["errors"]
+    )
