@@ -5,6 +5,7 @@ Each test here reproduces a finding of the issue; it failed before the change it
 
 import pytest
 
+from extframework import create_app, db
 from extframework.db import database
 from extframework.models import Installation, Plugin
 
@@ -144,3 +145,79 @@ def test_the_token_endpoint_lists_what_is_wrong_with_its_body(client, body):
     assert problem["errors"] and all(
         set(e) == {"pointer", "keyword", "message"} for e in problem["errors"]
     )
+
+
+# --- 401 and 405 ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "error"),
+    [
+        ({}, "invalid_request"),
+        ({"Authorization": "Basic dXNlcjpwdw=="}, "invalid_request"),
+        ({"Authorization": "Bearer"}, "invalid_request"),
+        ({"Authorization": "Bearer not-a-token"}, "invalid_token"),
+    ],
+)
+def test_a_401_carries_a_bearer_challenge_with_an_rfc_6750_error(client, headers, error):
+    response = client.get("/api/auth/me", headers=headers)
+    assert_problem(response, 401)
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith('Bearer realm="extframework", ')
+    assert f'error="{error}"' in challenge
+    assert 'error_description="' in challenge
+
+
+def test_a_token_of_the_wrong_kind_is_an_invalid_token(
+    client, make_plugin, make_user, user_token, plugin_api
+):
+    _, plugin_token = make_plugin()
+    make_user("someone@example.com")
+    jwt = user_token("someone@example.com")
+    on_user_endpoint = client.get("/api/auth/me", headers=bearer(plugin_token))
+    on_storage = plugin_api(jwt).query("items")
+    for response in (on_user_endpoint, on_storage):
+        assert_problem(response, 401)
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+@pytest.fixture
+def csrf_client(tmp_path):
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE": str(tmp_path / "csrf.sqlite3"),
+            "BASE_URL": "http://core.test",
+            "HEALTH_MONITOR": False,
+        },
+        instance_path=str(tmp_path / "csrf-instance"),
+    )
+    with app.app_context():
+        db.upgrade()
+    return app.test_client()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("put", "/.well-known/jwks.json", {"GET", "HEAD", "OPTIONS"}),
+        ("delete", "/.well-known/jwks.json", {"GET", "HEAD", "OPTIONS"}),
+        ("put", "/login", {"GET", "HEAD", "OPTIONS", "POST"}),
+        ("patch", "/api/auth/token", {"POST", "OPTIONS"}),
+    ],
+)
+def test_an_undeclared_method_is_405_with_allow_before_any_csrf_check(
+    csrf_client, method, path, allowed
+):
+    response = getattr(csrf_client, method)(path)
+    assert response.status_code == 405, response.get_data(as_text=True)
+    assert set(response.headers["Allow"].split(", ")) == allowed
+    assert "CSRF" not in response.get_data(as_text=True)
+    if not path.startswith("/login"):
+        assert response.mimetype == PROBLEM
+
+
+def test_a_declared_page_write_still_needs_its_csrf_token(csrf_client):
+    response = csrf_client.post("/login", data={"email": "a@example.com", "password": "x"})
+    assert response.status_code == 400
+    assert "CSRF" in response.get_data(as_text=True)
