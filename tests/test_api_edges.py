@@ -4,10 +4,14 @@ Each test here reproduces a finding of the issue; it failed before the change it
 """
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from extframework import create_app, db
 from extframework.db import database
+from extframework.errors import BadRequest
 from extframework.models import Installation, Plugin
+from extframework.services import query
 
 PROBLEM = "application/problem+json"
 PLUGIN = "/api/registry/plugins/test-plugin"
@@ -221,3 +225,33 @@ def test_a_declared_page_write_still_needs_its_csrf_token(csrf_client):
     response = csrf_client.post("/login", data={"email": "a@example.com", "password": "x"})
     assert response.status_code == 400
     assert "CSRF" in response.get_data(as_text=True)
+
+
+# --- cursors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cursor", ["é", "abc.dé", "ü.ü", "\u2028", "a.b", "."])
+def test_a_cursor_that_is_not_ours_is_400_not_500(app, make_plugin, plugin_api, cursor):
+    _, token = make_plugin()
+    response = plugin_api(token).query("items", {"cursor": cursor})
+    problem = assert_problem(response)
+    assert problem["parameter"] == "cursor"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_string_as_a_cursor_is_refused_with_400(text):
+    try:
+        query.decode_cursor(b"secret", text, "query-id")
+    except BadRequest:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.integers(), st.text(), st.none(), st.floats(allow_nan=False))))
+def test_a_cursor_we_signed_decodes_and_any_edit_of_it_is_400(values):
+    token = query.encode_cursor(b"secret", "query-id", values, 7)
+    assert query.decode_cursor(b"secret", token, "query-id")["p"] == 7
+    for edited in (token[:-1], "é" + token, token + "x", token.replace(".", "é")):
+        with pytest.raises(BadRequest):
+            query.decode_cursor(b"secret", edited, "query-id")
