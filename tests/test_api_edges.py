@@ -255,3 +255,22 @@ def test_a_cursor_we_signed_decodes_and_any_edit_of_it_is_400(values):
     for edited in (token[:-1], "é" + token, token + "x", token.replace(".", "é")):
         with pytest.raises(BadRequest):
             query.decode_cursor(b"secret", edited, "query-id")
+
+
+# --- no-op patches --------------------------------------------------------------------------
+
+
+def test_a_patch_that_changes_nothing_keeps_the_version_updated_at_and_etag(
+    make_plugin, plugin_api
+):
+    _, token = make_plugin()
+    api = plugin_api(token)
+    created = api.create("items", {"title": "same", "count": 1, "flag": 1})
+    doc = created.get_json()
+    for patch in ({}, {"title": "same"}, {"count": 1, "missing": None}):
+        response = api.patch("items", doc["id"], patch)
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json() == doc
+        assert response.headers["ETag"] == created.headers["ETag"]
+    changed = api.patch("items", doc["id"], {"flag": True}).get_json()  # true is not 1 in JSON
+    assert changed["version"] == doc["version"] + 1 and changed["data"]["flag"] is True
