@@ -274,3 +274,34 @@ def test_a_patch_that_changes_nothing_keeps_the_version_updated_at_and_etag(
         assert response.headers["ETag"] == created.headers["ETag"]
     changed = api.patch("items", doc["id"], {"flag": True}).get_json()  # true is not 1 in JSON
     assert changed["version"] == doc["version"] + 1 and changed["data"]["flag"] is True
+
+
+# --- uninstall policies after deregistration ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "says"),
+    [("retain", 200, None), ("archive", 409, "archived to test-plugin/"), ("purge", 409, "purged")],
+)
+def test_a_policy_whose_data_was_decided_cannot_change_but_retained_data_s_can(
+    app, client, operator, make_plugin, plugin_api, policy, status, says
+):
+    _, token = make_plugin()
+    assert plugin_api(token).create("items", {"title": "kept?"}).status_code == 201
+    url = f"{PLUGIN}/tenants/default/uninstall-policy"
+    assert client.put(url, json={"policy": policy}).status_code == 200
+    assert client.post(f"{PLUGIN}/disable").status_code == 200
+    gone = client.post(f"{PLUGIN}/deregister", json={"confirm": "test-plugin"})
+    assert gone.status_code == 200, gone.get_json()
+
+    later = "purge" if policy != "purge" else "retain"
+    response = client.put(url, json={"policy": later})
+    plugin_pk = stored(app).id
+    with app.app_context(), database.connection_context():
+        now = Installation.get(Installation.plugin == plugin_pk).uninstall_policy
+    if status == 200:
+        assert response.status_code == 200 and now == later
+    else:
+        problem = assert_problem(response, 409)
+        assert says in problem["detail"] and "deregistered" in problem["detail"]
+        assert now == policy
