@@ -4,7 +4,7 @@ Each test here reproduces a finding of the issue; it failed before the change it
 """
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extframework import create_app, db
@@ -245,6 +245,21 @@ def test_any_string_as_a_cursor_is_refused_with_400(text):
         query.decode_cursor(b"secret", text, "query-id")
     except BadRequest:
         pass
+
+
+@pytest.fixture
+def items_token(make_plugin) -> str:
+    """One plugin for every example of a property test: its queries change nothing."""
+    return make_plugin()[1]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(st.characters(exclude_categories=["Cs"])))
+def test_any_cursor_over_http_is_a_page_or_a_400_never_a_500(items_token, plugin_api, text):
+    response = plugin_api(items_token).query("items", {"cursor": text})
+    assert response.status_code in (200, 400), (text, response.get_json())
 
 
 @settings(max_examples=100, deadline=None)
