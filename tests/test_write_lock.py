@@ -6,6 +6,7 @@ Issue 12: sequential requests got ``503 database table is locked``.
 import copy
 import re
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,11 @@ def test_tenants_and_uninstall_policy_writes_meet_no_503_while_the_health_monito
         jwt = http.post(f"{core.url}/api/auth/token", json=login, timeout=10).json()
         http.headers["Authorization"] = f"Bearer {jwt['access_token']}"
         plugin_url = f"{core.url}/api/registry/plugins/test-plugin"
+        deadline = time.monotonic() + 20
+        while http.get(plugin_url, timeout=10).json()["state"] != "active":  # the monitor's write
+            assert time.monotonic() < deadline, "the health monitor never activated the plugin"
+            time.sleep(0.05)
+        before = http.get(plugin_url, timeout=10).json()["last_health"]["at"]
 
         statuses = []
         for n in range(ROUNDS):
@@ -102,10 +108,10 @@ def test_tenants_and_uninstall_policy_writes_meet_no_503_while_the_health_monito
         checks = http.get(plugin_url, timeout=10).json()
     finally:
         core.stop()
-    assert "health monitor started" in core.logs()
-    assert checks["last_health"] is not None  # the monitor did write meanwhile
+    assert checks["last_health"]["at"] != before  # the monitor did write meanwhile
     refused = [line for line in core.logs().splitlines() if "database unavailable" in line]
-    assert statuses == [200] * len(statuses), (statuses, refused[:3])
+    failed = [s for s in statuses if s != 200]
+    assert failed == [], (f"{len(failed)} of {len(statuses)} not 200", refused[:3])
 
 
 def test_no_service_opens_a_transaction_but_through_db():
