@@ -87,6 +87,9 @@ def init_app(app: Flask) -> None:
     def _protect_pages() -> None:
         # API calls authenticate with bearer tokens; pages and session-authenticated API
         # writes are checked for the CSRF token (the latter in api_user()).
+        # A method the route does not declare is 405 (with Allow) before any CSRF check.
+        if request.routing_exception is not None:
+            return
         if request.method not in SAFE_METHODS and not request.path.startswith("/api/"):
             check_csrf()
 

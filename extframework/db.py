@@ -117,6 +117,12 @@ def write_transaction() -> Iterator[None]:
     millisecond or more each. Queuing on a thread lock and an ``flock`` shared by every
     process of the instance wakes the next writer as soon as the previous one commits.
     Writers that do not use this stay correct: they fall back to the busy handler.
+
+    Every transaction that writes goes through here (tests/test_write_lock.py holds the rule):
+    it begins ``IMMEDIATE``, so it holds SQLite's write lock before its first read. A deferred
+    transaction that reads and then writes must upgrade its lock, and when another connection
+    committed in between, SQLite refuses the upgrade at once (SQLITE_BUSY_SNAPSHOT) without
+    consulting the busy handler: a 503 on a quiet server.
     """
     if database.in_transaction():  # already holds (or waits for) SQLite's lock: just nest
         with database.atomic():
@@ -127,11 +133,31 @@ def write_transaction() -> Iterator[None]:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            with database.atomic():
+            with database.atomic("IMMEDIATE"):
                 yield
         finally:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextmanager
+def read_transaction() -> Iterator[None]:
+    """One read-only snapshot (an export, an archive, a validation pass); it cannot write.
+
+    ``PRAGMA query_only`` makes a write inside it fail loudly instead of upgrading the
+    deferred transaction's lock (see ``write_transaction``). Inside another transaction it
+    just nests.
+    """
+    if database.in_transaction():
+        with database.atomic():
+            yield
+        return
+    database.execute_sql("PRAGMA query_only = 1")
+    try:
+        with database.atomic():
+            yield
+    finally:
+        database.execute_sql("PRAGMA query_only = 0")
 
 
 def _migration_1() -> None:

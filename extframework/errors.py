@@ -41,6 +41,19 @@ class Unauthorized(DomainError):
     status, title, slug = 401, "Unauthorized", "unauthorized"
 
 
+def bearer_challenge(detail: str) -> str:
+    """The ``WWW-Authenticate`` value of a 401 (RFC 6750 §3).
+
+    ``invalid_token`` when a bearer token was sent (unknown, expired, revoked, or the wrong
+    kind for this endpoint); ``invalid_request`` when none was, or the header is malformed.
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    error = "invalid_token" if scheme.lower() == "bearer" and token.strip() else "invalid_request"
+    # error_description allows printable ASCII but '"' and '\\' (RFC 6750 §3).
+    description = "".join(c for c in detail if " " <= c <= "~" and c not in '"\\')
+    return f'Bearer realm="extframework", error="{error}", error_description="{description}"'
+
+
 class Forbidden(DomainError):
     status, title, slug = 403, "Forbidden", "forbidden"
 
@@ -124,6 +137,8 @@ def register_error_handlers(app: Flask) -> None:
     def _domain(error: DomainError):
         if error.status >= 500:
             log.warning("%s %s: %s", request.method, request.path, error.detail)
+        if isinstance(error, Unauthorized) and "WWW-Authenticate" not in error.headers:
+            error.headers["WWW-Authenticate"] = bearer_challenge(error.detail)
         if wants_problem_json():
             return problem_response(
                 error.status,

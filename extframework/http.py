@@ -1,6 +1,8 @@
 """Request-body helpers shared by the API blueprints."""
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import request
 
@@ -54,3 +56,56 @@ def json_depth(value: object) -> int:
 
 def _json_name(kind: type) -> str:
     return {dict: "object", list: "array"}.get(kind, kind.__name__)
+
+
+def optional_json_object() -> dict:
+    """Parse an optional body: none at all is ``{}``; anything sent must be a JSON object."""
+    if not request.get_data(cache=True):
+        return {}
+    return json_body(expect=dict)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a request body: what it must be (said in the 400) and how to check it."""
+
+    expected: str
+    check: Callable[[object], bool]
+    required: bool = False
+
+
+def string_field(*, required: bool = False) -> Field:
+    return Field("a string", lambda value: isinstance(value, str), required)
+
+
+def body_fields(body: dict, spec: dict[str, Field]) -> dict:
+    """Check a body's fields against ``spec``; return them (absent optional ones as None).
+
+    Unknown fields are refused too: a misspelt optional field would otherwise be ignored.
+    Every problem is listed in ``errors`` as ``{"pointer", "keyword", "message"}``.
+    """
+    errors = [
+        _field_error(name, "additionalProperties", "is not a field of this request")
+        for name in body
+        if name not in spec
+    ]
+    for name, field in spec.items():
+        if name not in body:
+            if field.required:
+                errors.append(_field_error(name, "required", f"is required: {field.expected}"))
+        elif not field.check(body[name]):
+            errors.append(_field_error(name, "type", f"must be {field.expected}"))
+    if errors:
+        wanted = ", ".join(
+            f"'{name}' ({field.expected}{'' if field.required else ', optional'})"
+            for name, field in spec.items()
+        )
+        takes = f"a JSON object with {wanted}" if spec else "no body, or an empty JSON object"
+        found = "; ".join(f"{e['pointer']} {e['message']}" for e in errors)
+        raise BadRequest(f"This request takes {takes}: {found}.", errors=errors)
+    return {name: body.get(name) for name in spec}
+
+
+def _field_error(name: str, keyword: str, message: str) -> dict:
+    pointer = "/" + name.replace("~", "~0").replace("/", "~1")
+    return {"pointer": pointer, "keyword": keyword, "message": message}

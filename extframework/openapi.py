@@ -6,8 +6,11 @@ PROBLEM = {"$ref": "#/components/responses/Problem"}
 JSON = "application/json"
 
 
+UNAUTHORIZED = {"$ref": "#/components/responses/Unauthorized"}
+
+
 def _problems(*statuses: int) -> dict:
-    return {str(status): PROBLEM for status in statuses}
+    return {str(status): UNAUTHORIZED if status == 401 else PROBLEM for status in statuses}
 
 
 def _json(schema: dict, description: str) -> dict:
@@ -758,7 +761,19 @@ def openapi_document() -> dict:
                 "Problem": {
                     "description": "An error, as RFC 9457 problem details.",
                     "content": {"application/problem+json": {"schema": _ref("Problem")}},
-                }
+                },
+                "Unauthorized": {
+                    "description": "No credentials, or refused ones (RFC 6750).",
+                    "headers": {
+                        "WWW-Authenticate": {
+                            "description": 'Bearer realm="extframework", error="invalid_request"'
+                            ' or error="invalid_token", error_description="..."',
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^Bearer "},
+                        }
+                    },
+                    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                },
             },
             "securitySchemes": {
                 "userJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},

@@ -86,7 +86,7 @@ def test_me_accepts_the_session(client, admin, login):
 def test_bad_token_requests_get_problem_json(client, admin, kwargs, status):
     body = assert_problem(client.post("/api/auth/token", **kwargs), status)
     if status == 400 and "json" in kwargs and isinstance(kwargs["json"], dict):
-        assert body["errors"][0]["field"] == "password"
+        assert body["errors"][0]["pointer"] == "/password"
 
 
 def test_oversized_body_gets_413(app, client, admin):

@@ -223,7 +223,7 @@ def test_the_uninstall_policy_is_validated_set_by_operators_and_shown(
     for policy in ("delete", None, ["purge"]):
         bad = set_policy(client, "default", policy)
         assert bad.status_code == 400 and bad.mimetype == PROBLEM
-        assert bad.get_json()["errors"][0]["path"] == "$.policy"
+        assert bad.get_json()["errors"][0]["pointer"] == "/policy"
     assert set_policy(client, "nowhere", "purge").status_code == 404
     with app.app_context(), database.connection_context():
         assert Installation.select().count() == 0

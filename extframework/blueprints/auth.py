@@ -26,8 +26,8 @@ from extframework.authn import (
     require_operator_page,
 )
 from extframework.config import JWKS_MAX_AGE_S
-from extframework.errors import BadRequest, DomainError
-from extframework.http import json_body
+from extframework.errors import DomainError
+from extframework.http import body_fields, json_body, string_field
 from extframework.models import ROLES
 from extframework.services import accounts, sessions, tokens, urls
 
@@ -135,15 +135,12 @@ def jwks():
     return response
 
 
+CREDENTIALS = {"email": string_field(required=True), "password": string_field(required=True)}
+
+
 @bp.post("/api/auth/token")
 def issue_token():
-    body = json_body()
-    missing = [f for f in ("email", "password") if not isinstance(body.get(f), str)]
-    if missing:
-        raise BadRequest(
-            "Send a JSON object with string fields 'email' and 'password'.",
-            errors=[{"field": f, "message": "required string"} for f in missing],
-        )
+    body = body_fields(json_body(), CREDENTIALS)
     user = _authenticate(body["email"], body["password"], "token")
     ttl = int(current_app.config["USER_JWT_TTL_S"])
     token = tokens.mint_user_jwt(

@@ -21,8 +21,14 @@ from extframework.authn import (
     require_plugin,
 )
 from extframework.errors import BadRequest, DomainError, Forbidden, NotFound
-from extframework.http import json_body
-from extframework.models import Plugin, Tenant, iso_utc
+from extframework.http import (
+    Field,
+    body_fields,
+    json_body,
+    optional_json_object,
+    string_field,
+)
+from extframework.models import UNINSTALL_POLICIES, Plugin, Tenant, iso_utc
 from extframework.openapi import openapi_document
 from extframework.services import (
     archives,
@@ -44,6 +50,29 @@ from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
 bp = Blueprint("registry", __name__)
 
 NO_STORE = {"Cache-Control": "no-store"}
+
+# The bodies of the operator's verbs (docs/registry.md): each is optional but these fields.
+REASON = {"reason": string_field()}
+STATE_CHANGE = {
+    "reason": string_field(),
+    "confirm": Field("a string or null", lambda value: value is None or isinstance(value, str)),
+}
+TENANTS = {
+    "tenants": Field(
+        "null (every tenant) or a list of tenant slugs",
+        lambda value: (
+            value is None or (isinstance(value, list) and all(isinstance(s, str) for s in value))
+        ),
+        required=True,
+    )
+}
+POLICY = {
+    "policy": Field(
+        f"one of {', '.join(UNINSTALL_POLICIES)}",
+        lambda value: value in UNINSTALL_POLICIES,
+        required=True,
+    )
+}
 
 
 def plugin_actor(plugin: Plugin) -> str:
@@ -162,10 +191,7 @@ def list_pending_updates():
 @bp.post("/api/registry/pending-updates/<int:pending_id>/<any(approve, reject):verb>")
 @require_api_operator
 def decide_pending_update(pending_id: int, verb: str):
-    body = request.get_json(silent=True) if request.content_length else None
-    reason = (body if isinstance(body, dict) else {}).get("reason", "")
-    if not isinstance(reason, str):
-        raise BadRequest("'reason' must be a string.")
+    reason = body_fields(optional_json_object(), REASON)["reason"] or ""
     if verb == "reject":
         rejected = plugin_admin.reject_update(
             pending_id, actor=api_user().actor, reason=reason[:200]
@@ -180,11 +206,8 @@ def decide_pending_update(pending_id: int, verb: str):
 @bp.post("/api/registry/plugins/<plugin_id>/<any(disable, enable, deregister):verb>")
 @require_api_operator
 def change_state(plugin_id: str, verb: str):
-    body = request.get_json(silent=True) if request.content_length else None
-    body = body if isinstance(body, dict) else {}
-    reason, confirm = body.get("reason", ""), body.get("confirm")
-    if not isinstance(reason, str) or not isinstance(confirm, str | None):
-        raise BadRequest("'reason' and 'confirm' must be strings.")
+    fields = body_fields(optional_json_object(), STATE_CHANGE)
+    reason, confirm = fields["reason"] or "", fields["confirm"]
     plugin = catalog.get_plugin(plugin_id)
     outcome = plugin_admin.change_state(
         plugin,
@@ -250,15 +273,7 @@ def _revoke_now_field() -> bool:
 @bp.put("/api/registry/plugins/<plugin_id>/tenants")
 @require_api_operator
 def set_tenants(plugin_id: str):
-    body = json_body()
-    slugs = body.get("tenants")
-    if slugs is not None and not (
-        isinstance(slugs, list) and all(isinstance(s, str) for s in slugs)
-    ):
-        raise BadRequest(
-            "Send {'tenants': null} for every tenant or {'tenants': ['slug', ...]}.",
-            errors=[{"path": "$.tenants", "message": "null or a list of tenant slugs"}],
-        )
+    slugs = body_fields(json_body(), TENANTS)["tenants"]
     plugin = catalog.get_plugin(plugin_id)
     plugin_admin.set_tenants(plugin, slugs, actor=api_user().actor)
     return jsonify(catalog.plugin_summary(plugin))
@@ -273,6 +288,7 @@ def migration_status(plugin_id: str):
 @bp.post("/api/registry/plugins/<plugin_id>/migration/retry")
 @require_api_operator
 def retry_migration(plugin_id: str):
+    body_fields(optional_json_object(), {})
     plugin = catalog.get_plugin(plugin_id)
     migrations.retry(plugin, actor=api_user().actor, app=current_app._get_current_object())
     location = url_for("registry.migration_status", plugin_id=plugin_id)
@@ -302,9 +318,9 @@ def version_diff(plugin_id: str):
 @bp.put("/api/registry/plugins/<plugin_id>/tenants/<tenant>/uninstall-policy")
 @require_api_operator
 def set_uninstall_policy(plugin_id: str, tenant: str):
-    body = json_body()
+    policy = body_fields(json_body(), POLICY)["policy"]
     plugin = catalog.get_plugin(plugin_id)
-    uninstall.set_policy(plugin, tenant, body.get("policy"), actor=api_user().actor)
+    uninstall.set_policy(plugin, tenant, policy, actor=api_user().actor)
     return jsonify({"plugin_id": plugin_id, "uninstall_policies": uninstall.policies(plugin)})
 
 

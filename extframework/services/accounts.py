@@ -65,7 +65,7 @@ def create_tenant(slug: str, name: str | None = None, *, actor: str = SYSTEM_ACT
             errors=[{"field": "name", "message": f"at most {MAX_NAME_LENGTH} characters"}],
         )
     try:
-        with database.atomic():
+        with write_transaction():
             tenant = Tenant.create(slug=slug, name=name or slug)
             AuditEvent.create(
                 actor=actor,
@@ -123,7 +123,7 @@ def create_user(
         raise Invalid("The user cannot be created.", errors=errors)
     tenant_row = get_tenant(tenant)
     try:
-        with database.atomic():
+        with write_transaction():
             user = User.create(
                 email=email,
                 name=name,
@@ -165,7 +165,7 @@ def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: st
             f"Unknown role {role!r}.",
             errors=[{"field": "role", "message": f"one of {', '.join(ROLES)}"}],
         )
-    with database.atomic():
+    with write_transaction():
         user = get_user(user_id)
         operator = user.is_operator if operator is None else operator
         if user.is_operator and not operator and actor == user_actor(user.email):
@@ -185,7 +185,7 @@ def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: st
 
 def set_active(user_id: int, active: bool, *, actor: str) -> User:
     """Deactivate or reactivate a user; deactivation ends their sessions and user JWTs for good."""
-    with database.atomic():
+    with write_transaction():
         user = get_user(user_id)
         if not active and actor == user_actor(user.email):
             raise Conflict("You cannot deactivate your own account; ask another operator.")

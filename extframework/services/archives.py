@@ -18,7 +18,7 @@ from pathlib import Path
 from peewee import IntegrityError
 
 from extframework.config import ensure_private_dir
-from extframework.db import database
+from extframework.db import database, read_transaction, write_transaction
 from extframework.errors import BadRequest, Conflict, NotFound
 from extframework.models import Archive, AuditEvent, Plugin, iso_utc, utcnow
 
@@ -78,7 +78,7 @@ def write_archive(plugin: Plugin, tenant: str, root: Path) -> dict:
     stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
     path = directory / f"{tenant}-{stamp}{ARCHIVE_SUFFIX}"
     partial = path.with_name(path.name + ".partial")
-    with database.atomic():  # one snapshot: the header's count matches the lines
+    with read_transaction():  # one snapshot: the header's count matches the lines
         count = database.execute_sql(
             "SELECT count(*) FROM document WHERE plugin_id = ? AND tenant = ?",
             [plugin.plugin_id, tenant],
@@ -191,7 +191,7 @@ def restore(reference: str, *, actor: str, root: Path) -> dict:
         )
     header, rows = _read_archive(path)
     try:
-        with database.atomic("IMMEDIATE"):
+        with write_transaction():
             for collection, doc_id, version, created_at, updated_at, data in rows:
                 database.execute_sql(
                     "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, "

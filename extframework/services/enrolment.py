@@ -8,7 +8,7 @@ import logging
 import re
 from datetime import datetime, timedelta
 
-from extframework.db import database
+from extframework.db import write_transaction
 from extframework.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from extframework.models import Archive, AuditEvent, EnrolmentKey, Plugin, iso_utc, utcnow
 from extframework.services import uninstall
@@ -62,7 +62,7 @@ def create_key(
             errors=[{"path": "plugin_id", "message": "lowercase words joined by hyphens"}],
         )
     secret = new_secret(ENROLMENT_KEY_PREFIX)
-    with database.atomic():
+    with write_transaction():
         key = EnrolmentKey.create(
             key_hash=hash_secret(secret),
             label=label.strip()[:MAX_LABEL],
@@ -92,7 +92,7 @@ def list_keys() -> list[EnrolmentKey]:
 
 def revoke_key(key_id: int, *, actor: str) -> EnrolmentKey:
     """Stop a key from enrolling anything more; plugins it enrolled are unaffected."""
-    with database.atomic():
+    with write_transaction():
         key = EnrolmentKey.get_or_none(EnrolmentKey.id == key_id)
         if key is None:
             raise NotFound(f"No enrolment key {key_id}.")

@@ -4,7 +4,7 @@ import json
 import logging
 from collections.abc import Iterator
 
-from extframework.db import database
+from extframework.db import database, read_transaction
 from extframework.errors import NotFound
 from extframework.models import AuditEvent, Plugin
 from extframework.services.storage import render
@@ -29,7 +29,7 @@ def export_plugin(plugin_id: str, *, actor: str) -> Iterator[str]:
 
 
 def _lines(plugin_id: str) -> Iterator[str]:
-    with database.atomic():  # one read snapshot, so the export is consistent
+    with read_transaction():  # one read snapshot, so the export is consistent
         cursor = database.execute_sql(
             "SELECT tenant, collection, doc_id, version, created_at, updated_at, data "
             "FROM document WHERE plugin_id = ? ORDER BY tenant, collection, pk",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from extframework.db import database
+from extframework.db import database, write_transaction
 from extframework.models import HealthCheck, Lease, Plugin, utcnow
 from extframework.services import lifecycle, plugin_http
 
@@ -173,7 +173,7 @@ def sweep_bound(count: int, timeout_s: float) -> float:
 
 def apply_result(plugin: Plugin, result: HealthResult, *, failures: int, history: int) -> None:
     """Record one probe and move the plugin as SPEC §6 says; an admin's disable outranks it."""
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         fresh = Plugin.get_or_none(Plugin.id == plugin.id)
         if fresh is None:
             return
@@ -235,7 +235,7 @@ def recent_checks(plugin: Plugin, limit: int = 100) -> list[HealthCheck]:
 def acquire_lease(name: str, holder: str, ttl_s: float, *, now: float | None = None) -> bool:
     """Take the named lease if it has expired (compare-and-set); True if this holder has it now."""
     now = time.time() if now is None else now
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         Lease.insert(name=name, holder="", expires_at=0.0).on_conflict_ignore().execute()
         taken = (
             Lease.update(holder=holder, expires_at=now + ttl_s)
@@ -247,7 +247,7 @@ def acquire_lease(name: str, holder: str, ttl_s: float, *, now: float | None = N
 
 def hold_lease_until(name: str, holder: str, until: float) -> bool:
     """Move the expiry of a lease this holder still has; False if another holder took it."""
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         return (
             Lease.update(expires_at=until)
             .where((Lease.name == name) & (Lease.holder == holder))

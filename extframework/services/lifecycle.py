@@ -2,7 +2,7 @@
 
 import logging
 
-from extframework.db import database
+from extframework.db import write_transaction
 from extframework.errors import Conflict
 from extframework.models import AuditEvent, Plugin, Transition, iso_utc, utcnow
 from extframework.services import plugin_tokens
@@ -42,7 +42,7 @@ def transition(plugin: Plugin, to_state: str, *, cause: str, actor: str) -> Tran
     The state is re-read inside the transaction, so two racing callers cannot both move the
     plugin out of the same state. ``plugin`` is updated in place.
     """
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         current = check_allowed(plugin, to_state, actor=actor)
         changes: dict = {"state": to_state, "updated_at": utcnow()}
         if to_state == "deregistered":

@@ -10,7 +10,7 @@ import json
 import logging
 from datetime import timedelta
 
-from extframework.db import database
+from extframework.db import database, read_transaction, write_transaction
 from extframework.models import AuditEvent, Collection, MigrationRun, Plugin, utcnow
 from extframework.services import indexes, lifecycle, storage
 
@@ -53,7 +53,7 @@ def check_and_finish(run: MigrationRun) -> MigrationRun:
                 f"{run.to_version}",
                 report,
             )
-        with database.atomic("IMMEDIATE"):
+        with write_transaction():
             if not _still_ours(run):
                 log.warning("migration %d: attempt %d was superseded", run.id, run.attempts)
                 return MigrationRun.get_by_id(run.id)
@@ -89,7 +89,7 @@ def check_documents(
     errors), how many are invalid, and the snapshot's fingerprint.
     """
     checked, invalid_count, invalid = 0, 0, []
-    with database.atomic():
+    with read_transaction():
         seen = _fingerprint(plugin_id)
         cursor = database.execute_sql(
             "SELECT tenant, collection, doc_id, data FROM document WHERE plugin_id = ? "
@@ -139,9 +139,11 @@ def _record_new_version(plugin: Plugin, run: MigrationRun) -> None:
 
     manifest = run.manifest
     names = {entry["collection"] for entry in manifest["data_schemas"]}
-    for row in Collection.select().where(
+    # Materialised first: DROP INDEX under an open SELECT is SQLITE_LOCKED (docs/registry.md).
+    dropped = Collection.select().where(
         (Collection.plugin == plugin) & Collection.name.not_in(names)
-    ):
+    )
+    for row in list(dropped):
         indexes.drop_indexes(plugin.plugin_id, row.name, row.indexes)
         row.delete_instance()
     registry.record_manifest(plugin, manifest)
@@ -162,7 +164,7 @@ def _still_ours(run: MigrationRun) -> bool:
 
 def fail(run: MigrationRun, stage: str, error: str, report: dict) -> MigrationRun:
     """Record that this attempt failed at ``stage`` (unless a retry took over the run)."""
-    with database.atomic():
+    with write_transaction():
         if not _still_ours(run):
             log.warning("migration %d: attempt %d was superseded", run.id, run.attempts)
             return MigrationRun.get_by_id(run.id)

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from flask import Flask
 
-from extframework.db import database
+from extframework.db import database, write_transaction
 from extframework.errors import Conflict, NotFound
 from extframework.models import (
     AuditEvent,
@@ -89,7 +89,7 @@ def begin(
     plaintext credential of its first attempt (launch() it after this commits)."""
     credential = new_secret(MIGRATION_TOKEN_PREFIX)
     attempt = _attempt(credential, handler_timeout(manifest, config))
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         lifecycle.transition(
             plugin,
             "migrating",
@@ -211,7 +211,7 @@ def wait_for_attempts(timeout_s: float) -> bool:
 def retry(plugin: Plugin, *, actor: str, app: Flask, background: bool = True) -> MigrationRun:
     """Start another attempt of a migrating plugin's migration; in the foreground if asked."""
     credential = new_secret(MIGRATION_TOKEN_PREFIX)
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         state = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
         if state != "migrating":
             raise Conflict(

@@ -9,7 +9,7 @@ approves it (``plugin_admin.approve_update``) or rejects it. See docs/registry.m
 import logging
 from urllib.parse import urlsplit
 
-from extframework.db import database
+from extframework.db import write_transaction
 from extframework.errors import NotFound
 from extframework.models import AuditEvent, PendingUpdate, Plugin, iso_utc
 
@@ -42,7 +42,7 @@ def store(
     The same manifest sent again keeps the existing row (and its id), so a plugin that
     re-sends its manifest on every start does not reset an operator's review.
     """
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         current = PendingUpdate.get_or_none(PendingUpdate.plugin == plugin)
         if current is not None and current.manifest == manifest:
             return current
@@ -105,7 +105,7 @@ def claim(row: PendingUpdate) -> None:
 
 def reject(row: PendingUpdate, *, actor: str, reason: str = "") -> dict:
     """Discard a pending update on an operator's word; the plugin stays where it is."""
-    with database.atomic():
+    with write_transaction():
         claim(row)
         AuditEvent.create(
             actor=actor,
@@ -119,7 +119,7 @@ def reject(row: PendingUpdate, *, actor: str, reason: str = "") -> dict:
 
 def discard(plugin: Plugin, *, actor: str, cause: str) -> None:
     """Drop the plugin's pending update, if any, because the plugin left (deregistration)."""
-    with database.atomic():
+    with write_transaction():
         row = for_plugin(plugin)
         if row is None:
             return

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from extframework.db import database
+from extframework.db import write_transaction
 from extframework.errors import BadRequest, Conflict, NotFound
 from extframework.models import AuditEvent, Installation, Plugin, Tenant, iso_utc, utcnow
 from extframework.services import lifecycle, pending_updates, plugin_tokens, registry, uninstall
@@ -66,7 +66,7 @@ def rotate_token(
             f"Plugin {plugin.plugin_id!r} is deregistered; it has no token to rotate.",
             state=plugin.state,
         )
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         token, old_expires = plugin_tokens.rotate(
             plugin, actor=actor, grace_s=grace_s, revoke_now=revoke_now
         )
@@ -90,7 +90,7 @@ def rotate_token(
 
 def set_tenants(plugin: Plugin, slugs: list[str] | None, *, actor: str) -> None:
     """Make a plugin available to every tenant (None) or only to the listed ones."""
-    with database.atomic():
+    with write_transaction():
         if slugs is None:
             plugin.restricted = False
         else:

@@ -62,7 +62,7 @@ def rotate(
     Returns the new token and when the token it replaced stops working (None: at once). A
     token already in its grace keeps its own expiry; dead tokens are forgotten here.
     """
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         now = utcnow()
         PluginToken.delete().where(
             (PluginToken.plugin == plugin)

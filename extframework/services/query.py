@@ -6,6 +6,7 @@ number 3. Pages are keyset pages: the cursor carries the last row's sort values 
 """
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -444,14 +445,21 @@ def encode_cursor(secret_key: bytes, query_id: str, sort_values: list, pk: int) 
 
 def decode_cursor(secret_key: bytes, token: str, query_id: str) -> dict:
     """Return the cursor's position, or raise 400 if it is forged, edited or for another query."""
+    invalid = BadRequest(
+        "The cursor is not valid: pass next_cursor exactly as a previous page returned it.",
+        parameter="cursor",
+    )
     body, _, signature = token.partition(".")
-    if not signature or not hmac.compare_digest(signature, _signature(secret_key, body)):
-        raise BadRequest(
-            "The cursor is not valid: pass next_cursor exactly as a previous page returned it.",
-            parameter="cursor",
-        )
-    payload = json.loads(_unb64(body))
-    if payload.get("q") != query_id:
+    # compare_digest takes only ASCII strings; a cursor is URL-safe base64 and one dot.
+    if not token.isascii() or not signature:
+        raise invalid
+    if not hmac.compare_digest(signature, _signature(secret_key, body)):
+        raise invalid
+    try:
+        payload = json.loads(_unb64(body))
+    except (ValueError, binascii.Error):  # signed by us, so only a changed format gets here
+        raise invalid from None
+    if not isinstance(payload, dict) or payload.get("q") != query_id:
         raise BadRequest(
             "The cursor belongs to a different query: repeat the same filters, sort and "
             "X-Tenant-ID as the page that returned it.",

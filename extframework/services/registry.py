@@ -14,7 +14,7 @@ import semver
 from flask import Flask
 from peewee import IntegrityError
 
-from extframework.db import database
+from extframework.db import database, write_transaction
 from extframework.errors import BadGateway, BadRequest, Conflict
 from extframework.models import (
     ROLES,
@@ -87,7 +87,7 @@ def register(
     if previous is not None:
         return _register_again(previous, manifest, token, actor, enrolment_key), token
     try:
-        with database.atomic():
+        with write_transaction():
             if enrolment_key is not None:
                 enrolment.spend_key(enrolment_key)
             plugin = Plugin.create(
@@ -160,7 +160,7 @@ def _register_again(
     enrolment_key: EnrolmentKey | None,
 ) -> Plugin:
     """Reuse a deregistered plugin's row: its history, tenants, policies and data stay."""
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         # Checked again here: an archive may have been restored since the first check.
         enrolment.check_may_reattach(enrolment_key, plugin)
         if enrolment_key is not None:
@@ -186,7 +186,9 @@ def _register_again(
         plugin_tokens.store(plugin, token, actor=actor, now=now)
         record_manifest(plugin, manifest)
         wanted = {entry["collection"]: entry for entry in manifest["data_schemas"]}
-        for row in Collection.select().where(Collection.plugin == plugin):
+        # Materialised first: DROP INDEX while a SELECT is still stepping on the same
+        # connection fails with SQLITE_LOCKED ("database table is locked").
+        for row in list(Collection.select().where(Collection.plugin == plugin)):
             indexes.drop_indexes(plugin.plugin_id, row.name, row.indexes)
             row.delete_instance()
         for entry in wanted.values():
@@ -353,7 +355,7 @@ def apply_update(
             before=take_pending,
         )
     old_version, new_version = plugin.version, manifest["version"]
-    with database.atomic():
+    with write_transaction():
         take_pending()
         _apply_compatible(plugin, plugin.manifest, manifest)
         AuditEvent.create(
@@ -397,7 +399,7 @@ def begin_migration(
             diff=diff,
         )
     old_version = plugin.version
-    with database.atomic("IMMEDIATE"):
+    with write_transaction():
         if before is not None:
             before()
         run, credential = migrations.begin(

@@ -368,6 +368,9 @@ def patch_document(ns: Namespace, doc_id: str, patch: object, *, if_match: str |
         merged = merge_patch(doc.data, patch)
         validate(ns, merged)
         text = _dump(merged)
+        if _same_json(merged, doc.data):
+            # Nothing changes, so nothing is written: the version, updated_at and ETag stay.
+            return render(doc_id, doc.version, doc.created_at, doc.updated_at, doc.data)
         now = utcnow()
         changed = _write(
             Document.update(data=fn.json(text), version=Document.version + 1, updated_at=now).where(
@@ -385,6 +388,11 @@ def patch_document(ns: Namespace, doc_id: str, patch: object, *, if_match: str |
         f"Document {doc_id!r} changed {MAX_PATCH_ATTEMPTS} times while this update was applied; "
         "retry."
     )
+
+
+def _same_json(a: object, b: object) -> bool:
+    """Compare as JSON text, not as Python values: in Python 1 == 1.0 == True."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _gone(ns: Namespace, doc_id: str) -> PreconditionFailed:

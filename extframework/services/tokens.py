@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from extframework.config import ensure_private_dir, write_private_file
-from extframework.db import database
+from extframework.db import write_transaction
 from extframework.errors import Invalid, Unauthorized
 from extframework.models import AuditEvent
 
@@ -295,7 +295,7 @@ def iso_utc(t: float | None) -> str:
 def rotate_signing_key(store: KeyStore, *, delay_s: float, now: bool, actor: str) -> Rotation:
     """Rotate the signing key and audit it (SPEC §4: publish first, sign after ``delay_s``)."""
     rotation = store.rotate(delay_s=delay_s, now=now)
-    with database.atomic():
+    with write_transaction():
         AuditEvent.create(
             actor=actor,
             action="keys.rotate_now" if now else "keys.rotate",

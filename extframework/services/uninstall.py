@@ -8,7 +8,7 @@ confirms. See docs/migrations.md.
 import logging
 from pathlib import Path
 
-from extframework.db import database
+from extframework.db import database, write_transaction
 from extframework.errors import BadRequest, Conflict, NotFound
 from extframework.models import (
     UNINSTALL_POLICIES,
@@ -90,7 +90,8 @@ def set_policy(plugin: Plugin, tenant_slug: str, policy: object, *, actor: str) 
     tenant = Tenant.get_or_none(Tenant.slug == tenant_slug)
     if tenant is None:
         raise NotFound(f"No tenant {tenant_slug!r}.")
-    with database.atomic():
+    with write_transaction():
+        _check_still_decidable(plugin, tenant_slug)
         installation = Installation.get_or_none(
             (Installation.plugin == plugin) & (Installation.tenant == tenant)
         )
@@ -124,6 +125,36 @@ def set_policy(plugin: Plugin, tenant_slug: str, policy: object, *, actor: str) 
     return {"tenant": tenant_slug, "policy": policy}
 
 
+def _check_still_decidable(plugin: Plugin, tenant_slug: str) -> None:
+    """Refuse a policy for data a deregistration already decided (docs/registry.md).
+
+    Once the plugin is deregistered, a tenant whose data was archived or purged (or that held
+    none) has nothing left for a policy to decide: 409. Retained data's policy may change;
+    it is what the next deregistration applies if the plugin_id is registered again.
+    """
+    state = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
+    if state != "deregistered" or _holds_documents(plugin.plugin_id, tenant_slug):
+        return
+    archived = (
+        Archive.select()
+        .where((Archive.plugin_id == plugin.plugin_id) & (Archive.tenant == tenant_slug))
+        .order_by(Archive.id.desc())
+        .first()
+    )
+    decided = (
+        f"its data there was archived to {archived.path}"
+        if archived is not None
+        else "it holds no data there (purged, or there was none)"
+    )
+    raise Conflict(
+        f"Plugin {plugin.plugin_id!r} is deregistered and {decided}: there is nothing left for "
+        f"an uninstall policy in tenant {tenant_slug!r} to decide. Register the plugin_id again "
+        "to choose a policy for its new data.",
+        tenant=tenant_slug,
+        state=state,
+    )
+
+
 # --- deregistration -------------------------------------------------------------------------
 
 
@@ -151,7 +182,7 @@ def deregister(
         for tenant, entry in sorted(by_tenant.items()):
             if entry["policy"] == "archive":
                 written.append(archives.write_archive(plugin, tenant, archive_root))
-        with database.atomic("IMMEDIATE"):
+        with write_transaction():
             outcome = {
                 t: {"policy": e["policy"], "documents": e["documents"]}
                 for t, e in by_tenant.items()
