@@ -300,7 +300,7 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         collections=catalog.collections(plugin),
         checks=health.recent_checks(plugin, int(current_app.config["HEALTH_HISTORY"])),
         all_tenants=list(Tenant.select().order_by(Tenant.slug)),
-        storage=lifecycle.STORAGE,
+        rules=lifecycle.rules(plugin.state),
         policies=uninstall.policies(plugin),
         policy_names=uninstall.UNINSTALL_POLICIES,
         migration=migrations.status(plugin),

@@ -213,7 +213,7 @@ def retry(plugin: Plugin, *, actor: str, app: Flask, background: bool = True) ->
     credential = new_secret(MIGRATION_TOKEN_PREFIX)
     with database.atomic("IMMEDIATE"):
         state = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
-        if state != "migrating":
+        if state is None or "retry" not in lifecycle.rules(state).verbs:
             raise Conflict(
                 f"Plugin {plugin.plugin_id!r} is {state}; only a migrating plugin has a "
                 "migration to retry.",
