@@ -78,7 +78,7 @@ def test_buttons_drive_the_lifecycle_and_refusals_are_flashed(app, client, make_
     assert done.status_code == 200
     assert "Test Plugin is now disabled." in done.get_data(as_text=True)
     refused = client.post("/console/plugins/test-plugin/disable", follow_redirects=True)
-    assert "Allowed actions while disabled: enable, deregister." in refused.get_data(as_text=True)
+    assert "operator actions: enable, deregister." in refused.get_data(as_text=True)
     client.post("/console/plugins/test-plugin/deregister")
     with app.app_context(), database.connection_context():
         plugin = Plugin.get(Plugin.plugin_id == "test-plugin")

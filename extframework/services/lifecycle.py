@@ -161,20 +161,22 @@ def check_allowed(plugin: Plugin, to_state: str, *, actor: str, verb: str | None
         log.info(
             "operator action refused: %s %s while %s by %s", verb, plugin.plugin_id, current, actor
         )
+        allowed = allowed_from(current)
         raise Conflict(
             f"Plugin {plugin.plugin_id!r} is {current}; an operator cannot {verb} it. "
             + (
-                f"Allowed actions while {current}: {', '.join(verbs)}."
-                if verbs
-                else f"No operator action applies while {current}."
+                f"Allowed from {current}: {', '.join(allowed)}"
+                if allowed
+                else f"No transition leaves {current}"
             )
+            + f"; operator actions: {', '.join(verbs) or 'none'}."
             + (
                 " A migrating plugin becomes active only when its migration succeeds."
                 if current == "migrating"
                 else ""
             ),
             state=current,
-            allowed=allowed_from(current),
+            allowed=allowed,
             allowed_actions=verbs,
         )
     if to_state not in ALLOWED.get(current, set()):
