@@ -99,7 +99,7 @@ def test_users_page_lists_accounts_without_passwords(app, client, operator, make
 def test_creating_a_user_stores_it_and_audits_who_did_it(app, client, operator):
     form = new_user_form(email="Ann@Example.com", role="admin", tenant="default", operator="on")
     response = client.post("/console/users", data=form)
-    assert response.status_code == 302 and response.headers["Location"].endswith("/console/users")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/console/users")
     page = text(client.get("/console/users"))
     assert "Created user ann@example.com." in page
     with app.app_context(), database.connection_context():
@@ -156,10 +156,10 @@ def test_changing_a_role_and_operator_flag_is_audited(app, client, operator, mak
     response = client.post(
         f"/console/users/{bob.id}/role", data={"role": "admin", "operator": "on"}
     )
-    assert response.status_code == 302
+    assert response.status_code == 303
     assert "bob@example.com is now admin, operator." in text(client.get("/console/users"))
     same = client.post(f"/console/users/{bob.id}/role", data={"role": "admin", "operator": "on"})
-    assert same.status_code == 302
+    assert same.status_code == 303
     with app.app_context(), database.connection_context():
         bob = User.get_by_id(bob.id)
         assert (bob.role, bob.is_operator) == ("admin", True)
@@ -197,7 +197,7 @@ def test_an_operator_cannot_lock_themselves_out(app, client, operator):
     own_role = client.post(
         f"/console/users/{operator.id}/role", data={"role": "member", "operator": "on"}
     )
-    assert own_role.status_code == 302
+    assert own_role.status_code == 303
 
 
 def test_deactivating_ends_a_session_and_reactivating_restores_login(
@@ -213,7 +213,7 @@ def test_deactivating_ends_a_session_and_reactivating_restores_login(
     )
     assert second.get("/console/users").status_code == 200
 
-    assert client.post(f"/console/users/{other_ops.id}/deactivate").status_code == 302
+    assert client.post(f"/console/users/{other_ops.id}/deactivate").status_code == 303
     assert "second@example.com is deactivated." in text(client.get("/console/users"))
     locked_out = second.get("/console/users")
     assert locked_out.status_code == 302 and "/login" in locked_out.headers["Location"]
@@ -223,7 +223,7 @@ def test_deactivating_ends_a_session_and_reactivating_restores_login(
     row = re.search(r'<tr data-user="second@example.com">(.*?)</tr>', page, re.S).group(1)
     assert f"/console/users/{other_ops.id}/reactivate" in row
 
-    assert client.post(f"/console/users/{other_ops.id}/reactivate").status_code == 302
+    assert client.post(f"/console/users/{other_ops.id}/reactivate").status_code == 303
     assert (
         second.post(
             "/login", data={"email": "second@example.com", "password": PASSWORD}
@@ -242,7 +242,7 @@ def test_tenants_page_counts_users_and_creates_tenants(app, client, operator, ma
     make_user("a@example.com", tenant="acme")
     make_user("b@example.com", tenant="acme")
     response = client.post("/console/tenants", data={"slug": "east-coast", "name": "East Coast"})
-    assert response.status_code == 302 and response.headers["Location"].endswith("/console/tenants")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/console/tenants")
     page = text(client.get("/console/tenants"))
     assert "Created tenant east-coast." in page
     counts = dict(
@@ -376,7 +376,7 @@ def test_a_form_post_without_the_csrf_token_is_refused(app, client, operator):
     form_page = client.get("/console/users").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', form_page).group(1)
     accepted = client.post("/console/users", data={**new_user_form(), "csrf_token": token})
-    assert accepted.status_code == 302
+    assert accepted.status_code == 303
     with app.app_context(), database.connection_context():
         assert User.select().count() == 2
 

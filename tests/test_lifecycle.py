@@ -11,6 +11,7 @@ from extframework.services import lifecycle
 
 SPEC_TRANSITIONS = {
     ("registered", "active"),
+    ("registered", "deregistered"),
     ("active", "degraded"),
     ("degraded", "active"),
     ("active", "disabled"),

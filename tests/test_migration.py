@@ -225,7 +225,7 @@ def test_a_document_left_invalid_is_reported_and_keeps_the_plugin_migrating(
 
     process.set_mode("succeed")
     retried = client.post("/console/plugins/test-plugin/migration/retry")
-    assert retried.status_code == 302
+    assert retried.status_code == 303
     assert finished(client)["state"] == "active"
     page = client.get("/console/plugins/test-plugin").get_data(as_text=True)
     assert 'data-testid="migration-retry"' not in page and "succeeded" in page

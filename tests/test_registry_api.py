@@ -101,7 +101,7 @@ def test_a_plugin_token_reads_its_own_record(client, enrolment_key, healthy_plug
     assert record["state"] == "registered" and record["version"] == "1.0.0"
     assert record["last_health"] is None
     assert [h["to"] for h in record["state_history"]] == ["registered"]
-    assert record["allowed_transitions"] == ["active"]
+    assert record["allowed_transitions"] == ["active", "deregistered"]
     listed = client.get("/api/registry/plugins", headers=bearer(token)).get_json()["plugins"]
     assert [p["plugin_id"] for p in listed] == ["test-plugin"]
 
@@ -308,7 +308,7 @@ def test_operator_disables_enables_and_deregisters(app, client, make_plugin, ope
     [
         ("active", "enable", ["degraded", "disabled", "migrating"]),
         ("active", "deregister", ["degraded", "disabled", "migrating"]),
-        ("registered", "disable", ["active"]),
+        ("registered", "disable", ["active", "deregistered"]),
         ("disabled", "disable", ["active", "deregistered"]),
         ("deregistered", "enable", []),
         ("migrating", "disable", ["active"]),

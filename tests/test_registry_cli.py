@@ -71,7 +71,7 @@ def test_plugin_lifecycle_from_the_command_line(instance, tmp_path, healthy_plug
 
     refused = flask_cli(instance, "plugins", "disable", "test-plugin")
     assert refused.returncode != 0
-    assert "is registered; it cannot become disabled" in refused.stderr
+    assert "is registered; an operator cannot disable it" in refused.stderr
     assert "Allowed from registered: active" in refused.stderr
 
     # The first health check would make it active; do it the way the monitor records it.

@@ -406,7 +406,7 @@ def test_console_shows_a_pending_update_and_approves_it(
     assert "pending update" in client.get("/console/plugins").get_data(as_text=True)
 
     done = client.post(f"/console/plugins/test-plugin/pending-updates/{pending_id}/approve")
-    assert done.status_code == 302
+    assert done.status_code == 303
     assert record(app).base_url == healthy_plugin_server.url
     page = client.get(done.headers["Location"]).get_data(as_text=True)
     assert 'data-testid="pending-update"' not in page and "1.1.0" in page
@@ -414,7 +414,9 @@ def test_console_shows_a_pending_update_and_approves_it(
 
 def test_console_creates_a_scoped_enrolment_key_and_lists_its_plugin(app, client, operator):
     created = client.post(
-        "/console/enrolment-keys", data={"label": "for billing", "plugin_id": "acme-billing"}
+        "/console/enrolment-keys",
+        data={"label": "for billing", "plugin_id": "acme-billing"},
+        follow_redirects=True,
     )
     assert created.status_code == 200
     row = created.get_data(as_text=True).split('data-testid="keys"', 1)[1]

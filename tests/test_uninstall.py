@@ -189,7 +189,7 @@ def test_purge_needs_a_typed_confirmation_and_leaves_no_row_of_that_namespace(
         "/console/plugins/test-plugin/uninstall-policy",
         data={"tenant": "default", "policy": "purge"},
     )
-    assert form.status_code == 302
+    assert form.status_code == 303
     before = raw_rows(app)
     refused = deregister(client)
     assert refused.status_code == 400 and refused.mimetype == PROBLEM
@@ -206,7 +206,7 @@ def test_purge_needs_a_typed_confirmation_and_leaves_no_row_of_that_namespace(
     assert cli.exit_code != 0 and "Confirm by repeating the plugin_id" in cli.output
 
     done = client.post("/console/plugins/test-plugin/deregister", data={"confirm": "test-plugin"})
-    assert done.status_code == 302
+    assert done.status_code == 303
     assert client.get("/api/registry/plugins/test-plugin").get_json()["state"] == "deregistered"
     assert raw_rows(app, "default") == []
     assert raw_rows(app, "acme") == [r for r in before if r[0] == "acme"]

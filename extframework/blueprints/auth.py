@@ -212,7 +212,7 @@ def console_create_user():
         kept = {k: form.get(k, "") for k in ("email", "name", "role", "tenant", "operator")}
         return _render_users(exc, kept)
     flash(f"Created user {user.email}.", "ok")
-    return redirect(url_for("auth.console_users"))
+    return redirect(url_for("auth.console_users"), 303)
 
 
 @bp.post("/console/users/<int:user_id>/role")
@@ -230,7 +230,7 @@ def console_set_role(user_id: int):
     if user.id == current_user.id:  # one's own role change ends one's sessions: keep this one
         _start_session(user.id, sessions.current_generation(user.id))
     flash(f"{user.email} is now {user.role}{', operator' if user.is_operator else ''}.", "ok")
-    return redirect(url_for("auth.console_users"))
+    return redirect(url_for("auth.console_users"), 303)
 
 
 @bp.post("/console/users/<int:user_id>/<any(deactivate, reactivate):verb>")
@@ -241,7 +241,7 @@ def console_set_active(user_id: int, verb: str):
     except DomainError as exc:
         return _render_users(exc)
     flash(f"{user.email} is {'active' if user.is_active else 'deactivated'}.", "ok")
-    return redirect(url_for("auth.console_users"))
+    return redirect(url_for("auth.console_users"), 303)
 
 
 @bp.post("/console/users/<int:user_id>/password")
@@ -280,4 +280,4 @@ def console_create_tenant():
     except DomainError as exc:
         return _render_tenants(exc, {"slug": slug, "name": name})
     flash(f"Created tenant {tenant.slug}.", "ok")
-    return redirect(url_for("auth.console_tenants"))
+    return redirect(url_for("auth.console_tenants"), 303)

@@ -20,6 +20,7 @@ from extframework.authn import (
     require_operator_page,
     require_plugin,
 )
+from extframework.blueprints import shown_once
 from extframework.errors import BadRequest, DomainError, Forbidden, NotFound
 from extframework.http import (
     Field,
@@ -356,7 +357,7 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         collections=catalog.collections(plugin),
         checks=health.recent_checks(plugin, int(current_app.config["HEALTH_HISTORY"])),
         all_tenants=list(Tenant.select().order_by(Tenant.slug)),
-        storage=lifecycle.STORAGE,
+        rules=lifecycle.rules(plugin.state),
         policies=uninstall.policies(plugin),
         policy_names=uninstall.UNINSTALL_POLICIES,
         migration=migrations.status(plugin),
@@ -371,10 +372,20 @@ def _pending_summary(plugin: Plugin) -> dict | None:
     return pending_updates.summary(row) if row else None
 
 
+def _back_to_plugin(plugin_id: str) -> Response:
+    """Answer a console POST with 303 to the plugin's page (post/redirect/get)."""
+    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id), 303)
+
+
 @bp.get("/console/plugins/<plugin_id>")
 @require_operator_page
 def console_plugin(plugin_id: str):
-    return _render_plugin(catalog.get_plugin(plugin_id))
+    token = shown_once.take("plugin-token", plugin_id)
+    if token is None:
+        return _render_plugin(catalog.get_plugin(plugin_id))
+    return Response(
+        _render_plugin(catalog.get_plugin(plugin_id), new_token=token), headers=NO_STORE
+    )
 
 
 @bp.post("/console/plugins/<plugin_id>/<any(disable, enable, deregister):verb>")
@@ -394,7 +405,7 @@ def console_change_state(plugin_id: str, verb: str):
         flash(exc.detail, "error")
     else:
         flash(f"{plugin.name} is now {plugin.state}.", "ok")
-    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
+    return _back_to_plugin(plugin_id)
 
 
 @bp.post("/console/plugins/<plugin_id>/migration/retry")
@@ -409,7 +420,7 @@ def console_retry_migration(plugin_id: str):
         flash(exc.detail, "error")
     else:
         flash(f"Attempt {run.attempts} of the migration to {run.to_version} started.", "ok")
-    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
+    return _back_to_plugin(plugin_id)
 
 
 @bp.post(
@@ -434,7 +445,7 @@ def console_decide_pending_update(plugin_id: str, pending_id: int, verb: str):
             flash(f"Update to {result['version']} approved{started}: {plugin.base_url}.", "ok")
     except DomainError as exc:
         flash(exc.detail, "error")
-    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
+    return _back_to_plugin(plugin_id)
 
 
 @bp.post("/console/plugins/<plugin_id>/uninstall-policy")
@@ -448,7 +459,7 @@ def console_set_uninstall_policy(plugin_id: str):
         flash(exc.detail, "error")
     else:
         flash(f"Uninstall policy in {tenant}: {policy}.", "ok")
-    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
+    return _back_to_plugin(plugin_id)
 
 
 @bp.get("/console/plugins/<plugin_id>/diff")
@@ -477,11 +488,13 @@ def console_rotate_token(plugin_id: str):
         )
     except DomainError as exc:
         flash(exc.detail, "error")
-        return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
-    return Response(
-        _render_plugin(plugin, new_token=token, old_token_expires_at=iso_utc(old_expires)),
-        headers=NO_STORE,
-    )
+    else:
+        shown_once.keep("plugin-token", plugin_id, token)
+        if old_expires is None:
+            flash("The old token no longer works.", "ok")
+        else:
+            flash(f"The old token keeps working until {iso_utc(old_expires)}.", "ok")
+    return _back_to_plugin(plugin_id)
 
 
 @bp.post("/console/plugins/<plugin_id>/tenants")
@@ -495,7 +508,7 @@ def console_set_tenants(plugin_id: str):
         flash(exc.detail, "error")
     else:
         flash("Tenant availability saved.", "ok")
-    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id))
+    return _back_to_plugin(plugin_id)
 
 
 @bp.get("/console/enrolment-keys")
@@ -506,6 +519,7 @@ def console_enrolment_keys():
 
 def _render_keys(status: int = 200, **extra):
     keys = [enrolment.key_summary(k) for k in enrolment.list_keys()]
+    extra.setdefault("new_key", shown_once.take("enrolment-key", ""))
     body = render_template("console/enrolment_keys.html", keys=keys, **extra)
     return Response(body, status, headers=NO_STORE)
 
@@ -529,7 +543,8 @@ def console_create_enrolment_key():
         )
     except DomainError as exc:
         return _render_keys(exc.status, error=exc.detail)
-    return _render_keys(new_key=secret)
+    shown_once.keep("enrolment-key", "", secret)
+    return redirect(url_for("registry.console_enrolment_keys"), 303)
 
 
 @bp.post("/console/enrolment-keys/<int:key_id>/revoke")
@@ -537,7 +552,7 @@ def console_create_enrolment_key():
 def console_revoke_enrolment_key(key_id: int):
     enrolment.revoke_key(key_id, actor=current_user.actor)
     flash(f"Enrolment key {key_id} revoked.", "ok")
-    return redirect(url_for("registry.console_enrolment_keys"))
+    return redirect(url_for("registry.console_enrolment_keys"), 303)
 
 
 @bp.get("/console/audit")

@@ -12,7 +12,14 @@ from extframework.models import (
     Tenant,
     iso_utc,
 )
-from extframework.services import lifecycle, migrations, plugin_tokens, schema_diff, uninstall
+from extframework.services import (
+    lifecycle,
+    manifest_records,
+    migrations,
+    plugin_tokens,
+    schema_diff,
+    uninstall,
+)
 
 
 def get_plugin(plugin_id: str) -> Plugin:
@@ -170,13 +177,7 @@ def version_diff(plugin: Plugin, from_version: str, to_version: str) -> dict:
             raise NotFound(f"Plugin {plugin.plugin_id!r} has no recorded version {version!r}.")
         manifests[version] = row.manifest
     old, new = manifests[from_version], manifests[to_version]
-    renames = {
-        entry["collection"]: entry["replaces"]
-        for entry in new.get("data_schemas", [])
-        if entry.get("replaces")
-        and entry["replaces"] in {e["collection"] for e in old.get("data_schemas", [])}
-        and entry["collection"] not in {e["collection"] for e in old.get("data_schemas", [])}
-    }
+    renames = manifest_records.renames(old, new, strict=False)
     changes = schema_diff.diff_collections(
         old.get("data_schemas", []), new.get("data_schemas", []), renames=renames
     )

@@ -26,7 +26,7 @@ from extframework.services import lifecycle, plugin_http
 
 log = logging.getLogger(__name__)
 
-PROBED_STATES = ("registered", "active", "degraded")
+PROBED_STATES = lifecycle.PROBED_STATES
 LEASE_NAME = "health-sweep"
 MONITOR_ACTOR = "health-monitor"
 MAX_PROBE_WORKERS = 64

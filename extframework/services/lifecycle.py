@@ -1,6 +1,7 @@
 """The plugin lifecycle (SPEC §6): one table of allowed transitions and one way to make them."""
 
 import logging
+from dataclasses import dataclass
 
 from extframework.db import write_transaction
 from extframework.errors import Conflict
@@ -11,39 +12,134 @@ log = logging.getLogger(__name__)
 
 INITIAL_STATE = "registered"
 
-ALLOWED: dict[str, set[str]] = {
-    "registered": {"active"},
-    "active": {"degraded", "disabled", "migrating"},
-    "degraded": {"active", "disabled"},
-    "disabled": {"active", "deregistered"},
-    "migrating": {"active"},
-    "deregistered": set(),
+# Storage modes (SPEC §6's storage column).
+OPEN = "open"
+READ_ONLY = "read-only"
+FROZEN = "frozen"
+CLOSED = "closed"
+PER_POLICY = "per uninstall policy"
+
+# Operator verbs -> the state each moves a plugin to (None: no transition of its own).
+VERBS: dict[str, str | None] = {
+    "disable": "disabled",
+    "enable": "active",
+    "deregister": "deregistered",
+    "retry": None,  # retry a failed migration; the plugin stays migrating until it succeeds
 }
 
-# What each state means for the other services (SPEC §6's table).
-MENUS_SHOWN = frozenset({"active"})
-STORAGE = {
-    "registered": "closed",
-    "active": "open",
-    "degraded": "open",
-    "disabled": "read-only",
-    "migrating": "frozen",
-    "deregistered": "per uninstall policy",
+
+@dataclass(frozen=True)
+class StateRules:
+    """What one lifecycle state means for every other service and for the console."""
+
+    name: str
+    menus: bool  # the shell lists its menu entries
+    storage: str  # OPEN, READ_ONLY, FROZEN, CLOSED or PER_POLICY
+    proxied: bool  # its views and actions are proxied
+    probed: bool  # the health monitor checks it
+    next: frozenset[str]  # every state it may move to, whoever moves it
+    verbs: tuple[str, ...]  # what an operator may do to it
+
+
+def _rules(name, *, menus, storage, proxied, probed, next, verbs) -> StateRules:  # noqa: A002
+    return StateRules(name, menus, storage, proxied, probed, frozenset(next), tuple(verbs))
+
+
+# SPEC §6, one row per state. The hot paths (proxy, storage, menu) read these as dict lookups.
+STATES: dict[str, StateRules] = {
+    r.name: r
+    for r in (
+        _rules(
+            "registered",
+            menus=False,
+            storage=CLOSED,
+            proxied=False,
+            probed=True,
+            next={"active", "deregistered"},
+            verbs=["deregister"],
+        ),
+        _rules(
+            "active",
+            menus=True,
+            storage=OPEN,
+            proxied=True,
+            probed=True,
+            next={"degraded", "disabled", "migrating"},
+            verbs=["disable"],
+        ),
+        _rules(
+            "degraded",
+            menus=False,
+            storage=OPEN,  # in-flight writes must not be lost
+            proxied=False,
+            probed=True,
+            next={"active", "disabled"},
+            verbs=["disable"],
+        ),
+        _rules(
+            "disabled",
+            menus=False,
+            storage=READ_ONLY,
+            proxied=False,
+            probed=False,  # an operator's disable outranks health
+            next={"active", "deregistered"},
+            verbs=["enable", "deregister"],
+        ),
+        _rules(
+            "migrating",
+            menus=False,
+            storage=FROZEN,
+            proxied=False,
+            probed=False,
+            next={"active"},  # only when its migration succeeds, never by an operator's enable
+            verbs=["retry"],
+        ),
+        _rules(
+            "deregistered",
+            menus=False,
+            storage=PER_POLICY,
+            proxied=False,
+            probed=False,
+            next=set(),
+            verbs=[],
+        ),
+    )
 }
+
+# Views of the table for callers that filter in SQL or compare against a set.
+ALLOWED: dict[str, frozenset[str]] = {name: r.next for name, r in STATES.items()}
+MENU_STATES = tuple(name for name, r in STATES.items() if r.menus)
+PROXIED_STATES = frozenset(name for name, r in STATES.items() if r.proxied)
+PROBED_STATES = tuple(name for name, r in STATES.items() if r.probed)
+STORAGE = {name: r.storage for name, r in STATES.items()}
+
+
+def rules(state: str) -> StateRules:
+    """Return what ``state`` means (SPEC §6)."""
+    return STATES[state]
 
 
 def allowed_from(state: str) -> list[str]:
-    return sorted(ALLOWED.get(state, set()))
+    return sorted(ALLOWED.get(state, frozenset()))
 
 
-def transition(plugin: Plugin, to_state: str, *, cause: str, actor: str) -> Transition:
+def verbs_from(state: str) -> list[str]:
+    """Return the operator verbs ``state`` allows, in the table's order."""
+    return list(STATES[state].verbs) if state in STATES else []
+
+
+def transition(
+    plugin: Plugin, to_state: str, *, cause: str, actor: str, verb: str | None = None
+) -> Transition:
     """Move a plugin to another state if SPEC §6 allows it, recording who did it and why.
 
-    The state is re-read inside the transaction, so two racing callers cannot both move the
-    plugin out of the same state. ``plugin`` is updated in place.
+    ``verb`` names the operator action that asks for the move; it must also be one the current
+    state allows (``enable`` cannot take a migrating plugin to active). The state is re-read
+    inside the transaction, so two racing callers cannot both move the plugin out of the same
+    state. ``plugin`` is updated in place.
     """
     with write_transaction():
-        current = check_allowed(plugin, to_state, actor=actor)
+        current = check_allowed(plugin, to_state, actor=actor, verb=verb)
         changes: dict = {"state": to_state, "updated_at": utcnow()}
         if to_state == "deregistered":
             plugin_tokens.revoke_all(plugin)  # deregistration revokes the plugin's tokens
@@ -53,11 +149,35 @@ def transition(plugin: Plugin, to_state: str, *, cause: str, actor: str) -> Tran
     return record
 
 
-def check_allowed(plugin: Plugin, to_state: str, *, actor: str) -> str:
-    """Return the plugin's current state, or raise 409 if SPEC §6 forbids moving to ``to_state``."""
+def check_allowed(plugin: Plugin, to_state: str, *, actor: str, verb: str | None = None) -> str:
+    """Return the plugin's current state, or raise 409 if SPEC §6 forbids moving to ``to_state``
+    (by the operator action ``verb``, when one asks)."""
     current = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
     if current is None:
         raise Conflict(f"Plugin {plugin.plugin_id!r} no longer exists.", allowed=[])
+    if verb is not None and verb not in STATES[current].verbs:
+        verbs = verbs_from(current)
+        log.info(
+            "operator action refused: %s %s while %s by %s", verb, plugin.plugin_id, current, actor
+        )
+        allowed = allowed_from(current)
+        raise Conflict(
+            f"Plugin {plugin.plugin_id!r} is {current}; an operator cannot {verb} it. "
+            + (
+                f"Allowed from {current}: {', '.join(allowed)}"
+                if allowed
+                else f"No transition leaves {current}"
+            )
+            + f"; operator actions: {', '.join(verbs) or 'none'}."
+            + (
+                " A migrating plugin becomes active only when its migration succeeds."
+                if current == "migrating"
+                else ""
+            ),
+            state=current,
+            allowed=allowed,
+            allowed_actions=verbs,
+        )
     if to_state not in ALLOWED.get(current, set()):
         allowed = allowed_from(current)
         log.info(

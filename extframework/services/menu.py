@@ -4,16 +4,17 @@ from dataclasses import dataclass, field
 
 from extframework.db import database
 from extframework.models import Plugin
+from extframework.services import lifecycle
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
-SHOWN_STATE = "active"
-
-# Runs on every shell page: one plain statement, no query building.
+# Runs on every shell page: one plain statement, no query building; the states come from the
+# lifecycle table.
 _MENU_SQL = (
     "SELECT r.menu_id, r.label, r.path, r.role, r.mode, p.id, p.plugin_id, p.name, p.restricted"
     " FROM route r JOIN plugin p ON p.id = r.plugin_id"
-    " WHERE p.state = ? AND r.action_id IS NULL"
+    " WHERE p.state IN (" + ", ".join("?" * len(lifecycle.MENU_STATES)) + ")"
+    " AND r.action_id IS NULL"
     " ORDER BY p.name, p.plugin_id, r.position, r.id"
 )
 
@@ -56,7 +57,7 @@ def menu_for(role: str, tenant: str) -> list[PluginMenu]:
         plugin_id,
         name,
         restricted,
-    ) in database.execute_sql(_MENU_SQL, (SHOWN_STATE,)):
+    ) in database.execute_sql(_MENU_SQL, lifecycle.MENU_STATES):
         if plugin_id not in installed:
             installed[plugin_id] = not restricted or is_installed(
                 Plugin(id=pk, restricted=restricted), tenant

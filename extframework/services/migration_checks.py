@@ -11,8 +11,9 @@ import logging
 from datetime import timedelta
 
 from extframework.db import database, read_transaction, write_transaction
-from extframework.models import AuditEvent, Collection, MigrationRun, Plugin, utcnow
-from extframework.services import indexes, lifecycle, storage
+from extframework.models import AuditEvent, MigrationRun, Plugin, utcnow
+from extframework.services import lifecycle, storage
+from extframework.services import manifest_records as records
 
 log = logging.getLogger(__name__)
 
@@ -135,18 +136,8 @@ def _fingerprint(plugin_id: str) -> tuple:
 
 
 def _record_new_version(plugin: Plugin, run: MigrationRun) -> None:
-    from extframework.services import registry  # registry imports migrations, which imports us
-
-    manifest = run.manifest
-    names = {entry["collection"] for entry in manifest["data_schemas"]}
-    # Materialised first: DROP INDEX under an open SELECT is SQLITE_LOCKED (docs/registry.md).
-    dropped = Collection.select().where(
-        (Collection.plugin == plugin) & Collection.name.not_in(names)
-    )
-    for row in list(dropped):
-        indexes.drop_indexes(plugin.plugin_id, row.name, row.indexes)
-        row.delete_instance()
-    registry.record_manifest(plugin, manifest)
+    records.drop_undeclared_collections(plugin, run.manifest)
+    records.record_manifest(plugin, run.manifest)
 
 
 def _still_ours(run: MigrationRun) -> bool:

@@ -34,6 +34,7 @@ from extframework.models import (
     utcnow,
 )
 from extframework.services import indexes, lifecycle, migration_checks, plugin_http, tokens
+from extframework.services import manifest_records as records
 from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, hash_secret, new_secret
 
@@ -133,10 +134,7 @@ def stage_collections(plugin: Plugin, manifest: dict, renames: dict[str, str]) -
         name, source = entry["collection"], renames.get(entry["collection"])
         row = existing.pop(source or name, None)
         if row is None:
-            Collection.create(
-                plugin=plugin, name=name, schema=entry["schema"], indexes=entry["indexes"]
-            )
-            indexes.create_indexes(plugin.plugin_id, name, entry["indexes"])
+            records.create_collection(plugin, entry)
             continue
         if source:
             indexes.drop_indexes(plugin.plugin_id, source, row.indexes)
@@ -146,11 +144,9 @@ def stage_collections(plugin: Plugin, manifest: dict, renames: dict[str, str]) -
                 .execute()
             )
             moved.append({"from": source, "to": name, "documents": count})
+            indexes.create_indexes(plugin.plugin_id, name, entry["indexes"])
         else:
-            kept = {tuple(spec["fields"]) for spec in entry["indexes"]}
-            dropped = [spec for spec in row.indexes if tuple(spec["fields"]) not in kept]
-            indexes.drop_indexes(plugin.plugin_id, name, dropped)
-        indexes.create_indexes(plugin.plugin_id, name, entry["indexes"])
+            records.replace_indexes(plugin.plugin_id, name, row.indexes, entry["indexes"])
         row.name, row.schema, row.indexes = name, entry["schema"], entry["indexes"]
         row.save()
     return moved
@@ -213,7 +209,7 @@ def retry(plugin: Plugin, *, actor: str, app: Flask, background: bool = True) ->
     credential = new_secret(MIGRATION_TOKEN_PREFIX)
     with write_transaction():
         state = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
-        if state != "migrating":
+        if state is None or "retry" not in lifecycle.rules(state).verbs:
             raise Conflict(
                 f"Plugin {plugin.plugin_id!r} is {state}; only a migrating plugin has a "
                 "migration to retry.",

@@ -16,11 +16,14 @@ from extframework.services import lifecycle, pending_updates, plugin_tokens, reg
 
 log = logging.getLogger(__name__)
 
-# Admin actions on the lifecycle: verb -> (target state, cause).
+# Admin actions that move a plugin: verb -> (target state from lifecycle.VERBS, cause).
 ADMIN_ACTIONS = {
-    "disable": ("disabled", "disabled by an operator"),
-    "enable": ("active", "re-enabled by an operator"),
-    "deregister": ("deregistered", "removed by an operator"),
+    verb: (lifecycle.VERBS[verb], cause)
+    for verb, cause in (
+        ("disable", "disabled by an operator"),
+        ("enable", "re-enabled by an operator"),
+        ("deregister", "removed by an operator"),
+    )
 }
 
 
@@ -44,13 +47,15 @@ def change_state(
     target, cause = ADMIN_ACTIONS[verb]
     cause = f"{cause}: {reason}" if reason else cause
     if verb == "deregister":
+        # uninstall re-checks inside its own transaction; this names the refusal by its verb.
+        lifecycle.check_allowed(plugin, target, actor=actor, verb=verb)
         outcome = uninstall.deregister(
             plugin, actor=actor, cause=cause, confirm=confirm, archive_root=archive_root
         )
         # A removed plugin has nothing to move; registering it again starts afresh.
         pending_updates.discard(plugin, actor=actor, cause="the plugin was deregistered")
         return outcome
-    lifecycle.transition(plugin, target, cause=cause, actor=actor)
+    lifecycle.transition(plugin, target, cause=cause, actor=actor, verb=verb)
     return None
 
 

@@ -16,13 +16,12 @@ import requests
 
 from extframework.errors import Forbidden, NotFound, Unavailable
 from extframework.models import Plugin, Route
-from extframework.services import catalog, deadlines, fragments, markup, tokens, urls
+from extframework.services import catalog, deadlines, fragments, lifecycle, markup, tokens, urls
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
 log = logging.getLogger(__name__)
 
-SERVED_STATE = "active"
 MAX_FRAGMENT_BYTES = 2 * 1024 * 1024
 POOL_SIZE = 32
 BUSY_WAIT_S = 0.1  # how long a call waits for one of its plugin's slots before "busy"
@@ -121,7 +120,7 @@ def resolve(plugin_id: str, method: str, path: str, *, role: str, tenant: str) -
     plugin = catalog.serving_plugin(plugin_id)
     if plugin is None or plugin.state == "deregistered" or not _installed(plugin, tenant):
         raise NotFound(f"No plugin {plugin_id!r} is available to you.")
-    if plugin.state != SERVED_STATE:
+    if plugin.state not in lifecycle.PROXIED_STATES:
         raise Unavailable(
             f"{plugin.name} is {plugin.state} and cannot be opened right now.",
             headers={"Retry-After": "30"},

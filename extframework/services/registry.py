@@ -17,14 +17,12 @@ from peewee import IntegrityError
 from extframework.db import database, write_transaction
 from extframework.errors import BadGateway, BadRequest, Conflict
 from extframework.models import (
-    ROLES,
     AuditEvent,
     Collection,
     Document,
     EnrolmentKey,
     ManifestVersion,
     Plugin,
-    Route,
     utcnow,
 )
 from extframework.services import (
@@ -37,14 +35,12 @@ from extframework.services import (
     plugin_tokens,
     schema_diff,
 )
+from extframework.services import manifest_records as records
 from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.manifest import validate_manifest
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, new_secret
 
 log = logging.getLogger(__name__)
-
-VIEW_ROLE = "viewer"
-ACTION_ROLE = "member"
 
 Probe = Callable[[str], None]
 
@@ -100,9 +96,9 @@ def register(
             )
             plugin_tokens.store(plugin, token, actor=actor)
             ManifestVersion.create(plugin=plugin, version=plugin.version, manifest=manifest)
-            _store_routes(plugin, manifest)
+            records.store_routes(plugin, manifest)
             for entry in manifest["data_schemas"]:
-                _create_collection(plugin, entry)
+                records.create_collection(plugin, entry)
             lifecycle.enter_initial_state(plugin, cause="manifest accepted", actor=actor)
             AuditEvent.create(
                 actor=actor,
@@ -132,7 +128,7 @@ def _refuse_taken(plugin_id: str) -> Plugin | None:
 
 def _check_reattachable(previous: Plugin, manifest: dict) -> None:
     """Refuse a re-registration whose schemas break the retained data (SPEC §7's diff)."""
-    _check_version_unused(previous, manifest)
+    records.check_version_unused(previous, manifest)
     changes = schema_diff.diff_collections(
         previous.manifest.get("data_schemas", []), manifest["data_schemas"]
     )
@@ -184,7 +180,7 @@ def _register_again(
         plugin.state = lifecycle.INITIAL_STATE
         plugin_tokens.revoke_all(plugin, now=now)  # a token from before the removal stays dead
         plugin_tokens.store(plugin, token, actor=actor, now=now)
-        record_manifest(plugin, manifest)
+        records.record_manifest(plugin, manifest)
         wanted = {entry["collection"]: entry for entry in manifest["data_schemas"]}
         # Materialised first: DROP INDEX while a SELECT is still stepping on the same
         # connection fails with SQLITE_LOCKED ("database table is locked").
@@ -192,7 +188,7 @@ def _register_again(
             indexes.drop_indexes(plugin.plugin_id, row.name, row.indexes)
             row.delete_instance()
         for entry in wanted.values():
-            _create_collection(plugin, entry)
+            records.create_collection(plugin, entry)
         documents = Document.select().where(Document.plugin_id == plugin.plugin_id).count()
         lifecycle.reenter_initial_state(
             plugin,
@@ -211,44 +207,6 @@ def _register_again(
         )
     log.info("plugin registered again: %s %s by %s", plugin.plugin_id, plugin.version, actor)
     return plugin
-
-
-def _check_version_unused(plugin: Plugin, manifest: dict) -> None:
-    """Refuse a version number this plugin has used before for a different manifest."""
-    earlier = ManifestVersion.get_or_none(
-        (ManifestVersion.plugin == plugin) & (ManifestVersion.version == manifest["version"])
-    )
-    if earlier is not None and earlier.manifest != manifest:
-        raise Conflict(
-            f"Version {manifest['version']} of {plugin.plugin_id!r} was registered before with "
-            "a different manifest; every version keeps one manifest, so use a new version.",
-            version=manifest["version"],
-        )
-
-
-def record_manifest(plugin: Plugin, manifest: dict) -> None:
-    """Make ``manifest`` the plugin's current version: its fields, history row and routes."""
-    _check_version_unused(plugin, manifest)
-    plugin.name = manifest["name"]
-    plugin.version = manifest["version"]
-    plugin.base_url = manifest_base_url(manifest)
-    plugin.manifest = manifest
-    plugin.updated_at = utcnow()
-    Plugin.update(
-        name=plugin.name,
-        version=plugin.version,
-        base_url=plugin.base_url,
-        manifest=manifest,
-        updated_at=plugin.updated_at,
-    ).where(Plugin.id == plugin.id).execute()
-    if (
-        not ManifestVersion.select()
-        .where((ManifestVersion.plugin == plugin) & (ManifestVersion.version == plugin.version))
-        .exists()
-    ):
-        ManifestVersion.create(plugin=plugin, version=plugin.version, manifest=manifest)
-    Route.delete().where(Route.plugin == plugin).execute()
-    _store_routes(plugin, manifest)
 
 
 @dataclass
@@ -281,8 +239,8 @@ def check_update(plugin: Plugin, manifest: object) -> CheckedUpdate:
             "an update must carry a higher semantic version.",
             current_version=old_version,
         )
-    _check_version_unused(plugin, manifest)
-    renames = _renames(plugin.manifest, manifest)
+    records.check_version_unused(plugin, manifest)
+    renames = records.renames(plugin.manifest, manifest)
     changes = schema_diff.diff_collections(
         plugin.manifest.get("data_schemas", []), manifest["data_schemas"], renames=renames
     )
@@ -416,104 +374,15 @@ def begin_migration(
     }
 
 
-def _renames(old_manifest: dict, manifest: dict) -> dict[str, str]:
-    """Map new name -> old name for each ``replaces``, checked against the installed version."""
-    old_names = {entry["collection"] for entry in old_manifest.get("data_schemas", [])}
-    renames, errors = {}, []
-    for i, entry in enumerate(manifest["data_schemas"]):
-        source = entry.get("replaces")
-        if source is None:
-            continue
-        if source not in old_names:
-            errors.append(
-                {
-                    "path": f"$.data_schemas[{i}].replaces",
-                    "message": f"version {old_manifest.get('version')} has no collection "
-                    f"{source!r} to rename",
-                }
-            )
-        elif entry["collection"] in old_names:
-            errors.append(
-                {
-                    "path": f"$.data_schemas[{i}].collection",
-                    "message": f"{entry['collection']!r} exists already; a rename needs a new name",
-                }
-            )
-        else:
-            renames[entry["collection"]] = source
-    if errors:
-        raise BadRequest("The manifest's renames do not fit the installed version.", errors=errors)
-    return renames
-
-
 def _apply_compatible(plugin: Plugin, old_manifest: dict, manifest: dict) -> None:
-    record_manifest(plugin, manifest)
+    records.record_manifest(plugin, manifest)
     existing = {c.name: c for c in Collection.select().where(Collection.plugin == plugin)}
     for entry in manifest["data_schemas"]:
         row = existing.get(entry["collection"])
         if row is None:
-            _create_collection(plugin, entry)
+            records.create_collection(plugin, entry)
             continue
-        kept = {_index_key(spec) for spec in entry["indexes"]}
-        dropped = [spec for spec in row.indexes if _index_key(spec) not in kept]
-        indexes.drop_indexes(plugin.plugin_id, row.name, dropped)
-        indexes.create_indexes(plugin.plugin_id, row.name, entry["indexes"])
+        records.replace_indexes(plugin.plugin_id, row.name, row.indexes, entry["indexes"])
         row.schema = entry["schema"]
         row.indexes = entry["indexes"]
         row.save()
-
-
-def _index_key(spec: dict) -> tuple:
-    return tuple(spec["fields"])
-
-
-def _higher_role(*roles: str | None) -> str:
-    return max((r for r in roles if r), key=ROLES.index)
-
-
-def _store_routes(plugin: Plugin, manifest: dict) -> None:
-    rows = []
-    for position, item in enumerate(manifest["menu_items"]):
-        entry_role = item.get("role") or VIEW_ROLE
-        view = item["view"]
-        rows.append(
-            {
-                "plugin": plugin,
-                "menu_id": item["id"],
-                "action_id": None,
-                "label": item["label"],
-                "method": "GET",
-                "path": view["path"],
-                "role": entry_role,
-                "mode": view.get("mode", "inline"),
-                "position": position,
-            }
-        )
-        for number, action in enumerate(item.get("actions", [])):
-            rows.append(
-                {
-                    "plugin": plugin,
-                    "menu_id": item["id"],
-                    "action_id": action["id"],
-                    "label": action.get("label") or action["id"],
-                    "method": action["method"],
-                    "path": action["path"],
-                    # An action is never open to more people than its menu entry.
-                    "role": _higher_role(action.get("role") or ACTION_ROLE, entry_role),
-                    "mode": "inline",
-                    "position": number,
-                }
-            )
-    if rows:
-        Route.insert_many(rows).execute()
-
-
-def _create_collection(plugin: Plugin, entry: dict) -> Collection:
-    row = Collection.create(
-        plugin=plugin,
-        name=entry["collection"],
-        schema=entry["schema"],
-        indexes=entry["indexes"],
-    )
-    indexes.create_indexes(plugin.plugin_id, row.name, entry["indexes"])
-    return row

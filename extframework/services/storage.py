@@ -26,7 +26,7 @@ from extframework.errors import (
     Unavailable,
 )
 from extframework.models import Document, Plugin, utcnow
-from extframework.services import installations, query, schema_limits
+from extframework.services import installations, lifecycle, query, schema_limits
 from extframework.services.schema_validation import (
     BudgetedValidator,
     BudgetExceeded,
@@ -69,9 +69,10 @@ def check_access(plugin: Plugin, *, write: bool, migration_context: bool = False
     which may read and write while the plugin is ``migrating``.
     """
     state = plugin.state
-    if state in ("active", "degraded"):
+    mode = lifecycle.STORAGE.get(state, lifecycle.CLOSED)
+    if mode == lifecycle.OPEN:
         return
-    if state == "migrating":
+    if mode == lifecycle.FROZEN:
         if migration_context:
             return
         raise Unavailable(
@@ -80,7 +81,7 @@ def check_access(plugin: Plugin, *, write: bool, migration_context: bool = False
             headers={"Retry-After": str(MIGRATING_RETRY_AFTER_S)},
             state=state,
         )
-    if state == "disabled":
+    if mode == lifecycle.READ_ONLY:
         if not write:
             return
         raise Forbidden(
@@ -88,12 +89,13 @@ def check_access(plugin: Plugin, *, write: bool, migration_context: bool = False
             "read-only until it is re-enabled, so writes are refused.",
             state=state,
         )
-    if state == "registered":
+    if state == lifecycle.INITIAL_STATE:
         raise Forbidden(
             f"Plugin {plugin.plugin_id!r} is registered but not yet active; its storage opens "
             "after its first successful health check.",
             state=state,
         )
+    # CLOSED, and PER_POLICY: a deregistered plugin's retained data is for admins, not for it.
     raise Forbidden(
         f"Plugin {plugin.plugin_id!r} is {state}; its storage is closed.",
         state=state,
