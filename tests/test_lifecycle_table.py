@@ -6,7 +6,7 @@ import pytest
 
 from extframework.db import database
 from extframework.errors import DomainError
-from extframework.models import PLUGIN_STATES, Plugin, Transition
+from extframework.models import PLUGIN_STATES, Plugin, PluginToken, Transition
 from extframework.services import lifecycle, storage
 from tests.support.migration_fixtures import (
     ENUM_STATUS,
@@ -111,7 +111,12 @@ def test_an_operator_can_remove_a_plugin_that_never_became_healthy(
     assert "Test Plugin is now deregistered." in done.get_data(as_text=True)
     with app.app_context(), database.connection_context():
         plugin = Plugin.get(Plugin.plugin_id == "test-plugin")
-        assert plugin.state == "deregistered" and plugin.token_hash is None
+        assert plugin.state == "deregistered"
+        assert (
+            not PluginToken.select()
+            .where((PluginToken.plugin == plugin) & PluginToken.revoked_at.is_null())
+            .exists()
+        )
         last = Transition.select().order_by(Transition.id.desc()).first()
         assert (last.from_state, last.to_state) == ("registered", "deregistered")
 
