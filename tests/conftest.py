@@ -19,6 +19,10 @@ PASSWORD = "correct horse battery"
 # database a later test opens: apps built from the environment here never start one.
 os.environ["EXTFW_HEALTH_MONITOR"] = "false"
 
+# One PBKDF2 round instead of scrypt (~0.15 s per hash and per check) for users made in this
+# process; cores started as processes (gunicorn, the CLI) keep the real default.
+accounts.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1"
+
 
 @pytest.fixture
 def app(tmp_path):

@@ -1,5 +1,6 @@
 """Tenants, users, passwords and login throttling."""
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -27,8 +28,8 @@ MIN_PASSWORD_LENGTH = 8
 MAX_NAME_LENGTH = 200
 # Who changed an account when no person or CLI is named (test fixtures, internal callers).
 SYSTEM_ACTOR = "system"
-# Checked against when the email is unknown, so both paths cost one KDF run.
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
+# werkzeug's default (scrypt); the test suite picks a one-round hash (tests/conftest.py).
+PASSWORD_HASH_METHOD = "scrypt"
 
 BAD_CREDENTIALS = "The email or password is not correct."
 # A failed login's audit event keeps the email as typed, cut to this many characters.
@@ -36,6 +37,16 @@ AUDIT_EMAIL_CHARS = 100
 # How a successful password check is audited: a login through the form or the token endpoint;
 # re-entering the current password (changing it) is audited by the change itself.
 LOGIN_VIAS = ("session", "token")
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=PASSWORD_HASH_METHOD)
+
+
+@functools.cache
+def _dummy_hash(method: str) -> str:
+    """Checked against when the email is unknown, so both paths cost one KDF run."""
+    return generate_password_hash("not-a-real-password", method=method)
 
 
 def role_rank(role: str) -> int:
@@ -127,7 +138,7 @@ def create_user(
             user = User.create(
                 email=email,
                 name=name,
-                password_hash=generate_password_hash(password),
+                password_hash=hash_password(password),
                 role=role,
                 is_operator=operator,
                 tenant=tenant_row,
@@ -303,7 +314,7 @@ def authenticate(
     user = account if account is not None and account.is_active else None
     if user is None or not check_password_hash(user.password_hash, password or ""):
         if user is None:
-            check_password_hash(_DUMMY_HASH, password or "")
+            check_password_hash(_dummy_hash(PASSWORD_HASH_METHOD), password or "")
         event = None
         if account is not None:
             detail = {"email": typed[:AUDIT_EMAIL_CHARS], "address": client[:64], "via": via}
