@@ -1,9 +1,9 @@
 """Issue 11's closing check: one plugin attacks on every front at once, and the core stays up.
 
 While a hostile plugin's storage writes hit a backtracking pattern, an exponential schema is
-offered for registration, people open views whose bodies trickle, a fragment nested 100,000
-deep and a page of ten trickling images, `/healthz` and another plugin's view keep answering
-within 2 s (a liveness bound, not a benchmark).
+offered for registration, and people open a view whose body trickles and a fragment nested
+100,000 deep, `/healthz` and another plugin's view keep answering within 2 s (a liveness
+bound, not a benchmark).
 """
 
 import re
@@ -34,7 +34,7 @@ def exponential_schema(depth: int = 24) -> dict:
 
 
 def attacker_manifest(base_url: str, plugin_id: str = "attacker", schema: dict | None = None):
-    views = [("trickle", "/trickle"), ("deep", "/deep"), ("images", "/images")]
+    views = [("trickle", "/trickle"), ("deep", "/deep")]
     return {
         "plugin_id": plugin_id,
         "name": "Attacker",
@@ -42,7 +42,6 @@ def attacker_manifest(base_url: str, plugin_id: str = "attacker", schema: dict |
         "base_url": base_url,
         "menu_items": [
             *({"id": i, "label": i, "view": {"method": "GET", "path": p}} for i, p in views),
-            {"id": "slow", "label": "slow", "view": {"method": "GET", "path": "/slow/:n"}},
         ],
         "data_schemas": [
             {
@@ -128,18 +127,17 @@ def test_core_and_other_plugins_stay_responsive_while_a_plugin_attacks(tmp_path)
                 ),
             ),
         ]
-        # Each person opens the trickling view, the deep fragment and the page of ten slow
-        # images (a browser fetches six at a time from one host).
-        for person in people:
-            for path in ("/trickle", "/deep", "/images", *(f"/slow/{n}" for n in range(6))):
-                attacks.append(
-                    (
-                        path.rstrip("0123456789"),
-                        lambda person=person, path=path: person.get(
-                            demo.url + "/plugin-proxy/attacker" + path, timeout=30
-                        ),
-                    )
+        # One person keeps opening the trickling view, another the fragment nested 100,000
+        # deep. (Many slow calls at once: tests/test_plugin_deadlines.py.)
+        for person, path in zip(people, ("/trickle", "/deep"), strict=True):
+            attacks.append(
+                (
+                    path,
+                    lambda person=person, path=path: person.get(
+                        demo.url + "/plugin-proxy/attacker" + path, timeout=30
+                    ),
                 )
+            )
         threads = [threading.Thread(target=attack, args=a, daemon=True) for a in attacks]
         for thread in threads:
             thread.start()
@@ -165,4 +163,3 @@ def test_core_and_other_plugins_stay_responsive_while_a_plugin_attacks(tmp_path)
     assert set(outcomes["exponential-schema"]) == {400}, outcomes["exponential-schema"]
     assert set(outcomes["/trickle"]) <= {504, 503}, outcomes["/trickle"]
     assert set(outcomes["/deep"]) <= {502, 503}, outcomes["/deep"]
-    assert set(outcomes["/slow/"]) <= {504, 503}, outcomes["/slow/"]

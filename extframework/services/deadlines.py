@@ -116,9 +116,9 @@ class _Watchdog:
             if self.heap[0][2] is deadline:
                 self.wake.notify()
 
-    def pending(self) -> int:
+    def holds(self, deadline: Deadline) -> bool:
         with _lock:
-            return len(self.heap)
+            return any(entry[2] is deadline for entry in self.heap)
 
     def run(self) -> None:
         with _lock:
@@ -159,9 +159,9 @@ def _after_fork() -> None:
     _slots.clear()
 
 
-def pending() -> int:
-    """How many deadlines the watchdog still holds (finished ones leave at their deadline)."""
-    return _watchdog().pending()
+def watching(deadline: Deadline) -> bool:
+    """Tell whether the watchdog still holds ``deadline`` (it lets go once the time passes)."""
+    return _watchdog().holds(deadline)
 
 
 # --- connections that attach themselves to the calling thread's deadline ----------------------

@@ -1,8 +1,7 @@
 """A hostile plugin for issue 11's combined check: every slow or heavy thing at once.
 
 GET /health answers 200. GET /trickle sends its headers and then one byte of body every
-0.3 s for a minute. GET /deep sends 100,000 nested ``<div>``s. GET /images sends a fragment
-with ten images whose sources are GET /slow/N, each of which trickles like /trickle. Run as
+0.3 s for a minute. GET /deep sends 100,000 nested ``<div>``s. Run as
 ``python attacker_plugin.py`` with PORT set; it never calls the core itself.
 """
 
@@ -13,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 TRICKLE_S = 0.3
 TRICKLE_FOR_S = 60.0
 DEEP = "<div>" * 100_000 + "deep" + "</div>" * 100_000
-IMAGES = "".join(f'<img src="/slow/{n}" alt="{n}">' for n in range(10))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -24,9 +22,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(b"ok", "text/plain")
         elif self.path == "/deep":
             self._send(DEEP.encode(), "text/html; charset=utf-8")
-        elif self.path == "/images":
-            self._send(IMAGES.encode(), "text/html; charset=utf-8")
-        elif self.path == "/trickle" or self.path.startswith("/slow/"):
+        elif self.path == "/trickle":
             self._trickle()
         else:
             self._send(b"<p>no such page</p>", "text/html", status=404)
