@@ -28,6 +28,7 @@ from extframework.errors import (
 from extframework.models import Document, Plugin, utcnow
 from extframework.services import installations, lifecycle, query, schema_limits
 from extframework.services.schema_validation import (
+    FORMAT_CHECKER,
     BudgetedValidator,
     BudgetExceeded,
     additional_names,
@@ -154,7 +155,7 @@ def validator_for(plugin_id: str, collection: str, schema: dict):
     validator = _validators.get(key)
     if validator is None:
         # The manifest check allows only Draft 2020-12, so one validator class serves all.
-        validator = BudgetedValidator(schema)
+        validator = BudgetedValidator(schema, format_checker=FORMAT_CHECKER)
         if len(_validators) >= VALIDATOR_CACHE_SIZE:
             _validators.clear()
         _validators[key] = validator
