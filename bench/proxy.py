@@ -22,7 +22,6 @@ with the default ES256 key; ``EXTFW_JWT_ALGORITHM=RS256`` in the environment mea
 """
 
 import argparse
-import re
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import requests  # noqa: E402
 
 from extframework.config import DEFAULTS  # noqa: E402
 from extframework.services import tokens  # noqa: E402
-from tests.support.processes import Process, free_port  # noqa: E402
+from tests.support.processes import Process, free_port, login_session  # noqa: E402
 from tests.support.shell_fixtures import PASSWORD, Demo  # noqa: E402
 
 FRAGMENT = "<h1>Static</h1>" + "".join(
@@ -81,19 +80,6 @@ def serve_static(port: int, core_url: str | None) -> None:
             pass
 
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
-
-
-def login(url: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(url + "/login", timeout=10).text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    response = session.post(
-        url + "/login",
-        data={"csrf_token": csrf, "email": "admin@example.com", "password": PASSWORD},
-        timeout=10,
-    )
-    assert response.ok and "current-user" in response.text, "login failed"
-    return session
 
 
 def core_keys(demo: Demo) -> tokens.KeyStore:
@@ -179,7 +165,7 @@ def main() -> None:
             for plugin_id in ("static", "notebook", "tasks"):
                 demo.wait_for_state(plugin_id, "active", timeout_s=60)
             algorithm = core_keys(demo).signing_key().algorithm
-            shell = login(demo.url)
+            shell = login_session(demo.url, demo.admin, PASSWORD)
             home = timed(shell, demo.url + "/", {}, args.requests, "current-user")
             results = {
                 "notebook /notes": measure(

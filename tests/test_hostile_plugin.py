@@ -6,14 +6,13 @@ offered for registration, and people open a view whose body trickles and a fragm
 bound, not a benchmark).
 """
 
-import re
 import sys
 import threading
 import time
 
 import requests
 
-from tests.support.processes import Process, free_port
+from tests.support.processes import Process, free_port, login_session
 from tests.support.shell_fixtures import PASSWORD, Demo
 
 ATTACK_S = 6.0
@@ -52,20 +51,6 @@ def attacker_manifest(base_url: str, plugin_id: str = "attacker", schema: dict |
     }
 
 
-def logged_in(url: str, email: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(f"{url}/login", timeout=10)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    response = session.post(
-        f"{url}/login",
-        data={"email": email, "password": PASSWORD, "csrf_token": token},
-        allow_redirects=False,
-        timeout=10,
-    )
-    assert response.status_code == 302, response.text
-    return session
-
-
 def test_core_and_other_plugins_stay_responsive_while_a_plugin_attacks(tmp_path):
     demo = Demo(tmp_path, PROXY_TIMEOUT_S=2)
     attacker = None
@@ -88,8 +73,8 @@ def test_core_and_other_plugins_stay_responsive_while_a_plugin_attacks(tmp_path)
         plugin_token = registered.json()["plugin_token"]
         demo.wait_for_state("notebook", "active")
         demo.wait_for_state("attacker", "active")
-        people = [logged_in(demo.url, demo.admin)]
-        people.append(logged_in(demo.url, demo.add_user("member@example.com")))
+        people = [login_session(demo.url, demo.admin, PASSWORD)]
+        people.append(login_session(demo.url, demo.add_user("member@example.com"), PASSWORD))
 
         outcomes: dict[str, list[int]] = {}
         lock = threading.Lock()

@@ -22,7 +22,14 @@ from extframework.db import database
 from extframework.errors import Invalid, Unauthorized
 from extframework.models import AuditEvent
 from extframework.services import tokens
-from tests.support.processes import VENV_BIN, Process, core_env, flask_cli, free_port
+from tests.support.processes import (
+    VENV_BIN,
+    Process,
+    core_env,
+    flask_cli,
+    free_port,
+    login_session,
+)
 from tests.support.shell_fixtures import PASSWORD as DEMO_PASSWORD
 from tests.support.shell_fixtures import Demo
 from tests.test_live_core import NODE_DIR
@@ -500,19 +507,6 @@ def test_emergency_rotation_over_http_signs_at_once_and_drops_the_old_key(live_c
 # --- the demo plugins, unchanged, across a rotation -------------------------------------------
 
 
-def login(url: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(url + "/login", timeout=10).text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    response = session.post(
-        url + "/login",
-        data={"csrf_token": csrf, "email": "admin@example.com", "password": DEMO_PASSWORD},
-        timeout=10,
-    )
-    assert response.ok and "current-user" in response.text, "login failed"
-    return session
-
-
 def assert_views_served(session: requests.Session, url: str) -> None:
     for view in ("/plugin-proxy/notebook/notes", "/plugin-proxy/tasks/tasks"):
         response = session.get(url + view, timeout=30)
@@ -532,7 +526,7 @@ def test_the_demo_plugins_keep_serving_across_a_rotation(tmp_path):
         demo.start_node_plugin()
         demo.wait_for_state("notebook", "active")
         demo.wait_for_state("tasks", "active")
-        session = login(demo.url)
+        session = login_session(demo.url, demo.admin, DEMO_PASSWORD)
         assert_views_served(session, demo.url)  # each plugin has fetched the JWKS now
 
         delay_s = 8  # longer than the plugins' 5 s refetch cooldown, as 90 s is than 30 s

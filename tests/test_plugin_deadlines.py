@@ -6,7 +6,6 @@ tests and under gunicorn (2 workers x 4 threads, as the demo) for the shell-leve
 """
 
 import os
-import re
 import socket
 import sys
 import threading
@@ -17,7 +16,7 @@ import pytest
 import requests
 
 from extframework.services import deadlines, health, migrations, plugin_http, proxy
-from tests.support.processes import ROOT, Process, flask_cli, free_port, start_core
+from tests.support.processes import ROOT, Process, flask_cli, free_port, login_session, start_core
 
 PASSWORD = "a long enough password"
 SLOW_PATHS = ["/trickle-status", "/trickle-headers", "/trickle-body"]
@@ -266,15 +265,7 @@ class Shell:
         self.session = self.login()
 
     def login(self) -> requests.Session:
-        session = requests.Session()
-        page = session.get(self.url + "/login", timeout=10).text
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        session.post(
-            self.url + "/login",
-            data={"email": "ops@example.com", "password": PASSWORD, "csrf_token": token},
-            timeout=10,
-        )
-        return session
+        return login_session(self.url, "ops@example.com", PASSWORD)
 
     def register(self, plugin_id: str, base_url: str, paths: list[str]) -> None:
         items = [

@@ -13,7 +13,7 @@ from extframework.models import AuditEvent, Plugin, PluginToken, utcnow
 from extframework.services import lifecycle, plugin_admin
 from extframework.services.secrets import hash_secret
 from extframework_sdk import StorageClient, StorageError, rotate_token, token_fingerprint
-from tests.support.processes import serve_app
+from tests.support.processes import login_session, serve_app
 from tests.support.shell_fixtures import PASSWORD, Demo
 
 INVALID_TOKEN = 'Bearer error="invalid_token"'
@@ -24,19 +24,6 @@ def bearer(token: str) -> dict[str, str]:
 
 
 # --- end to end: the demo plugin across an operator's rotation -------------------------------
-
-
-def login(url: str, email: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(url + "/login", timeout=10).text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    response = session.post(
-        url + "/login",
-        data={"csrf_token": csrf, "email": email, "password": PASSWORD},
-        timeout=10,
-    )
-    assert response.ok and "current-user" in response.text, "login failed"
-    return session
 
 
 @pytest.fixture
@@ -52,7 +39,7 @@ def demo(tmp_path):
 
 def test_the_demo_plugin_keeps_serving_across_a_rotation_and_revoke_now_ends_its_token(demo):
     """Found: a rotation silently broke the plugin (a 500 panel) while it looked healthy."""
-    user = login(demo.url, demo.admin)
+    user = login_session(demo.url, demo.admin, PASSWORD)
     notes = f"{demo.url}/plugin-proxy/notebook/notes"
     token_file = demo.base / "notebook.token"
     first = token_file.read_text().strip()

@@ -1,6 +1,7 @@
 """Start the real core (gunicorn) and real plugin processes on free loopback ports."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,6 +36,21 @@ def serve_app(app) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+def login_session(url: str, email: str, password: str) -> requests.Session:
+    """Log in through the form, CSRF token and all, as a browser would; return the session."""
+    session = requests.Session()
+    page = session.get(url + "/login", timeout=10).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = session.post(
+        url + "/login",
+        data={"csrf_token": csrf, "email": email, "password": password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 302, f"login as {email} failed: {response.status_code}"
+    return session
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 20.0) -> None:
