@@ -6,6 +6,8 @@ from flask import Flask, Response, jsonify, render_template, request
 from peewee import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from .problems import PROBLEM_KINDS, problem_type
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -24,9 +26,16 @@ class DomainError(Exception):
         *,
         errors: list[dict] | None = None,
         headers: dict[str, str] | None = None,
+        kind: str | None = None,
         **extra: object,
     ) -> None:
+        """``kind`` names a row of ``problems.PROBLEM_KINDS`` more precise than the class's."""
         super().__init__(detail)
+        if kind is not None:
+            if PROBLEM_KINDS[kind].status != self.status:
+                raise ValueError(f"problem kind {kind!r} is not a {self.status}")
+            self.slug = kind
+            self.title = PROBLEM_KINDS[kind].title
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
@@ -67,7 +76,7 @@ class Conflict(DomainError):
 
 
 class PreconditionFailed(DomainError):
-    status, title, slug = 412, "Precondition failed", "precondition-failed"
+    status, title, slug = 412, "Precondition failed", "stale-if-match"
 
 
 class Invalid(DomainError):
@@ -84,10 +93,6 @@ class Unavailable(DomainError):
 
 class BadGateway(DomainError):
     status, title, slug = 502, "Bad gateway", "bad-gateway"
-
-
-def problem_type(slug: str) -> str:
-    return f"urn:extframework:problem:{slug}"
 
 
 def problem_response(
