@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import click
 from flask import Flask
-from peewee import BooleanField, CharField, IntegerField, Model
+from peewee import BooleanField, CharField, IntegerField, Model, OperationalError
 from playhouse.migrate import SqliteMigrator, migrate
 from playhouse.pool import PooledSqliteDatabase
 
@@ -51,6 +51,11 @@ def init_app(app: Flask) -> None:
         pragmas=pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]),
         check_same_thread=False,  # the pool hands a connection to one thread at a time
     )
+    try:
+        with database.connection_context():
+            refuse_newer(current_version())
+    except OperationalError as exc:  # unreachable now: /healthz and each request say so
+        log.warning("database %s cannot be read at start: %s", app.config["DATABASE"], exc)
 
     @app.before_request
     def _connect() -> None:
@@ -234,6 +239,38 @@ MIGRATIONS: list[Callable[[], None]] = [
 ]
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was upgraded by a newer release: this code must not touch it."""
+
+
+def refuse_newer(version: int) -> None:
+    if version > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"The database is at core schema version {version}, newer than this release's "
+            f"version {len(MIGRATIONS)}: a newer release upgraded it. Run that release, or "
+            "restore a backup taken before the upgrade."
+        )
+
+
+def schema_problem() -> tuple[str, str] | None:
+    """Why this process cannot serve the database's tables as they are, or None.
+
+    Read per call (one row): a newer release may upgrade the file under a running older one.
+    """
+    version = current_version()
+    if version > len(MIGRATIONS):
+        return "schema-too-new", (
+            f"The database is at core schema version {version}; this release knows version "
+            f"{len(MIGRATIONS)}. Run the newer release."
+        )
+    if version < len(MIGRATIONS):
+        return "upgrade-needed", (
+            f"The database is at core schema version {version}; this release needs version "
+            f"{len(MIGRATIONS)}. Run 'flask --app app init-db' to upgrade it."
+        )
+    return None
+
+
 def current_version() -> int:
     if not database.table_exists(SchemaVersion._meta.table_name):
         return 0
@@ -247,6 +284,7 @@ def upgrade() -> tuple[int, int]:
         with database.atomic("EXCLUSIVE"):
             database.create_tables([SchemaVersion])
             before = current_version()
+            refuse_newer(before)
             for number, step in enumerate(MIGRATIONS, start=1):
                 if number > before:
                     step()
@@ -263,8 +301,11 @@ def upgrade() -> tuple[int, int]:
 
 @click.command("init-db")
 def init_db_command() -> None:
-    """Create or upgrade the core's tables; safe to run again."""
-    before, after = upgrade()
+    """Create or upgrade the core's tables; safe to run again; refuses a newer database."""
+    try:
+        before, after = upgrade()
+    except SchemaTooNew as exc:
+        raise click.ClickException(str(exc)) from None
     if before == after:
         click.echo(f"Database is up to date (version {after}).")
     else:

@@ -13,7 +13,7 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
 
 from extframework.authn import keystore
-from extframework.db import database
+from extframework.db import schema_problem
 from extframework.errors import BadRequest
 from extframework.services import fragments, menu, proxy
 
@@ -30,7 +30,10 @@ def home():
 
 @bp.get("/healthz")
 def healthz():
-    database.execute_sql("SELECT 1").fetchone()
+    problem = schema_problem()
+    if problem:
+        status, detail = problem
+        return jsonify({"status": status, "detail": detail}), 503, {"Retry-After": "30"}
     return jsonify({"status": "ok"})
 
 
