@@ -257,7 +257,13 @@ def schema_problem() -> tuple[str, str] | None:
 
     Read per call (one row): a newer release may upgrade the file under a running older one.
     """
-    version = current_version()
+    try:
+        row = database.execute_sql("SELECT version FROM schema_version").fetchone()
+    except OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        row = None
+    version = row[0] if row else 0
     if version > len(MIGRATIONS):
         return "schema-too-new", (
             f"The database is at core schema version {version}; this release knows version "
