@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from extframework import authn, caching, cli, db, registry_cli
+from extframework import authn, backup_cli, caching, cli, db, registry_cli
 from extframework.blueprints import auth, registry, shell, storage
 from extframework.config import load_config
 from extframework.errors import register_error_handlers
@@ -36,6 +36,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     caching.init_app(app)
     cli.init_app(app)
     registry_cli.init_app(app)
+    backup_cli.init_app(app)
     configure_health(app)
     return app
 
