@@ -8,6 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from extframework import settings
 from extframework.config import JWKS_MAX_AGE_S
 from extframework.db import database
 from extframework.errors import DomainError, Invalid
@@ -17,12 +18,13 @@ from extframework.services import accounts, sessions, tokens
 users_cli = AppGroup("users", help="Manage user accounts.")
 tenants_cli = AppGroup("tenants", help="Manage tenants.")
 keys_cli = AppGroup("keys", help="Manage the core's JWT signing keys.")
+config_cli = AppGroup("config", help="Show and check the core's settings.")
 
 CLI_ACTOR = "cli"
 
 
 def init_app(app: Flask) -> None:
-    for group in (users_cli, tenants_cli, keys_cli):
+    for group in (users_cli, tenants_cli, keys_cli, config_cli):
         app.cli.add_command(group)
 
 
@@ -161,3 +163,29 @@ def list_keys() -> None:
         )
         line = "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)).rstrip()
         click.echo(f"{line}  ({row['withdrawn_why']})" if row["withdrawn_why"] else line)
+
+
+@config_cli.command("show")
+def show_config() -> None:
+    """Print every setting's value and where it came from; secrets are redacted."""
+    sources = current_app.extensions["extframework.setting_sources"]
+    for setting in settings.SETTINGS:
+        value = settings.shown(setting.name, current_app.config.get(setting.name))
+        click.echo(f"{setting.name} = {value}  ({sources.get(setting.name, 'default')})")
+
+
+@config_cli.command("check")
+def check_config() -> None:
+    """Exit non-zero when an EXTFW_* variable names no setting (wrong values stop any start)."""
+    unknown = current_app.extensions["extframework.unknown_settings"]
+    for warning in unknown:
+        click.echo(f"Warning: {warning}", err=True)
+    if unknown:
+        raise click.exceptions.Exit(1)
+    click.echo(f"OK: {len(settings.SETTINGS)} settings, every value in range.")
+
+
+@config_cli.command("table")
+def config_table() -> None:
+    """Print the settings as the README's Markdown table."""
+    click.echo(settings.markdown_table())

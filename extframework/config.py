@@ -1,74 +1,58 @@
 """Configuration: defaults in code, then ``instance/config.py``, then ``EXTFW_*``."""
 
+import logging
 import os
 import secrets
 from pathlib import Path
 
-from flask import Flask
+from flask import Config, Flask
 
-# The Cache-Control max-age of GET /.well-known/jwks.json: how long a verifier may keep a copy.
-JWKS_MAX_AGE_S = 60
+from extframework.settings import (  # noqa: F401  (JWKS_MAX_AGE_S: re-exported)
+    DEFAULTS,
+    ENV_PREFIX,
+    JWKS_MAX_AGE_S,
+    check,
+    parse_environment,
+)
 
-DEFAULTS: dict[str, object] = {
-    # Where the core is reachable; the `iss` of every JWT it mints.
-    "BASE_URL": "http://127.0.0.1:5000",
-    "DATABASE": None,  # default: <instance>/extframework.sqlite3
-    "SQLITE_BUSY_TIMEOUT_MS": 5000,
-    "MAX_BODY_BYTES": 1024 * 1024,
-    "SESSION_COOKIE_SECURE": False,
-    "SESSION_COOKIE_HTTPONLY": True,
-    "SESSION_COOKIE_SAMESITE": "Lax",
-    "REMEMBER_COOKIE_HTTPONLY": True,
-    "JWT_ALGORITHM": "ES256",
-    # A rotated-in key signs only once every cached JWKS copy has expired (docs/identity.md):
-    # the JWKS max-age plus a 30 s margin (a copy handed on late by another cache).
-    "KEY_PUBLISH_DELAY_S": JWKS_MAX_AGE_S + 30,
-    "REQUEST_JWT_TTL_S": 60,
-    "USER_JWT_TTL_S": 3600,
-    # How long a plugin token replaced by a rotation keeps working (SPEC §4's overlap).
-    "TOKEN_GRACE_S": 3600,
-    # Login throttling (docs/identity.md): failures per (account, address), per account, and
-    # per address inside one window; see accounts.LoginLimits.
-    "LOGIN_MAX_FAILURES": 10,
-    "LOGIN_ACCOUNT_MAX_FAILURES": 30,
-    "LOGIN_WINDOW_S": 300,
-    "LOGIN_KNOWN_ADDRESS_DAYS": 30,
-    "LOGIN_ADDRESS_SLOW_AFTER": 30,
-    "LOGIN_ADDRESS_DELAY_S": 1.0,
-    "HEALTH_MONITOR": True,
-    "HEALTH_INTERVAL_S": 10.0,
-    "HEALTH_TIMEOUT_S": 2.0,
-    "HEALTH_FAILURES": 3,
-    "HEALTH_HISTORY": 100,
-    "PROXY_TIMEOUT_S": 5.0,
-    "PROXY_MAX_CONCURRENT_PER_PLUGIN": 2,
-    "MIGRATION_TIMEOUT_S": 300,
-    # What one plugin may declare, and what one schema validation may cost (schema_limits).
-    "PLUGIN_MAX_INDEXES": 64,
-    "MANIFEST_MAX_BYTES": 256 * 1024,
-    "SCHEMA_MAX_BYTES": 64 * 1024,
-    "SCHEMA_MAX_NODES": 10_000,
-    "SCHEMA_MAX_REFS": 256,
-    "SCHEMA_MAX_DEPTH": 64,
-    "VALIDATION_MAX_STEPS": 100_000,
-    "VALIDATION_MAX_MS": 500,
-}
+log = logging.getLogger(__name__)
 
 
 def load_config(app: Flask, test_config: dict | None) -> None:
-    """Layer the configuration sources; tests pass their own dict and skip the others."""
-    app.config.from_mapping(DEFAULTS)
+    """Layer the configuration sources, then check every setting against ``settings.SETTINGS``.
+
+    Tests pass their own dict and skip the instance file and the environment. A wrong value
+    stops the start (``SettingsError`` names each); an unknown ``EXTFW_*`` name is a warning.
+    """
+    values: dict[str, object] = dict(DEFAULTS)
+    sources: dict[str, str] = {}
+    unknown: list[str] = []
     if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-        app.config.from_prefixed_env("EXTFW")
+        from_file = Config(app.instance_path)
+        from_file.from_pyfile("config.py", silent=True)
+        values.update(from_file)
+        sources.update(dict.fromkeys(from_file, "instance/config.py"))
+        from_env, unknown = parse_environment(os.environ)
+        values.update(from_env)
+        sources.update({name: ENV_PREFIX + name for name in from_env})
     else:
-        app.config.from_mapping(test_config)
+        values.update(test_config)
+        sources.update(dict.fromkeys(test_config, "the test configuration"))
+    for warning in unknown:
+        log.warning("%s", warning)
+    app.extensions["extframework.unknown_settings"] = unknown
+    app.extensions["extframework.setting_sources"] = sources
+    app.config.update(check(values, sources))
     if app.config["DATABASE"] is None:
         # Made here, owner-only, so the database file can be created 0600 in it (db.init_app).
         ensure_private_dir(app.instance_path)
         app.config["DATABASE"] = os.path.join(app.instance_path, "extframework.sqlite3")
-    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_BODY_BYTES"])
-    app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
+    app.config["BASE_URL"] = app.config["BASE_URL"].rstrip("/")
+    if app.config["SESSION_COOKIE_SECURE"] is None:
+        app.config["SESSION_COOKIE_SECURE"] = app.config["BASE_URL"].startswith("https://")
+    app.config["REMEMBER_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
+    app.config["SESSION_COOKIE_HTTPONLY"] = app.config["REMEMBER_COOKIE_HTTPONLY"] = True
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(app.instance_path, "secret_key")
 

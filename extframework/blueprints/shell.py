@@ -15,7 +15,7 @@ from flask_wtf.csrf import generate_csrf
 from extframework.authn import keystore
 from extframework.db import schema_problem
 from extframework.errors import BadRequest
-from extframework.services import fragments, menu, proxy
+from extframework.services import fragments, health, menu, proxy
 
 bp = Blueprint("shell", __name__)
 
@@ -31,6 +31,8 @@ def home():
 @bp.get("/healthz")
 def healthz():
     problem = schema_problem()
+    if problem is None and (stopped := health.monitor_problem(current_app)):
+        problem = "health-monitor-stopped", stopped
     if problem:
         status, detail = problem
         return jsonify({"status": status, "detail": detail}), 503, {"Retry-After": "30"}

@@ -322,6 +322,21 @@ def start_monitor(app: Flask) -> None:
     _ensure_monitor(app)
 
 
+def monitor_problem(app: Flask) -> str | None:
+    """Why this process's health monitor is not running though it should, or None."""
+    if not app.config["HEALTH_MONITOR"]:
+        return None
+    monitor = _monitors.get(os.getpid())
+    if monitor is None:
+        return None  # not started yet: `flask run` starts it on the first request
+    if not monitor.thread.is_alive():
+        return (
+            f"The health monitor of process {monitor.pid} stopped; plugins are not probed. "
+            "See the log for why, and restart the core."
+        )
+    return None
+
+
 def _ensure_monitor(app: Flask) -> None:
     pid = os.getpid()
     if pid in _monitors:
