@@ -24,10 +24,13 @@ $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
 
 NODE_DEPS := tests/node/node_modules/.installed examples/node-plugin/node_modules/.installed
 
-# Browser tests use Debian's chromium (never a browser downloaded by a test tool).
-/usr/bin/chromium:
-	$(if $(shell [ "$$(id -u)" = 0 ] || echo sudo),sudo) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(if $(shell [ "$$(id -u)" = 0 ] || echo sudo),sudo) apt-get install -y -qq chromium
+# Browser tests use Debian's chromium (never a browser downloaded by a test tool); the
+# deployment test runs Debian's nginx in front of gunicorn.
+SUDO := $(if $(shell [ "$$(id -u)" = 0 ] || echo sudo),sudo)
+APT_PACKAGES := /usr/bin/chromium /usr/sbin/nginx
+$(APT_PACKAGES):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium nginx-light
 
 run: $(VENV)/.runtime examples/node-plugin/node_modules/.installed
 	PORT=$(PORT) scripts/run_demo.sh
@@ -36,7 +39,7 @@ lint: $(VENV)/.test
 	ruff format --check .
 	ruff check .
 
-test: $(VENV)/.test $(NODE_DEPS) /usr/bin/chromium lint
+test: $(VENV)/.test $(NODE_DEPS) $(APT_PACKAGES) lint
 	pytest -q
 
 bench: $(VENV)/.test

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from extframework import authn, backup_cli, caching, cli, db, registry_cli
 from extframework.blueprints import auth, registry, shell, storage
@@ -27,6 +28,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         static_folder=str(ROOT / "static"),
     )
     load_config(app, test_config)
+    configure_proxies(app)
     configure_logging(app)
     db.init_app(app)
     configure_keys(app)
@@ -39,6 +41,13 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     backup_cli.init_app(app)
     configure_health(app)
     return app
+
+
+def configure_proxies(app: Flask) -> None:
+    """Trust ``PROXY_FIX`` hops of forwarded headers; the throttle and audit see real clients."""
+    hops = app.config["PROXY_FIX"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
 
 def configure_logging(app: Flask) -> None:

@@ -59,6 +59,10 @@ JWKS_MAX_AGE_S = 60
 SETTINGS: tuple[Setting, ...] = (
     _s("BASE_URL", str, "http://127.0.0.1:5000",
        "where the core is reached; the `iss` of every JWT it mints"),
+    _s("PROXY_FIX", int, 0,
+       "how many reverse proxies in front of the core to trust for `X-Forwarded-For/-Proto/"
+       "-Host/-Port` (werkzeug's ProxyFix); `0`: those headers are ignored (docs/deploy.md)",
+       minimum=0, maximum=5),
     _s("DATABASE", str, None, "the SQLite file (WAL, foreign keys, busy timeout)",
        optional=True, default_text="<instance>/extframework.sqlite3"),
     _s("SQLITE_BUSY_TIMEOUT_MS", int, 5000, "how long a writer waits for the lock",
