@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from extframework import authn, backup_cli, caching, cli, db, registry_cli
+from extframework import authn, backup_cli, caching, cli, db, observability, registry_cli
 from extframework.blueprints import auth, registry, shell, storage
 from extframework.config import load_config
 from extframework.errors import register_error_handlers
@@ -35,6 +35,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     authn.init_app(app)
     register_blueprints(app)
     register_error_handlers(app)
+    observability.init_app(app)
     caching.init_app(app)
     cli.init_app(app)
     registry_cli.init_app(app)

@@ -210,5 +210,8 @@ def storage_caller() -> tuple[Plugin, bool]:
             raise Unauthorized(
                 "The migration credential is unknown, expired, or revoked (its attempt ended)."
             )
+        g.storage_plugin_id = plugin.plugin_id
         return plugin, True
-    return _known(plugin_tokens.serving_plugin(_plugin_token_hash())), False
+    plugin = _known(plugin_tokens.serving_plugin(_plugin_token_hash()))
+    g.storage_plugin_id = plugin.plugin_id  # the storage-operation metrics' label
+    return plugin, False

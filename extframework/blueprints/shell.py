@@ -12,6 +12,7 @@ from flask import (
 from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
 
+from extframework import observability
 from extframework.authn import keystore
 from extframework.db import schema_problem
 from extframework.errors import BadRequest
@@ -53,6 +54,7 @@ def _caller() -> proxy.Caller:
         email=current_user.email,
         tenant=current_user.tenant,
         role=current_user.role,
+        request_id=observability.request_id(),
     )
 
 

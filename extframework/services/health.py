@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from extframework import observability
 from extframework.db import database, write_transaction
 from extframework.models import HealthCheck, Lease, Plugin, utcnow
 from extframework.services import lifecycle, plugin_http
@@ -173,6 +174,7 @@ def sweep_bound(count: int, timeout_s: float) -> float:
 
 def apply_result(plugin: Plugin, result: HealthResult, *, failures: int, history: int) -> None:
     """Record one probe and move the plugin as SPEC §6 says; an admin's disable outranks it."""
+    observability.record_health_check(plugin.plugin_id, result.ok, result.latency_ms)
     with write_transaction():
         fresh = Plugin.get_or_none(Plugin.id == plugin.id)
         if fresh is None:

@@ -8,12 +8,14 @@ way a plugin can fail comes back as a ``Fault`` that the shell renders as a pane
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import quote
 
 import requests
 
+from extframework import observability
 from extframework.errors import Forbidden, NotFound, Unavailable
 from extframework.models import Plugin, Route
 from extframework.services import catalog, deadlines, fragments, lifecycle, markup, tokens, urls
@@ -48,6 +50,7 @@ class Caller:
     email: str
     tenant: str
     role: str
+    request_id: str = ""  # sent as X-Request-ID, shown in fault panels
 
 
 @dataclass(frozen=True)
@@ -209,18 +212,24 @@ def forward(
     ``max_concurrent`` calls to one plugin run at once in this process (None: no bound), and
     a call that finds no free slot within ``BUSY_WAIT_S`` is a ``busy`` fault.
     """
+    started = time.perf_counter()
     slots = None
     if max_concurrent is not None:
         slots = deadlines.slots_for(target.plugin.plugin_id, max_concurrent)
         if not slots.take(BUSY_WAIT_S):
-            return _fault(target, method, "busy", limit_calls=max_concurrent)
+            outcome = _fault(target, method, "busy", limit_calls=max_concurrent)
+            observability.record_proxy_call(target.plugin.plugin_id, outcome.kind, 0.0)
+            return outcome
     try:
-        return _call(
+        outcome = _call(
             target, caller, method, query_string, form, store, issuer, jwt_ttl_s, timeout_s
         )
     finally:
         if slots is not None:
             slots.give()
+    label = outcome.kind if isinstance(outcome, Fault) else type(outcome).__name__.lower()
+    observability.record_proxy_call(target.plugin.plugin_id, label, time.perf_counter() - started)
+    return outcome
 
 
 def _call(
@@ -243,6 +252,8 @@ def _call(
         + mint_for(store, target, caller, issuer=issuer, ttl_s=jwt_ttl_s),
         "Accept": "text/html",
     }
+    if caller.request_id:
+        headers["X-Request-ID"] = caller.request_id
     method = "GET" if method.upper() == "HEAD" else method.upper()
     with deadlines.Deadline(timeout_s) as deadline:
         try:
