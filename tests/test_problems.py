@@ -8,6 +8,7 @@ import pytest
 from extframework import errors as error_module
 from extframework.problems import PROBLEM_KINDS, TYPE_PREFIX
 from extframework.services import proxy
+from extframework_sdk import EnrolmentError, StorageClient, StorageError, register_or_update
 from tests.support.registry_fixtures import ITEMS_SCHEMA, sample_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -326,3 +327,51 @@ def test_every_class_default_and_http_slug_is_catalogued():
     statuses = {status for status, *_ in proxy.FAULTS.values()}
     assert statuses <= set(proxy.FAULT_KINDS), "a fault status has no problem type"
 
+
+# --- the SDK branches on the type -----------------------------------------------------------
+
+
+def test_the_sdk_surfaces_a_breaking_change_and_accepts_a_restart(
+    tmp_path, live_server, enrolment_key, plugin_server
+):
+    server = plugin_server("healthy")
+    token_file = tmp_path / "token"
+    manifest = sample_manifest(base_url=server.url)
+    token = register_or_update(
+        live_server, manifest, token_file=token_file, enrolment_key=enrolment_key, attempts=1
+    )
+    # A restart at the same version and manifest is nothing to do.
+    assert register_or_update(live_server, manifest, token_file=token_file, attempts=1) == token
+
+    narrowed = {**ITEMS_SCHEMA, "required": ["title", "count"]}
+    breaking = sample_manifest(
+        base_url=server.url,
+        version="2.0.0",
+        data_schemas=[{"collection": "items", "schema": narrowed}],
+    )
+    with pytest.raises(EnrolmentError) as refused:
+        register_or_update(live_server, breaking, token_file=token_file, attempts=1)
+    assert refused.value.kind == "breaking-change"
+    assert refused.value.status == 409 and refused.value.problem["diff"]
+
+    changed = sample_manifest(base_url=server.url, name="Renamed without a new version")
+    with pytest.raises(EnrolmentError) as same_version:
+        register_or_update(live_server, changed, token_file=token_file, attempts=1)
+    assert same_version.value.kind == "version-manifest-changed"
+
+    older = sample_manifest(base_url=server.url, version="0.9.0")
+    with pytest.raises(EnrolmentError) as downgrade:
+        register_or_update(live_server, older, token_file=token_file, attempts=1)
+    assert downgrade.value.kind == "version-not-higher"
+
+
+def test_the_sdk_storage_error_names_its_kind_and_pointers(app, live_server, make_storage_plugin):
+    _, token = make_storage_plugin()
+    storage = StorageClient(live_server, token)
+    with pytest.raises(StorageError) as invalid:
+        storage.create("notes", {"count": "many"}, tenant="default")
+    assert invalid.value.kind == "validation-failed"
+    assert {e["pointer"] for e in invalid.value.errors} == {"/title", "/count"}
+    with pytest.raises(StorageError) as missing:
+        storage.create("nope", {"title": "a"}, tenant="default")
+    assert missing.value.kind == "unknown-collection"
