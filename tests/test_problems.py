@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from flask import abort
 
 from extframework import errors as error_module
 from extframework.problems import PROBLEM_KINDS, TYPE_PREFIX
@@ -284,6 +285,21 @@ def test_werkzeug_errors_map_onto_catalogued_types(app, client):
     too_big = client.post("/api/auth/token", data="x" * 100, content_type="application/json")
     assert too_big.status_code == 413
     assert slug_of(too_big) == "too-large"
+
+
+def test_a_crash_is_internal_error_and_an_uncatalogued_status_is_about_blank(app, client):
+    def crash():
+        raise RuntimeError("a bug")
+
+    app.add_url_rule("/api/test-crash", view_func=crash)
+    app.add_url_rule("/api/test-teapot", view_func=lambda: abort(418))
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # TESTING would re-raise the bug instead
+    crashed = client.get("/api/test-crash")
+    assert crashed.status_code == 500
+    assert slug_of(crashed) == "internal-error"
+    teapot = client.get("/api/test-teapot")
+    assert teapot.status_code == 418 and teapot.mimetype == "application/problem+json"
+    assert teapot.get_json()["type"] == "about:blank"
 
 
 # --- the catalog, the code and the docs agree ----------------------------------------------
