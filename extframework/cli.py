@@ -39,7 +39,7 @@ def refusals_as_errors(func):
         except DomainError as exc:
             lines = [exc.detail]
             for error in exc.errors or []:
-                where = error.get("path") or error.get("field") or ""
+                where = error.get("pointer") or "/"
                 lines.append(f"  {where}: {error.get('message')}")
             allowed = exc.extra.get("allowed")
             if allowed is not None and "Allowed" not in exc.detail:

@@ -1,6 +1,7 @@
 """Domain errors and the one renderer that turns any error into problem+json or a page."""
 
 import logging
+from collections.abc import Iterable
 
 from flask import Flask, Response, jsonify, render_template, request
 from peewee import OperationalError
@@ -11,6 +12,21 @@ from .problems import PROBLEM_KINDS, problem_type
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+
+def json_pointer(parts: Iterable[object]) -> str:
+    """Render keys and indexes as an RFC 6901 JSON Pointer (``/data_schemas/0/collection``)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def field_error(parts: Iterable[object], keyword: str, message: str) -> dict:
+    """One field error in the one shape every endpoint uses (SPEC §5, docs/errors.md).
+
+    ``parts`` are the keys and indexes leading to the field in the request body (none: the
+    whole body); ``keyword`` is the JSON Schema keyword that failed, or a documented word
+    for a rule no schema keyword states (``unique``, ``exists``, ``confirm``, ...).
+    """
+    return {"pointer": json_pointer(parts), "keyword": keyword, "message": message}
 
 
 class DomainError(Exception):
@@ -99,14 +115,15 @@ def problem_response(
     status: int,
     title: str,
     detail: str,
-    slug: str,
+    slug: str | None,
     *,
     errors: list[dict] | None = None,
     headers: dict[str, str] | None = None,
     extra: dict | None = None,
 ) -> Response:
+    """Render a problem; a ``slug`` of None is RFC 9457's ``about:blank`` (see HTTP_SLUGS)."""
     body: dict[str, object] = {
-        "type": problem_type(slug),
+        "type": problem_type(slug) if slug else "about:blank",
         "title": title,
         "status": status,
         "detail": detail,
@@ -135,6 +152,26 @@ HTTP_DETAILS = {
     405: "This URL does not accept that method.",
     413: "The request body is larger than this server accepts.",
 }
+
+
+# Werkzeug's own errors (routing, body limits, CSRF) and the kind each one is. A status not
+# listed here cannot be raised by the core; should one ever be, it goes out as about:blank
+# (RFC 9457 §4.2.1: nothing to say beyond the status) rather than as an undocumented type.
+HTTP_SLUGS = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+    500: "internal-error",
+}
+JSON_DECODE_FAILURE = "Failed to decode JSON object"  # Flask's Request.on_json_loading_failed
+
+
+def http_slug(status: int, error: HTTPException) -> str | None:
+    """The catalogued kind of one of Werkzeug's HTTP errors."""
+    if status == 400 and (error.description or "").startswith(JSON_DECODE_FAILURE):
+        return "invalid-body"
+    return HTTP_SLUGS.get(status)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -181,8 +218,9 @@ def register_error_handlers(app: Flask) -> None:
         headers = dict(error.get_headers()) if status == 405 else None
         allow = {"Allow": headers["Allow"]} if headers and "Allow" in headers else None
         if wants_problem_json():
-            slug = error.name.lower().replace(" ", "-")
-            return problem_response(status, error.name, detail, slug, headers=allow)
+            slug = http_slug(status, error)
+            title = PROBLEM_KINDS[slug].title if slug else error.name
+            return problem_response(status, title, detail, slug, headers=allow)
         return _page(status, error.name, detail, allow)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import request
 
-from extframework.errors import BadRequest
+from extframework.errors import BadRequest, field_error
 
 # Deeper bodies are refused up front: parsing, validating and storing them recurses.
 MAX_JSON_DEPTH = 64
@@ -18,19 +18,20 @@ def json_body(*, expect: type = dict) -> object:
     if not request.mimetype or not request.mimetype.endswith("json"):
         raise BadRequest(
             f"Send the body as JSON with 'Content-Type: application/json' "
-            f"(got {request.mimetype or 'no content type'!r})."
+            f"(got {request.mimetype or 'no content type'!r}).",
+            kind="invalid-body",
         )
     raw = request.get_data(cache=True)
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
+        raise BadRequest(f"The body is not valid JSON: {exc}.", kind="invalid-body") from None
     except RecursionError:
-        raise BadRequest(TOO_DEEP) from None
+        raise BadRequest(TOO_DEEP, kind="invalid-body") from None
     if json_depth(value) > MAX_JSON_DEPTH:
-        raise BadRequest(TOO_DEEP)
+        raise BadRequest(TOO_DEEP, kind="invalid-body")
     if not isinstance(value, expect):
-        raise BadRequest(f"The body must be a JSON {_json_name(expect)}.")
+        raise BadRequest(f"The body must be a JSON {_json_name(expect)}.", kind="invalid-body")
     return value
 
 
@@ -72,6 +73,7 @@ class Field:
     expected: str
     check: Callable[[object], bool]
     required: bool = False
+    keyword: str = "type"  # the JSON Schema keyword a failed check stands for
 
 
 def string_field(*, required: bool = False) -> Field:
@@ -94,7 +96,7 @@ def body_fields(body: dict, spec: dict[str, Field]) -> dict:
             if field.required:
                 errors.append(_field_error(name, "required", f"is required: {field.expected}"))
         elif not field.check(body[name]):
-            errors.append(_field_error(name, "type", f"must be {field.expected}"))
+            errors.append(_field_error(name, field.keyword, f"must be {field.expected}"))
     if errors:
         wanted = ", ".join(
             f"'{name}' ({field.expected}{'' if field.required else ', optional'})"
@@ -102,10 +104,11 @@ def body_fields(body: dict, spec: dict[str, Field]) -> dict:
         )
         takes = f"a JSON object with {wanted}" if spec else "no body, or an empty JSON object"
         found = "; ".join(f"{e['pointer']} {e['message']}" for e in errors)
-        raise BadRequest(f"This request takes {takes}: {found}.", errors=errors)
+        raise BadRequest(
+            f"This request takes {takes}: {found}.", errors=errors, kind="invalid-body"
+        )
     return {name: body.get(name) for name in spec}
 
 
 def _field_error(name: str, keyword: str, message: str) -> dict:
-    pointer = "/" + name.replace("~", "~0").replace("/", "~1")
-    return {"pointer": pointer, "keyword": keyword, "message": message}
+    return field_error([name], keyword, message)

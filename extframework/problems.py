@@ -83,7 +83,8 @@ PROBLEM_KINDS: dict[str, ProblemKind] = {
     "version-manifest-changed": ProblemKind(
         409,
         "Version already recorded",
-        "This version was registered before with a different manifest; use a new version.",
+        "This version number already holds a different manifest (the installed one, or an "
+        "earlier one); send the change under a new version.",
     ),
     "breaking-change": ProblemKind(
         409,
@@ -94,8 +95,14 @@ PROBLEM_KINDS: dict[str, ProblemKind] = {
     "wrong-state": ProblemKind(
         409,
         "Wrong lifecycle state",
-        "The plugin's lifecycle state does not allow this call; 'state' and 'allowed' say "
-        "which verbs it does allow.",
+        "The plugin's lifecycle state does not allow this call; 'state' names it and, for a "
+        "refused transition, 'allowed' lists the states it may move to.",
+    ),
+    "migration-running": ProblemKind(
+        409,
+        "Migration running",
+        "An attempt of the plugin's migration is still running; wait for it to end (GET "
+        ".../migration) before retrying.",
     ),
     "edit-conflict": ProblemKind(
         409, "Edit conflict", "The document kept changing while this update was applied; retry."
@@ -129,9 +136,19 @@ PROBLEM_KINDS: dict[str, ProblemKind] = {
     "too-many-requests": ProblemKind(
         429, "Too many requests", "Slow down; Retry-After says for how long."
     ),
+    # 500
+    "internal-error": ProblemKind(
+        500,
+        "Internal server error",
+        "The core failed; the request id in the logs finds the cause. Nothing a client sent "
+        "can fix it.",
+    ),
     # 502, 503, 504
     "bad-gateway": ProblemKind(
-        502, "Bad gateway", "The plugin did not answer, or answered something the core refuses."
+        502,
+        "Bad gateway",
+        "The plugin did not answer, or answered something the core refuses (a failed health "
+        "probe at registration, a broken page behind the shell).",
     ),
     "unavailable": ProblemKind(
         503,

@@ -1,4 +1,4 @@
-"""The manifest meta-schema and the checks beyond it (SPEC §2): every error, with its JSON path."""
+"""The manifest meta-schema and the checks beyond it (SPEC §2): every error, with its pointer."""
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -37,8 +37,9 @@ SPEC_EXAMPLE = {
 def errors_of(manifest) -> dict[str, str]:
     with pytest.raises(BadRequest) as caught:
         validate_manifest(manifest)
-    assert caught.value.status == 400
-    return {e["path"]: e["message"] for e in caught.value.errors}
+    assert caught.value.status == 400 and caught.value.slug == "invalid-manifest"
+    assert all(set(e) == {"pointer", "keyword", "message"} for e in caught.value.errors)
+    return {e["pointer"]: e["message"] for e in caught.value.errors}
 
 
 def test_meta_schema_is_itself_a_valid_2020_12_schema():
@@ -73,43 +74,43 @@ def test_every_error_is_listed_with_its_path():
     manifest["data_schemas"][0]["indexes"] = [{"fields": ["a b"]}]
     errors = errors_of(manifest)
     assert set(errors) == {
-        "$.plugin_id",
-        "$.version",
-        "$.base_url",
-        "$.colour",
-        "$.name",
-        "$.menu_items[0].view.path",
-        "$.menu_items[0].actions[0].method",
-        "$.data_schemas[0].indexes[0].fields[0]",
+        "/plugin_id",
+        "/version",
+        "/base_url",
+        "/colour",
+        "/name",
+        "/menu_items/0/view/path",
+        "/menu_items/0/actions/0/method",
+        "/data_schemas/0/indexes/0/fields/0",
     }
-    assert "semantic version" in errors["$.version"]
-    assert errors["$.name"] == "is required"
-    assert "not a known field" in errors["$.colour"]
+    assert "semantic version" in errors["/version"]
+    assert errors["/name"] == "is required"
+    assert "not a known field" in errors["/colour"]
 
 
 @pytest.mark.parametrize(
     ("schema_patch", "path", "message"),
     [
-        ({"type": "strin"}, "$.data_schemas[0].schema.type", "is not valid"),
+        ({"type": "strin"}, "/data_schemas/0/schema/type", "is not valid"),
         (
             {"properties": {"title": {"minLength": -1}}},
-            "$.data_schemas[0].schema.properties.title.minLength",
+            "/data_schemas/0/schema/properties/title/minLength",
             "",
         ),
         (
             {"properties": {"code": {"pattern": "(unclosed"}}},
-            "$.data_schemas[0].schema.properties.code.pattern",
+            "/data_schemas/0/schema/properties/code/pattern",
             "regex",
         ),
         (
             {"properties": {"x": {"$ref": "https://evil.test/schema.json"}}},
-            "$.data_schemas[0].schema.properties.x.$ref",
+            "/data_schemas/0/schema/properties/x/$ref",
             "local references",
         ),
-        ({"$id": "https://evil.test/base"}, "$.data_schemas[0].schema.$id", "not allowed"),
+        ({"$id": "https://evil.test/base"}, "/data_schemas/0/schema/$id", "not allowed"),
         (
             {"$schema": "http://json-schema.org/draft-07/schema#"},
-            "$.data_schemas[0].schema.$schema",
+            "/data_schemas/0/schema/$schema",
             "2020-12",
         ),
     ],
@@ -142,11 +143,11 @@ def test_duplicate_ids_routes_collections_and_indexes_are_errors():
     entry["indexes"].append({"fields": ["title"]})
     manifest["data_schemas"].append({"collection": "items", "schema": {}})
     errors = errors_of(manifest)
-    assert "duplicate menu item id 'items'" in errors["$.menu_items[1].id"]
-    assert "duplicate action id 'create'" in errors["$.menu_items[0].actions[2].id"]
-    assert "already declared" in errors["$.menu_items[0].actions[3].path"]
-    assert "duplicate index" in errors["$.data_schemas[0].indexes[1]"]
-    assert "duplicate collection 'items'" in errors["$.data_schemas[1].collection"]
+    assert "duplicate menu item id 'items'" in errors["/menu_items/1/id"]
+    assert "duplicate action id 'create'" in errors["/menu_items/0/actions/2/id"]
+    assert "already declared" in errors["/menu_items/0/actions/3/path"]
+    assert "duplicate index" in errors["/data_schemas/0/indexes/1"]
+    assert "duplicate collection 'items'" in errors["/data_schemas/1/collection"]
 
 
 @pytest.mark.parametrize(
@@ -163,7 +164,7 @@ def test_duplicate_ids_routes_collections_and_indexes_are_errors():
     ],
 )
 def test_identifiers_urls_and_versions_follow_the_spec(field, value):
-    assert f"$.{field}" in errors_of(sample_manifest(**{field: value}))
+    assert f"/{field}" in errors_of(sample_manifest(**{field: value}))
 
 
 def test_replaces_and_migration_are_accepted():
@@ -171,7 +172,7 @@ def test_replaces_and_migration_are_accepted():
     manifest["data_schemas"][0]["replaces"] = "things"
     validate_manifest(manifest)
     manifest["data_schemas"][0]["replaces"] = "items"
-    assert "$.data_schemas[0].replaces" in errors_of(manifest)
+    assert "/data_schemas/0/replaces" in errors_of(manifest)
 
 
 @pytest.mark.parametrize("value", [None, [], "manifest", 3, {"plugin_id": []}])

@@ -207,8 +207,8 @@ def test_an_invalid_embedded_schema_is_400_naming_its_path(app, client, enrolmen
     response = register(client, enrolment_key, manifest)
     assert response.status_code == 400
     assert response.mimetype == PROBLEM
-    paths = [e["path"] for e in response.get_json()["errors"]]
-    assert "$.data_schemas[0].schema.properties.count.type" in paths
+    pointers = [e["pointer"] for e in response.get_json()["errors"]]
+    assert "/data_schemas/0/schema/properties/count/type" in pointers
     assert counts(app) == NOTHING
 
 
@@ -456,7 +456,7 @@ def test_an_update_is_for_its_own_plugin_only(client, make_plugin):
     assert update(client, other, sample_manifest(version="2.0.0")).status_code == 403
     wrong_id = update(client, token, sample_manifest(plugin_id="someone-else", version="2.0.0"))
     assert wrong_id.status_code == 400
-    assert wrong_id.get_json()["errors"][0]["path"] == "$.plugin_id"
+    assert wrong_id.get_json()["errors"][0]["pointer"] == "/plugin_id"
     assert update(client, "efek_x", sample_manifest(version="2.0.0")).status_code == 401
 
 
@@ -466,7 +466,7 @@ def test_a_rename_must_name_an_installed_collection(client, make_plugin):
     manifest["data_schemas"][0].update(collection="things", replaces="missing")
     response = update(client, token, manifest)
     assert response.status_code == 400
-    assert response.get_json()["errors"][0]["path"] == "$.data_schemas[0].replaces"
+    assert response.get_json()["errors"][0]["pointer"] == "/data_schemas/0/replaces"
     manifest["data_schemas"][0]["replaces"] = "items"
     renamed = update(client, token, manifest)
     assert renamed.status_code == 409

@@ -108,7 +108,7 @@ def test_register_lists_every_manifest_error(instance, tmp_path):
     path.write_text(json.dumps(manifest))
     result = flask_cli(instance, "plugins", "register", str(path))
     assert result.returncode != 0
-    for where in ("$.plugin_id", "$.version", "$.data_schemas[0].schema.type"):
+    for where in ("/plugin_id", "/version", "/data_schemas/0/schema/type"):
         assert where in result.stderr
     assert query(instance, "SELECT count(*) FROM plugin") == [(0,)]
 

@@ -571,7 +571,7 @@ def test_inconsistent_renames_are_refused(renames):
     with pytest.raises(BadRequest) as caught:
         diff_collections([INVOICES, NOTES], new, renames=renames)
 
-    assert caught.value.errors and all(e["path"] == "$.data_schemas" for e in caught.value.errors)
+    assert caught.value.errors and all(e["pointer"] == "/data_schemas" for e in caught.value.errors)
 
 
 def test_to_dict_is_json_serialisable():

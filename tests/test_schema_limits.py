@@ -62,22 +62,22 @@ def many_indexes(count: int) -> list[dict]:
 REFUSED = {
     "backreference": (
         [collection(obj(code={"type": "string", "pattern": "^(a)\\1$"}))],
-        "$.data_schemas[0].schema.properties.code.pattern",
+        "/data_schemas/0/schema/properties/code/pattern",
         "RE2",
     ),
     "lookahead": (
         [collection(obj(code={"type": "string", "pattern": "^(?=a)a+$"}))],
-        "$.data_schemas[0].schema.properties.code.pattern",
+        "/data_schemas/0/schema/properties/code/pattern",
         "RE2",
     ),
     "lookbehind in patternProperties": (
         [collection({"type": "object", "patternProperties": {"(?<=x)y": {"type": "string"}}})],
-        '$.data_schemas[0].schema.patternProperties["(?<=x)y"]',
+        "/data_schemas/0/schema/patternProperties/(?<=x)y",
         "RE2",
     ),
     "self reference": (
         [collection({"type": "object", "$ref": "#"})],
-        "$.data_schemas[0].schema.$ref",
+        "/data_schemas/0/schema/$ref",
         "cycle",
     ),
     "cycle through $defs": (
@@ -89,7 +89,7 @@ REFUSED = {
                 }
             )
         ],
-        "$.data_schemas[0].schema.$defs.b.allOf[0].$ref",
+        "/data_schemas/0/schema/$defs/b/allOf/0/$ref",
         "cycle",
     ),
     "cycle through definitions and an anchor": (
@@ -101,27 +101,27 @@ REFUSED = {
                 }
             )
         ],
-        "$.data_schemas[0].schema.definitions.n.items.$ref",
+        "/data_schemas/0/schema/definitions/n/items/$ref",
         "cycle",
     ),
     "unresolvable pointer": (
         [collection(obj(x={"$ref": "#/$defs/missing"}))],
-        "$.data_schemas[0].schema.properties.x.$ref",
+        "/data_schemas/0/schema/properties/x/$ref",
         "does not resolve",
     ),
     "unresolvable anchor": (
         [collection(obj(x={"$ref": "#nowhere"}))],
-        "$.data_schemas[0].schema.properties.x.$ref",
+        "/data_schemas/0/schema/properties/x/$ref",
         "does not resolve",
     ),
     "reference to a non-schema": (
         [collection({"properties": {"x": {"$ref": "#/required/0"}}, "required": ["x"]})],
-        "$.data_schemas[0].schema.properties.x.$ref",
+        "/data_schemas/0/schema/properties/x/$ref",
         "not a schema",
     ),
     "24 nested anyOf of two refs": (
         [collection(anyof_ladder(24))],
-        "$.data_schemas[0].schema",
+        "/data_schemas/0/schema",
         "SCHEMA_MAX_NODES",
     ),
     "too many references": (
@@ -133,32 +133,32 @@ REFUSED = {
                 }
             )
         ],
-        "$.data_schemas[0].schema",
+        "/data_schemas/0/schema",
         "SCHEMA_MAX_REFS",
     ),
     "reference chain too deep": (
         [collection(ref_chain(100))],
-        "$.data_schemas[0].schema",
+        "/data_schemas/0/schema",
         "SCHEMA_MAX_DEPTH",
     ),
     "raw schema too large": (
         [collection(obj(x={"type": "string", "description": "x" * 70_000}))],
-        "$.data_schemas[0].schema",
+        "/data_schemas/0/schema",
         "SCHEMA_MAX_BYTES",
     ),
     "too many collections": (
         [collection(obj(), name=f"c{i}") for i in range(101)],
-        "$.data_schemas",
+        "/data_schemas",
         "too long",  # the manifest schema's maxItems: 100
     ),
     "too many indexes in a collection": (
         [collection(obj(), indexes=many_indexes(17))],
-        "$.data_schemas[0].indexes",
+        "/data_schemas/0/indexes",
         "too long",  # the manifest schema's maxItems: 16
     ),
     "too many indexes in a plugin": (
         [collection(obj(), name=f"c{i}", indexes=many_indexes(16)) for i in range(5)],
-        "$.data_schemas",
+        "/data_schemas",
         "PLUGIN_MAX_INDEXES",
     ),
     "manifest too large": (
@@ -166,7 +166,7 @@ REFUSED = {
             collection(obj(x={"type": "string", "description": "x" * 60_000}), name=f"c{i}")
             for i in range(5)
         ],
-        "$",
+        "",
         "MANIFEST_MAX_BYTES",
     ),
 }
@@ -175,7 +175,7 @@ REFUSED = {
 def refusal(response, path: str, words: str) -> None:
     assert response.status_code == 400, response.get_json()
     assert response.mimetype == "application/problem+json"
-    errors = {e["path"]: e["message"] for e in response.get_json()["errors"]}
+    errors = {e["pointer"]: e["message"] for e in response.get_json()["errors"]}
     assert path in errors, errors
     assert words in errors[path], errors[path]
 
@@ -201,7 +201,7 @@ def test_an_update_over_the_limits_is_refused_and_changes_nothing(app, client, m
         # Keep the installed collection so the update is otherwise compatible.
         manifest["data_schemas"] = [sample_manifest()["data_schemas"][0], *data_schemas]
         manifest["data_schemas"][1]["collection"] = "extra"
-        path = path.replace("data_schemas[0]", "data_schemas[1]")
+        path = path.replace("/data_schemas/0", "/data_schemas/1")
     response = client.put("/api/registry/plugins/test-plugin", json=manifest, headers=bearer(token))
     refusal(response, path, words)
     own = client.get("/api/registry/plugins/test-plugin", headers=bearer(token)).get_json()

@@ -178,8 +178,9 @@ def test_a_moving_update_is_validated_in_full_when_it_arrives(app, client, make_
     refused = update(client, token, breaking)
     assert refused.status_code == 409 and refused.mimetype == PROBLEM
     assert refused.get_json()["diff"][0]["kind"] == "type_changed"
-    stale = update(client, token, sample_manifest(version="1.0.0", base_url=away))
+    stale = update(client, token, sample_manifest(version="0.9.0", base_url=away))
     assert stale.status_code == 409 and stale.get_json()["current_version"] == "1.0.0"
+    assert stale.get_json()["type"].endswith(":version-not-higher")
     invalid = update(client, token, sample_manifest(version="1.1.0", base_url="ftp://x"))
     assert invalid.status_code == 400
     assert pending_rows(app) == [] and record(app).version == "1.0.0"
@@ -350,7 +351,7 @@ def test_a_key_scope_must_be_a_plugin_id(app):
     with app.app_context(), database.connection_context():
         with pytest.raises(BadRequest) as refused:
             enrolment.create_key(actor="test", plugin_id="Not An Id")
-        assert refused.value.errors[0]["path"] == "plugin_id"
+        assert refused.value.errors[0]["pointer"] == "/plugin_id"
         assert EnrolmentKey.select().count() == 0
 
 

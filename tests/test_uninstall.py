@@ -193,7 +193,7 @@ def test_purge_needs_a_typed_confirmation_and_leaves_no_row_of_that_namespace(
     before = raw_rows(app)
     refused = deregister(client)
     assert refused.status_code == 400 and refused.mimetype == PROBLEM
-    assert refused.get_json()["errors"][0]["path"] == "$.confirm"
+    assert refused.get_json()["errors"][0]["pointer"] == "/confirm"
     assert refused.get_json()["purge_tenants"] == ["default"]
     assert client.get("/api/registry/plugins/test-plugin").get_json()["state"] == "disabled"
     assert raw_rows(app) == before

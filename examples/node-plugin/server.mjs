@@ -90,6 +90,20 @@ async function verify(req) {
   return payload;
 }
 
+// Every refusal from the core is problem+json whose `type` names its kind (docs/errors.md).
+const PROBLEM_TYPE = 'urn:extframework:problem:';
+
+function problemKind(body) {
+  const type = body && typeof body.type === 'string' ? body.type : '';
+  return type.startsWith(PROBLEM_TYPE) ? type.slice(PROBLEM_TYPE.length) : null;
+}
+
+function describeProblem(body) {
+  const fields = (body?.errors || []).map((e) => `${e.pointer || '/'}: ${e.message || ''}`);
+  const diff = (body?.diff || []).map((c) => `${c.collection} ${c.path}: ${c.kind}`);
+  return [body?.detail || '', ...fields, ...diff].filter(Boolean).join('; ');
+}
+
 async function storage(method, path, caller, body) {
   const headers = { Authorization: `Bearer ${token}`, 'X-Tenant-ID': caller.tenant };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -102,6 +116,7 @@ async function storage(method, path, caller, body) {
     const err = new Error(data?.detail || `storage answered ${res.status}`);
     err.status = res.status;
     err.problem = data;
+    err.kind = problemKind(data);
     throw err;
   }
   return data;
@@ -167,7 +182,7 @@ async function route(req, res, caller) {
       await storage('POST', '/tasks', caller, { title: (form.get('title') || '').trim(), done: false });
     } catch (err) {
       if (err.status !== 422) throw err;
-      const errors = (err.problem?.errors || []).map((e) => `${e.path || ''} ${e.message || ''}`);
+      const errors = (err.problem?.errors || []).map((e) => `${(e.pointer || '').slice(1)}: ${e.message || ''}`);
       return send(res, 422, await tasksView(caller, errors.length ? errors : [err.message]));
     }
     return send(res, 303, '', { Location: '/tasks' });
@@ -225,12 +240,20 @@ async function enrol(attempt = 0) {
         headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
         body: JSON.stringify(manifest),
       });
-      const text = await res.text();
-      if (res.ok || (res.status === 409 && text.includes('not higher'))) {
+      const body = await res.json().catch(() => ({}));
+      const kind = problemKind(body);
+      // Branch on the problem type, never on status or prose: only "installed at exactly
+      // this version" means nothing to do. A breaking-change (declare a migration), an older
+      // version or a changed manifest under the same version must stop the plugin.
+      if (res.ok || (kind === 'version-not-higher' && body.current_version === VERSION)) {
         console.log(`enrolled: manifest ${VERSION} is current`);
         return;
       }
-      if (res.status !== 401) throw Object.assign(new Error(`update refused: ${res.status} ${text}`), { fatal: true });
+      if (res.status !== 401) {
+        throw Object.assign(new Error(`update refused (${kind || res.status}): ${describeProblem(body)}`), {
+          fatal: res.status < 500,
+        });
+      }
       console.warn('stored plugin token was refused; registering again');
     }
     const key = process.env.EXTFW_ENROLMENT_KEY;
@@ -242,7 +265,7 @@ async function enrol(attempt = 0) {
     });
     const body = await res.json().catch(() => ({}));
     if (res.status !== 201) {
-      throw Object.assign(new Error(`registration refused: ${res.status} ${body.detail || ''}`), {
+      throw Object.assign(new Error(`registration refused (${problemKind(body) || res.status}): ${describeProblem(body)}`), {
         fatal: res.status < 500 || res.status === 502,
       });
     }

@@ -123,7 +123,7 @@ def create_app(core_url: str, token_file: str) -> Flask:
 
     def form_errors(exc: StorageError) -> list[str]:
         return [
-            f"{e.get('path') or e.get('field', '')}: {e.get('message', '')}" for e in exc.errors
+            f"{e.get('pointer', '').lstrip('/')}: {e.get('message', '')}" for e in exc.errors
         ] or [exc.problem.get("detail", str(exc))]
 
     def categories() -> list[dict]:

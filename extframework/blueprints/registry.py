@@ -72,8 +72,10 @@ POLICY = {
         f"one of {', '.join(UNINSTALL_POLICIES)}",
         lambda value: value in UNINSTALL_POLICIES,
         required=True,
+        keyword="enum",
     )
 }
+ROTATION = {"revoke_now": Field("true or false", lambda value: isinstance(value, bool))}
 
 
 def plugin_actor(plugin: Plugin) -> str:
@@ -233,7 +235,8 @@ def rotate_token(plugin_id: str):
         raise Forbidden("A plugin token rotates only its own plugin's token.")
     if caller is None and not api_user().is_operator:
         raise Forbidden("Only an operator, or the plugin itself with its token, may rotate it.")
-    revoke_now = _revoke_now_field()
+    # No body, or {"revoke_now": false}: a rotation with the grace period.
+    revoke_now = bool(body_fields(optional_json_object(), ROTATION)["revoke_now"])
     plugin = caller or catalog.get_plugin(plugin_id)
     token, old_expires = plugin_admin.rotate_token(
         plugin,
@@ -248,27 +251,6 @@ def rotate_token(plugin_id: str):
         "tokens": plugin_tokens.live_tokens(plugin),
     }
     return jsonify(body), 200, NO_STORE
-
-
-def _revoke_now_field() -> bool:
-    """Read the optional body ``{"revoke_now": bool}``; no body means a rotation with grace."""
-    if not request.get_data(cache=True):
-        return False
-    body = json_body()
-    unknown = sorted(set(body) - {"revoke_now"})
-    if unknown:
-        raise BadRequest(
-            f"Unknown field(s) {', '.join(map(repr, unknown))}; the body is "
-            "{'revoke_now': true|false}, or empty for a rotation with the grace period.",
-            errors=[{"path": f"$.{name}", "message": "unknown field"} for name in unknown],
-        )
-    revoke_now = body.get("revoke_now", False)
-    if not isinstance(revoke_now, bool):
-        raise BadRequest(
-            "'revoke_now' must be true or false.",
-            errors=[{"path": "$.revoke_now", "message": "must be a boolean"}],
-        )
-    return revoke_now
 
 
 @bp.put("/api/registry/plugins/<plugin_id>/tenants")
@@ -311,8 +293,13 @@ def version_diff(plugin_id: str):
     if caller is not None and caller.plugin_id != plugin_id:
         raise Forbidden("A plugin token reads only its own plugin's versions.")
     versions = request.args.get("from"), request.args.get("to")
-    if not all(versions):
-        raise BadRequest("Name two recorded versions: ?from=1.0.0&to=2.0.0.")
+    missing = [name for name, value in zip(("from", "to"), versions, strict=True) if not value]
+    if missing:
+        raise BadRequest(
+            "Name two recorded versions: ?from=1.0.0&to=2.0.0.",
+            parameter=missing[0],
+            kind="invalid-query",
+        )
     return jsonify(catalog.version_diff(catalog.get_plugin(plugin_id), *versions))
 
 
@@ -560,7 +547,9 @@ def console_revoke_enrolment_key(key_id: int):
 def console_audit():
     before = request.args.get("before", "").strip()
     if before and not before.isdigit():
-        raise BadRequest("'before' is the id of an audit event.")
+        raise BadRequest(
+            "'before' is the id of an audit event.", parameter="before", kind="invalid-query"
+        )
     filters = {
         "before": int(before) if before else None,
         "action": request.args.get("action", "").strip() or None,

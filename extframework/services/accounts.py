@@ -15,7 +15,14 @@ from peewee import JOIN, Case, IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from extframework.db import database, write_transaction
-from extframework.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
+from extframework.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    field_error,
+)
 from extframework.models import ROLES, AuditEvent, LoginThrottle, Tenant, User, utcnow
 from extframework.services import audit
 
@@ -67,13 +74,15 @@ def create_tenant(slug: str, name: str | None = None, *, actor: str = SYSTEM_ACT
     if not TENANT_SLUG.match(slug) or len(slug) > 64:
         raise Invalid(
             "A tenant slug is lowercase words joined by single hyphens.",
-            errors=[{"field": "slug", "message": f"{slug!r} does not match {TENANT_SLUG.pattern}"}],
+            errors=[
+                field_error(["slug"], "pattern", f"{slug!r} does not match {TENANT_SLUG.pattern}")
+            ],
         )
     name = (name or "").strip()
     if len(name) > MAX_NAME_LENGTH:
         raise Invalid(
             "The tenant's name is too long.",
-            errors=[{"field": "name", "message": f"at most {MAX_NAME_LENGTH} characters"}],
+            errors=[field_error(["name"], "maxLength", f"at most {MAX_NAME_LENGTH} characters")],
         )
     try:
         with write_transaction():
@@ -85,7 +94,7 @@ def create_tenant(slug: str, name: str | None = None, *, actor: str = SYSTEM_ACT
                 detail={"name": tenant.name},
             )
     except IntegrityError:
-        raise Conflict(f"Tenant {slug!r} exists already.") from None
+        raise Conflict(f"Tenant {slug!r} exists already.", kind="already-exists") from None
     log.info("tenant created: %s", slug)
     return tenant
 
@@ -121,15 +130,15 @@ def create_user(
     name = name.strip()
     errors = []
     if not EMAIL.match(email):
-        errors.append({"field": "email", "message": "an email address needs one @"})
+        errors.append(field_error(["email"], "format", "an email address needs one @"))
     if len(password) < MIN_PASSWORD_LENGTH:
         errors.append(
-            {"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}
+            field_error(["password"], "minLength", f"at least {MIN_PASSWORD_LENGTH} characters")
         )
     if role not in ROLES:
-        errors.append({"field": "role", "message": f"one of {', '.join(ROLES)}"})
+        errors.append(field_error(["role"], "enum", f"one of {', '.join(ROLES)}"))
     if len(name) > MAX_NAME_LENGTH:
-        errors.append({"field": "name", "message": f"at most {MAX_NAME_LENGTH} characters"})
+        errors.append(field_error(["name"], "maxLength", f"at most {MAX_NAME_LENGTH} characters"))
     if errors:
         raise Invalid("The user cannot be created.", errors=errors)
     tenant_row = get_tenant(tenant)
@@ -148,7 +157,9 @@ def create_user(
                 actor=actor, action="user.create", target=f"user:{email}", detail=detail
             )
     except IntegrityError:
-        raise Conflict(f"A user with email {email!r} exists already.") from None
+        raise Conflict(
+            f"A user with email {email!r} exists already.", kind="already-exists"
+        ) from None
     log.info("user created: id=%s role=%s operator=%s tenant=%s", user.id, role, operator, tenant)
     return user
 
@@ -174,7 +185,7 @@ def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: st
     if role not in ROLES:
         raise Invalid(
             f"Unknown role {role!r}.",
-            errors=[{"field": "role", "message": f"one of {', '.join(ROLES)}"}],
+            errors=[field_error(["role"], "enum", f"one of {', '.join(ROLES)}")],
         )
     with write_transaction():
         user = get_user(user_id)

@@ -9,7 +9,14 @@ import re
 from datetime import datetime, timedelta
 
 from extframework.db import write_transaction
-from extframework.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from extframework.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    field_error,
+)
 from extframework.models import Archive, AuditEvent, EnrolmentKey, Plugin, iso_utc, utcnow
 from extframework.services import uninstall
 from extframework.services.manifest import PLUGIN_ID
@@ -29,11 +36,16 @@ def parse_duration(text: str) -> timedelta:
     if not compact or "".join(n + u for n, u in parts) != compact:
         raise BadRequest(
             f"{text!r} is not a duration; use a number and a unit s, m, h, d or w, like 1h or 2d.",
-            errors=[{"path": "expires", "message": "a duration like 30m, 1h, 2d"}],
+            errors=[field_error(["expires"], "format", "a duration like 30m, 1h, 2d")],
+            kind="invalid-body",
         )
     seconds = sum(int(n) * UNIT_SECONDS[u] for n, u in parts)
     if seconds <= 0:
-        raise BadRequest("An enrolment key must live longer than 0 seconds.")
+        raise BadRequest(
+            "An enrolment key must live longer than 0 seconds.",
+            errors=[field_error(["expires"], "exclusiveMinimum", "longer than 0 seconds")],
+            kind="invalid-body",
+        )
     return timedelta(seconds=seconds)
 
 
@@ -52,14 +64,16 @@ def create_key(
     if uses is not None and uses < 1:
         raise BadRequest(
             "An enrolment key needs at least one use (leave it empty for unlimited).",
-            errors=[{"path": "uses", "message": "at least 1"}],
+            errors=[field_error(["uses"], "minimum", "at least 1")],
+            kind="invalid-body",
         )
     plugin_id = (plugin_id or "").strip() or None
     if plugin_id is not None and (len(plugin_id) > 64 or not PLUGIN_ID.fullmatch(plugin_id)):
         raise BadRequest(
             f"{plugin_id!r} is not a plugin_id; a key for one plugin names it as its manifest "
             "does: lowercase words joined by single hyphens, like acme-billing (at most 64).",
-            errors=[{"path": "plugin_id", "message": "lowercase words joined by hyphens"}],
+            errors=[field_error(["plugin_id"], "pattern", "lowercase words joined by hyphens")],
+            kind="invalid-body",
         )
     secret = new_secret(ENROLMENT_KEY_PREFIX)
     with write_transaction():
@@ -179,6 +193,7 @@ def check_may_reattach(enrolment_key: EnrolmentKey | None, previous: Plugin) -> 
         plugin_id=plugin_id,
         retained_documents=held,
         archives=archived,
+        kind="data-retained",
     )
 
 

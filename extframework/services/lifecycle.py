@@ -177,6 +177,7 @@ def check_allowed(plugin: Plugin, to_state: str, *, actor: str, verb: str | None
             state=current,
             allowed=allowed,
             allowed_actions=verbs,
+            kind="wrong-state",
         )
     if to_state not in ALLOWED.get(current, set()):
         allowed = allowed_from(current)
@@ -192,6 +193,7 @@ def check_allowed(plugin: Plugin, to_state: str, *, actor: str, verb: str | None
             ),
             state=current,
             allowed=allowed,
+            kind="wrong-state",
         )
     return current
 

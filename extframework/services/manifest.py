@@ -1,7 +1,8 @@
 """The manifest contract (SPEC §2): the published meta-schema plus the checks a schema cannot say.
 
-``validate_manifest`` reports every problem at once, each with the JSON path of the offending
-value (``$.menu_items[0].view.path``), so a plugin author fixes a manifest in one round trip.
+``validate_manifest`` reports every problem at once, each as a field error: the JSON Pointer
+of the offending value (``/menu_items/0/view/path``), the keyword it breaks and a message
+(docs/errors.md), so a plugin author fixes a manifest in one round trip.
 """
 
 import copy
@@ -16,7 +17,7 @@ import semver
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from extframework.errors import BadRequest
+from extframework.errors import BadRequest, field_error, json_pointer
 from extframework.services import schema_limits
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "manifest.schema.json"
@@ -52,19 +53,6 @@ def _manifest_checker() -> Draft202012Validator:
     return Draft202012Validator(meta_schema())
 
 
-def json_path(parts: Iterable[object]) -> str:
-    """Render a path of keys and indexes as ``$.a[0].b`` (odd keys as ``$['a b']``)."""
-    out = "$"
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif isinstance(part, str) and re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$]*", part):
-            out += f".{part}"
-        else:
-            out += "[" + json.dumps(str(part)) + "]"
-    return out
-
-
 def validate_manifest(manifest: object, limits: schema_limits.Limits | None = None) -> dict:
     """Return a normalised copy of a valid manifest, or raise BadRequest listing every error.
 
@@ -73,20 +61,27 @@ def validate_manifest(manifest: object, limits: schema_limits.Limits | None = No
     limits = limits or schema_limits.current()
     depth_error = _too_deep(manifest)
     if depth_error:
-        raise BadRequest("The manifest is not valid.", errors=[depth_error])
+        raise BadRequest(
+            "The manifest is not valid.", errors=[depth_error], kind="invalid-manifest"
+        )
     too_large = schema_limits.manifest_size_problem(manifest, limits)
     if too_large:
-        raise BadRequest(f"The manifest is too large: {too_large}.", errors=[_error([], too_large)])
+        raise BadRequest(
+            f"The manifest is too large: {too_large}.",
+            errors=[_error([], "size", too_large)],
+            kind="invalid-manifest",
+        )
     errors = _schema_errors(manifest)
     if isinstance(manifest, dict):
-        flagged = {e["path"] for e in errors}
-        errors += [e for e in _semantic_errors(manifest, limits) if e["path"] not in flagged]
+        flagged = {e["pointer"] for e in errors}
+        errors += [e for e in _semantic_errors(manifest, limits) if e["pointer"] not in flagged]
     if errors:
-        errors.sort(key=lambda e: e["path"])
+        errors.sort(key=lambda e: e["pointer"])
         raise BadRequest(
             f"The manifest is not valid: {len(errors)} error(s); see 'errors' "
             "(the meta-schema is at GET /api/registry/manifest-schema).",
             errors=errors,
+            kind="invalid-manifest",
         )
     return normalise(manifest)
 
@@ -110,8 +105,15 @@ def base_url(manifest: dict) -> str:
     return manifest["base_url"].rstrip("/")
 
 
-def _error(path: Iterable[object] | str, message: str) -> dict:
-    return {"path": path if isinstance(path, str) else json_path(path), "message": message}
+def _error(path: Iterable[object], keyword: str, message: str) -> dict:
+    return field_error(path, keyword, message)
+
+
+def _limit_keyword(path: list) -> str:
+    """``regex`` for a pattern RE2 cannot run; ``cost`` for any other limit of schema_limits."""
+    if path[-1:] == ["pattern"] or path[-2:-1] == ["patternProperties"]:
+        return "regex"
+    return "cost"
 
 
 def _too_deep(value: object) -> dict | None:
@@ -119,7 +121,7 @@ def _too_deep(value: object) -> dict | None:
     while stack:
         node, depth, path = stack.pop()
         if depth > MAX_DEPTH:
-            return _error(path, f"nested deeper than {MAX_DEPTH} levels")
+            return _error(path, "depth", f"nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, dict):
             stack.extend((v, depth + 1, [*path, k]) for k, v in node.items())
         elif isinstance(node, list):
@@ -132,7 +134,7 @@ def _schema_errors(manifest: object) -> list[dict]:
     seen: set[tuple[str, str]] = set()
     for error in _manifest_checker().iter_errors(manifest):
         for entry in _describe(error):
-            key = (entry["path"], entry["message"])
+            key = (entry["pointer"], entry["message"])
             if key not in seen:
                 seen.add(key)
                 errors.append(entry)
@@ -144,15 +146,20 @@ def _describe(error: ValidationError) -> list[dict]:
     path = list(error.absolute_path)
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [name for name in error.validator_value if name not in error.instance]
-        return [_error([*path, name], "is required") for name in missing]
+        return [_error([*path, name], "required", "is required") for name in missing]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = error.schema.get("properties", {})
         extra = [name for name in error.instance if name not in known]
         allowed = ", ".join(sorted(known))
-        return [_error([*path, name], f"is not a known field (known: {allowed})") for name in extra]
+        return [
+            _error(
+                [*path, name], "additionalProperties", f"is not a known field (known: {allowed})"
+            )
+            for name in extra
+        ]
     if error.validator == "pattern":
-        return [_error(path, _pattern_hint(error.validator_value, error.instance))]
-    return [_error(path, error.message)]
+        return [_error(path, "pattern", _pattern_hint(error.validator_value, error.instance))]
+    return [_error(path, str(error.validator), error.message)]
 
 
 def _pattern_hint(pattern: str, value: object) -> str:
@@ -173,7 +180,8 @@ def _semantic_errors(manifest: dict, limits: schema_limits.Limits) -> list[dict]
     _check_menus(manifest.get("menu_items"), errors)
     _check_collections(manifest.get("data_schemas"), limits, errors)
     errors += [
-        _error(path, message) for path, message in schema_limits.quota_errors(manifest, limits)
+        _error(path, "cost", message)
+        for path, message in schema_limits.quota_errors(manifest, limits)
     ]
     migration = manifest.get("migration")
     if isinstance(migration, dict):
@@ -185,19 +193,21 @@ def _check_pattern(path: list, value: object, pattern: re.Pattern, errors: list[
     # The meta-schema's patterns run through re.search, where "$" also matches before a
     # trailing newline; fullmatch closes that gap.
     if isinstance(value, str) and not pattern.fullmatch(value):
-        errors.append(_error(path, _pattern_hint(pattern.pattern, value)))
+        errors.append(_error(path, "pattern", _pattern_hint(pattern.pattern, value)))
 
 
 def _check_scalars(manifest: dict, errors: list[dict]) -> None:
     _check_pattern(["plugin_id"], manifest.get("plugin_id"), PLUGIN_ID, errors)
     version = manifest.get("version")
     if isinstance(version, str) and not semver.Version.is_valid(version):
-        errors.append(_error(["version"], f"{version!r} is not a semantic version like 1.2.0"))
+        errors.append(
+            _error(["version"], "pattern", f"{version!r} is not a semantic version like 1.2.0")
+        )
     url = manifest.get("base_url")
     if isinstance(url, str):
         problem = _url_problem(url)
         if problem:
-            errors.append(_error(["base_url"], problem))
+            errors.append(_error(["base_url"], "format", problem))
 
 
 def _url_problem(url: str) -> str | None:
@@ -258,7 +268,9 @@ def _check_unique(
     if not isinstance(value, str):
         return
     if value in seen:
-        errors.append(_error(path, f"duplicate {what} id {value!r} (first at index {seen[value]})"))
+        errors.append(
+            _error(path, "unique", f"duplicate {what} id {value!r} (first at index {seen[value]})")
+        )
     else:
         seen[value] = position
 
@@ -272,9 +284,11 @@ def _check_route(
     shape = "/".join(":" if s.startswith(":") else s for s in path.strip("/").split("/"))
     key = (method, shape)
     if key in routes:
-        errors.append(_error(where, f"{method} {path} is already declared at {routes[key]}"))
+        errors.append(
+            _error(where, "unique", f"{method} {path} is already declared at {routes[key]}")
+        )
     else:
-        routes[key] = json_path(where)
+        routes[key] = json_pointer(where)
 
 
 def _check_collections(entries: object, limits: schema_limits.Limits, errors: list[dict]) -> None:
@@ -291,6 +305,7 @@ def _check_collections(entries: object, limits: schema_limits.Limits, errors: li
                 errors.append(
                     _error(
                         ["data_schemas", i, "collection"],
+                        "unique",
                         f"duplicate collection {name!r} (first at index {names[name]})",
                     )
                 )
@@ -304,6 +319,7 @@ def _check_collections(entries: object, limits: schema_limits.Limits, errors: li
                 errors.append(
                     _error(
                         ["data_schemas", i, "replaces"],
+                        "unique",
                         f"collection {source!r} is already replaced at index {replaced[source]}",
                     )
                 )
@@ -314,7 +330,7 @@ def _check_collections(entries: object, limits: schema_limits.Limits, errors: li
             schema_errors = _document_schema_errors(schema, where)
             if not schema_errors:  # the cost checks assume a well-formed, local-only schema
                 schema_errors = [
-                    _error([*where, *path], message)
+                    _error([*where, *path], _limit_keyword(path), message)
                     for path, message in schema_limits.schema_errors(str(name), schema, limits)
                 ]
             errors += schema_errors
@@ -324,6 +340,7 @@ def _check_collections(entries: object, limits: schema_limits.Limits, errors: li
             errors.append(
                 _error(
                     ["data_schemas", i, "replaces"],
+                    "renames",
                     f"{source!r} is still declared as a collection; a renamed collection "
                     "must not keep its old name",
                 )
@@ -345,6 +362,7 @@ def _check_indexes(indexes: object, i: int, errors: list[dict]) -> None:
             errors.append(
                 _error(
                     ["data_schemas", i, "indexes", k],
+                    "unique",
                     f"duplicate index on {list(key)} (first at index {seen[key]})",
                 )
             )
@@ -358,10 +376,14 @@ def _document_schema_errors(schema: dict, where: list) -> list[dict]:
     declared = schema.get("$schema")
     if declared is not None and declared not in (DRAFT_2020_12, DRAFT_2020_12 + "#"):
         errors.append(
-            _error([*where, "$schema"], f"the core validates with Draft 2020-12 ({DRAFT_2020_12})")
+            _error(
+                [*where, "$schema"],
+                "const",
+                f"the core validates with Draft 2020-12 ({DRAFT_2020_12})",
+            )
         )
     for error in _DOCUMENT_SCHEMA_CHECKER.iter_errors(schema):
-        errors.append(_error([*where, *error.absolute_path], error.message))
+        errors.append(_error([*where, *error.absolute_path], str(error.validator), error.message))
     errors += _reference_errors(schema, where)
     return errors
 
@@ -378,10 +400,14 @@ def _reference_errors(schema: dict, where: list) -> list[dict]:
                 if key in ("$ref", "$dynamicRef") and isinstance(value, str):
                     if not value.startswith("#"):
                         errors.append(
-                            _error([*path, key], "only local references ('#...') are allowed")
+                            _error(
+                                [*path, key], "ref", "only local references ('#...') are allowed"
+                            )
                         )
                 elif key == "$id" and isinstance(value, str):
-                    errors.append(_error([*path, key], "$id is not allowed in a collection schema"))
+                    errors.append(
+                        _error([*path, key], "id", "$id is not allowed in a collection schema")
+                    )
                 else:
                     stack.append((value, [*path, key]))
         elif isinstance(node, list):

@@ -5,7 +5,7 @@ Registration, compatible updates (``registry``) and migrations (``migrations``,
 none of them imports another to record a manifest.
 """
 
-from extframework.errors import BadRequest, Conflict
+from extframework.errors import BadRequest, Conflict, field_error
 from extframework.models import ROLES, Collection, ManifestVersion, Plugin, Route, utcnow
 from extframework.services import indexes
 from extframework.services.manifest import base_url as manifest_base_url
@@ -49,6 +49,7 @@ def check_version_unused(plugin: Plugin, manifest: dict) -> None:
             f"Version {manifest['version']} of {plugin.plugin_id!r} was registered before with "
             "a different manifest; every version keeps one manifest, so use a new version.",
             version=manifest["version"],
+            kind="version-manifest-changed",
         )
 
 
@@ -144,21 +145,26 @@ def renames(old_manifest: dict, manifest: dict, *, strict: bool = True) -> dict[
             continue
         if source not in old_names:
             errors.append(
-                {
-                    "path": f"$.data_schemas[{i}].replaces",
-                    "message": f"version {old_manifest.get('version')} has no collection "
-                    f"{source!r} to rename",
-                }
+                field_error(
+                    ["data_schemas", i, "replaces"],
+                    "renames",
+                    f"version {old_manifest.get('version')} has no collection {source!r} to rename",
+                )
             )
         elif entry["collection"] in old_names:
             errors.append(
-                {
-                    "path": f"$.data_schemas[{i}].collection",
-                    "message": f"{entry['collection']!r} exists already; a rename needs a new name",
-                }
+                field_error(
+                    ["data_schemas", i, "collection"],
+                    "renames",
+                    f"{entry['collection']!r} exists already; a rename needs a new name",
+                )
             )
         else:
             found[entry["collection"]] = source
     if errors and strict:
-        raise BadRequest("The manifest's renames do not fit the installed version.", errors=errors)
+        raise BadRequest(
+            "The manifest's renames do not fit the installed version.",
+            errors=errors,
+            kind="invalid-manifest",
+        )
     return found

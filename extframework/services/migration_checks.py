@@ -11,6 +11,7 @@ import logging
 from datetime import timedelta
 
 from extframework.db import database, read_transaction, write_transaction
+from extframework.errors import field_error
 from extframework.models import AuditEvent, MigrationRun, Plugin, utcnow
 from extframework.services import lifecycle, storage
 from extframework.services import manifest_records as records
@@ -103,11 +104,12 @@ def check_documents(
                 schema = schemas.get(collection)
                 if schema is None:
                     errors = [
-                        {
-                            "pointer": "",
-                            "message": f"collection {collection!r} is not declared by version "
-                            f"{version}; the handler must move or delete this document",
-                        }
+                        field_error(
+                            [],
+                            "collection",
+                            f"collection {collection!r} is not declared by version {version}; "
+                            "the handler must move or delete this document",
+                        )
                     ]
                 else:
                     validator = storage.validator_for(plugin_id, collection, schema)

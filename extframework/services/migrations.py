@@ -214,6 +214,7 @@ def retry(plugin: Plugin, *, actor: str, app: Flask, background: bool = True) ->
                 f"Plugin {plugin.plugin_id!r} is {state}; only a migrating plugin has a "
                 "migration to retry.",
                 state=state,
+                kind="wrong-state",
             )
         run = latest_run(plugin)
         if run is None:
@@ -223,6 +224,7 @@ def retry(plugin: Plugin, *, actor: str, app: Flask, background: bool = True) ->
                 f"Attempt {run.attempts} of this migration is still running (process "
                 f"{run.owner}, since {iso_utc(run.started_at)}); wait for it to finish.",
                 attempt=run.attempts,
+                kind="migration-running",
             )
         last_error = run.last_error
         if run.state == "running":

@@ -10,7 +10,7 @@ from pathlib import Path
 from flask import Flask
 
 from extframework.db import write_transaction
-from extframework.errors import BadRequest, Conflict, NotFound
+from extframework.errors import BadRequest, Conflict, NotFound, field_error
 from extframework.models import AuditEvent, Installation, Plugin, Tenant, iso_utc, utcnow
 from extframework.services import lifecycle, pending_updates, plugin_tokens, registry, uninstall
 
@@ -70,6 +70,7 @@ def rotate_token(
         raise Conflict(
             f"Plugin {plugin.plugin_id!r} is deregistered; it has no token to rotate.",
             state=plugin.state,
+            kind="wrong-state",
         )
     with write_transaction():
         token, old_expires = plugin_tokens.rotate(
@@ -105,8 +106,11 @@ def set_tenants(plugin: Plugin, slugs: list[str] | None, *, actor: str) -> None:
                 raise BadRequest(
                     f"No such tenant: {', '.join(unknown)}.",
                     errors=[
-                        {"path": "$.tenants", "message": f"unknown tenant {s!r}"} for s in unknown
+                        field_error(["tenants", i], "exists", f"no tenant {slug!r}")
+                        for i, slug in enumerate(slugs)
+                        if slug in unknown
                     ],
+                    kind="invalid-body",
                 )
             plugin.restricted = True
             allowed = [t.id for t in rows]

@@ -18,6 +18,7 @@ import requests
 from extframework import observability
 from extframework.errors import Forbidden, NotFound, Unavailable
 from extframework.models import Plugin, Route
+from extframework.problems import problem_type
 from extframework.services import catalog, deadlines, fragments, lifecycle, markup, tokens, urls
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
@@ -72,6 +73,15 @@ class Fault:
     status: int  # what the shell answers the browser
     headers: tuple[tuple[str, str], ...] = ()  # extra response headers (Retry-After)
 
+    @property
+    def problem_type(self) -> str:
+        """The catalogued problem type of this fault (docs/errors.md), shown on the panel."""
+        return problem_type(FAULT_KINDS[self.status])
+
+
+# A fault's status names its kind: the plugin did not answer (504), answered something the
+# shell refuses (502), or is answering as many requests as it may at once (503).
+FAULT_KINDS = {502: "bad-gateway", 503: "unavailable", 504: "gateway-timeout"}
 
 Outcome = Fragment | Redirect | Fault
 

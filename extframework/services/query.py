@@ -64,6 +64,11 @@ class Scope:
 # --- parsing ------------------------------------------------------------------
 
 
+def _invalid(detail: str, **extra: object) -> BadRequest:
+    """A query parameter that cannot be used: 400 ``invalid-query``, naming it in ``extra``."""
+    return BadRequest(detail, kind="invalid-query", **extra)
+
+
 def parse(args: Iterable[tuple[str, str]], schema: dict) -> Query:
     """Read query parameters into a Query, or raise a 400 naming the parameter at fault."""
     seen: set[str] = set()
@@ -73,7 +78,7 @@ def parse(args: Iterable[tuple[str, str]], schema: dict) -> Query:
     cursor = None
     for key, raw in args:
         if key in seen:
-            raise BadRequest(f"The query parameter {key!r} is given more than once.", parameter=key)
+            raise _invalid(f"The query parameter {key!r} is given more than once.", parameter=key)
         seen.add(key)
         if key == "sort":
             sort = parse_sort(raw, schema)
@@ -88,7 +93,7 @@ def parse(args: Iterable[tuple[str, str]], schema: dict) -> Query:
 
 def parse_limit(raw: str) -> int:
     if not INTEGER.match(raw) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(
+        raise _invalid(
             f"limit must be an integer from 1 to {MAX_LIMIT} (got {raw!r}).", parameter="limit"
         )
     return int(raw)
@@ -101,11 +106,11 @@ def parse_sort(raw: str, schema: dict) -> tuple[SortKey, ...]:
         descending = part.startswith("-")
         field = part.lstrip("-+")
         if not field:
-            raise BadRequest(f"sort has an empty field in {raw!r}.", parameter="sort")
+            raise _invalid(f"sort has an empty field in {raw!r}.", parameter="sort")
         types = field_types(schema, field)
         _require_scalar(field, types)
         if any(k.field == field for k in keys):
-            raise BadRequest(f"sort names {field!r} twice.", parameter="sort")
+            raise _invalid(f"sort names {field!r} twice.", parameter="sort")
         keys.append(SortKey(field, descending))
     return tuple(keys)
 
@@ -116,7 +121,7 @@ def parse_filter(key: str, raw: str, schema: dict) -> Filter:
     if sep and tail in OPERATORS:
         field, op = head, tail
     elif sep and not _knows(schema, key):
-        raise BadRequest(
+        raise _invalid(
             f"Unknown operator {tail!r} in {key!r}; use one of: "
             + ", ".join(f"__{o}" for o in OPERATORS)
             + ".",
@@ -126,7 +131,7 @@ def parse_filter(key: str, raw: str, schema: dict) -> Filter:
     types = field_types(schema, field)
     if op == "exists":
         if raw not in ("true", "false"):
-            raise BadRequest(f"{key} takes true or false (got {raw!r}).", parameter=key)
+            raise _invalid(f"{key} takes true or false (got {raw!r}).", parameter=key)
         return Filter(field, op, raw == "true")
     _require_scalar(field, types)
     if op == "in":
@@ -134,7 +139,7 @@ def parse_filter(key: str, raw: str, schema: dict) -> Filter:
         return Filter(field, op, tuple(coerce(v, types, key) for v in values))
     value = coerce(raw, types, key)
     if value is None and op in COMPARISONS:
-        raise BadRequest(f"{key} cannot compare with null.", parameter=key)
+        raise _invalid(f"{key} cannot compare with null.", parameter=key)
     return Filter(field, op, value)
 
 
@@ -148,20 +153,20 @@ def _split_in(key: str, raw: str) -> list[str]:
         if not isinstance(values, list) or not all(
             isinstance(v, str | int | float | bool) or v is None for v in values
         ):
-            raise BadRequest(f"{key} must be a JSON array of scalars or a,b,c.", parameter=key)
+            raise _invalid(f"{key} must be a JSON array of scalars or a,b,c.", parameter=key)
         values = [
             "null" if v is None else json.dumps(v) if not isinstance(v, str) else v for v in values
         ]
     else:
         values = raw.split(",")
     if not 1 <= len(values) <= MAX_IN_VALUES:
-        raise BadRequest(f"{key} takes 1 to {MAX_IN_VALUES} values.", parameter=key)
+        raise _invalid(f"{key} takes 1 to {MAX_IN_VALUES} values.", parameter=key)
     return values
 
 
 def _require_scalar(field: str, types: frozenset[str] | None) -> None:
     if types is not None and not types & set(SCALAR_TYPES):
-        raise BadRequest(
+        raise _invalid(
             f"The field {field!r} is an {'/'.join(sorted(types))}; "
             "filter or sort on its members with a dotted path.",
             field=field,
@@ -183,7 +188,7 @@ def field_types(schema: dict, field: str) -> frozenset[str] | None:
     """Return the JSON types the schema allows at a dotted path (None: any); 400 if unknown."""
     segments = field.split(".")
     if not all(indexes.FIELD_SEGMENT.match(s) for s in segments):
-        raise BadRequest(
+        raise _invalid(
             f"Unknown field {field!r}: queries take dotted paths of plain names "
             "([A-Za-z_][A-Za-z0-9_]*).",
             field=field,
@@ -196,7 +201,7 @@ def field_types(schema: dict, field: str) -> frozenset[str] | None:
             if isinstance(properties, dict) and segment in properties:
                 children.extend(_branches(properties[segment], schema))
         if not children:
-            raise BadRequest(
+            raise _invalid(
                 f"Unknown field {field!r}: the collection's schema does not declare it.",
                 field=field,
             )
@@ -228,7 +233,7 @@ def _branches(node: object, root: dict) -> list[dict]:
         seen.add(id(current))
         found.append(current)
         if len(found) > MAX_BRANCHES:
-            raise BadRequest(
+            raise _invalid(
                 f"The collection's schema has more than {MAX_BRANCHES} alternatives "
                 "(anyOf/oneOf/allOf/$ref) at this field; the core does not type a query "
                 "through that many. Filter on a field with fewer alternatives.",
@@ -306,7 +311,7 @@ def coerce(raw: str, types: frozenset[str] | None, parameter: str) -> object:
             return value
     if "string" in types:
         return raw
-    raise BadRequest(
+    raise _invalid(
         f"{parameter}={raw!r}: the schema says {' or '.join(sorted(types))}.", parameter=parameter
     )
 
@@ -445,7 +450,7 @@ def encode_cursor(secret_key: bytes, query_id: str, sort_values: list, pk: int) 
 
 def decode_cursor(secret_key: bytes, token: str, query_id: str) -> dict:
     """Return the cursor's position, or raise 400 if it is forged, edited or for another query."""
-    invalid = BadRequest(
+    invalid = _invalid(
         "The cursor is not valid: pass next_cursor exactly as a previous page returned it.",
         parameter="cursor",
     )
@@ -460,7 +465,7 @@ def decode_cursor(secret_key: bytes, token: str, query_id: str) -> dict:
     except (ValueError, binascii.Error):  # signed by us, so only a changed format gets here
         raise invalid from None
     if not isinstance(payload, dict) or payload.get("q") != query_id:
-        raise BadRequest(
+        raise _invalid(
             "The cursor belongs to a different query: repeat the same filters, sort and "
             "X-Tenant-ID as the page that returned it.",
             parameter="cursor",

@@ -15,7 +15,7 @@ from flask import Flask
 from peewee import IntegrityError
 
 from extframework.db import database, write_transaction
-from extframework.errors import BadGateway, BadRequest, Conflict
+from extframework.errors import BadGateway, BadRequest, Conflict, field_error
 from extframework.models import (
     AuditEvent,
     Collection,
@@ -122,6 +122,7 @@ def _refuse_taken(plugin_id: str) -> Plugin | None:
             "An installed plugin sends updates with PUT /api/registry/plugins/"
             f"{plugin_id} and its plugin token.",
             plugin_id=plugin_id,
+            kind="plugin-id-taken",
         )
     return existing
 
@@ -145,6 +146,7 @@ def _check_reattachable(previous: Plugin, manifest: dict) -> None:
             f"manifest changes the retained collections in a breaking way. Register version "
             f"{previous.version}'s schemas again, then update with a migration handler.",
             diff=[change.to_dict() for change in breaking],
+            kind="breaking-change",
         )
 
 
@@ -176,7 +178,7 @@ def _register_again(
         )
         if reused != 1:
             _refuse_taken(plugin.plugin_id)
-            raise Conflict(f"The plugin_id {plugin.plugin_id!r} is taken.")
+            raise Conflict(f"The plugin_id {plugin.plugin_id!r} is taken.", kind="plugin-id-taken")
         plugin.state = lifecycle.INITIAL_STATE
         plugin_tokens.revoke_all(plugin, now=now)  # a token from before the removal stays dead
         plugin_tokens.store(plugin, token, actor=actor, now=now)
@@ -225,21 +227,26 @@ def check_update(plugin: Plugin, manifest: object) -> CheckedUpdate:
     if manifest["plugin_id"] != plugin.plugin_id:
         raise BadRequest(
             f"This manifest is for {manifest['plugin_id']!r}, not {plugin.plugin_id!r}.",
-            errors=[{"path": "$.plugin_id", "message": f"must be {plugin.plugin_id!r}"}],
+            errors=[field_error(["plugin_id"], "const", f"must be {plugin.plugin_id!r}")],
+            kind="invalid-manifest",
         )
     if plugin.state in ("deregistered", "migrating"):
         raise Conflict(
             f"Plugin {plugin.plugin_id!r} is {plugin.state} and cannot be updated now.",
             state=plugin.state,
+            kind="wrong-state",
         )
     old_version, new_version = plugin.version, manifest["version"]
+    # First: a version number holds one manifest, so a changed manifest under a version
+    # already used (the installed one included) is its own refusal, not "not higher".
+    records.check_version_unused(plugin, manifest)
     if semver.Version.parse(new_version) <= semver.Version.parse(old_version):
         raise Conflict(
             f"Version {new_version} is not higher than the installed {old_version}; "
             "an update must carry a higher semantic version.",
             current_version=old_version,
+            kind="version-not-higher",
         )
-    records.check_version_unused(plugin, manifest)
     renames = records.renames(plugin.manifest, manifest)
     changes = schema_diff.diff_collections(
         plugin.manifest.get("data_schemas", []), manifest["data_schemas"], renames=renames
@@ -252,6 +259,7 @@ def check_update(plugin: Plugin, manifest: object) -> CheckedUpdate:
             f"The update to {new_version} changes {len(diff)} thing(s) in a breaking "
             "way; declare a 'migration' handler or keep the schemas compatible (see 'diff').",
             diff=diff,
+            kind="breaking-change",
         )
     return CheckedUpdate(manifest, changes, breaking, renames)
 
@@ -355,6 +363,7 @@ def begin_migration(
             f"The update to {manifest['version']} changes {len(diff)} thing(s) in a breaking "
             "way; declare a 'migration' handler or keep the schemas compatible (see 'diff').",
             diff=diff,
+            kind="breaking-change",
         )
     old_version = plugin.version
     with write_transaction():

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from extframework.errors import BadRequest
+from extframework.errors import BadRequest, field_error
 
 
 def _words(text: str) -> frozenset[str]:
@@ -125,7 +125,8 @@ def _check_renames(old_by: dict, new_by: dict, renames: dict[str, str]) -> None:
     if problems:
         raise BadRequest(
             "The collection renames do not match the manifests.",
-            errors=[{"path": "$.data_schemas", "message": problem} for problem in problems],
+            errors=[field_error(["data_schemas"], "renames", problem) for problem in problems],
+            kind="invalid-manifest",
         )
 
 

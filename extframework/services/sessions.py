@@ -8,7 +8,7 @@ password change or reset, a role change and deactivation bump it, which ends the
 import logging
 
 from extframework.db import write_transaction
-from extframework.errors import Conflict, Invalid, NotFound, Unauthorized
+from extframework.errors import Conflict, Invalid, NotFound, Unauthorized, field_error
 from extframework.models import User
 from extframework.services import accounts, audit
 
@@ -40,10 +40,12 @@ def _checked_new_password(
     errors = []
     if len(password) < accounts.MIN_PASSWORD_LENGTH:
         errors.append(
-            {"field": field, "message": f"at least {accounts.MIN_PASSWORD_LENGTH} characters"}
+            field_error([field], "minLength", f"at least {accounts.MIN_PASSWORD_LENGTH} characters")
         )
     if confirmation is not None and confirmation != password:
-        errors.append({"field": "confirm_password", "message": "type the same new password twice"})
+        errors.append(
+            field_error(["confirm_password"], "const", "type the same new password twice")
+        )
     if errors:
         raise Invalid("The new password cannot be used.", errors=errors)
     return accounts.hash_password(password)  # before the transaction: scrypt costs ~0.1 s
@@ -101,7 +103,7 @@ def change_password(
     if new == current:
         raise Invalid(
             "The new password is the same as the current one.",
-            errors=[{"field": "new_password", "message": "choose a different password"}],
+            errors=[field_error(["new_password"], "different", "choose a different password")],
         )
     user = accounts.get_user(user_id)
     try:
@@ -109,7 +111,7 @@ def change_password(
     except Unauthorized:
         raise Invalid(
             "The current password is not correct.",
-            errors=[{"field": "current_password", "message": "not your current password"}],
+            errors=[field_error(["current_password"], "password", "not your current password")],
         ) from None
     with write_transaction():
         _store_password(user.id, password_hash)

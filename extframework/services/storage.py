@@ -24,6 +24,8 @@ from extframework.errors import (
     NotFound,
     PreconditionFailed,
     Unavailable,
+    field_error,
+    json_pointer,
 )
 from extframework.models import Document, Plugin, utcnow
 from extframework.services import installations, lifecycle, query, schema_limits
@@ -81,6 +83,7 @@ def check_access(plugin: Plugin, *, write: bool, migration_context: bool = False
             "its storage is frozen until the migration finishes. Retry later.",
             headers={"Retry-After": str(MIGRATING_RETRY_AFTER_S)},
             state=state,
+            kind="namespace-frozen",
         )
     if mode == lifecycle.READ_ONLY:
         if not write:
@@ -89,17 +92,20 @@ def check_access(plugin: Plugin, *, write: bool, migration_context: bool = False
             f"Plugin {plugin.plugin_id!r} is disabled by an administrator; its storage is "
             "read-only until it is re-enabled, so writes are refused.",
             state=state,
+            kind="storage-closed",
         )
     if state == lifecycle.INITIAL_STATE:
         raise Forbidden(
             f"Plugin {plugin.plugin_id!r} is registered but not yet active; its storage opens "
             "after its first successful health check.",
             state=state,
+            kind="storage-closed",
         )
     # CLOSED, and PER_POLICY: a deregistered plugin's retained data is for admins, not for it.
     raise Forbidden(
         f"Plugin {plugin.plugin_id!r} is {state}; its storage is closed.",
         state=state,
+        kind="storage-closed",
     )
 
 
@@ -111,7 +117,9 @@ def resolve_tenant(plugin: Plugin, header: str | None) -> str:
     if not installations.is_installed(plugin, tenant):
         log.info("storage refused: %s is not installed in tenant %r", plugin.plugin_id, tenant)
         raise Forbidden(
-            f"Plugin {plugin.plugin_id!r} is not installed in tenant {tenant!r}.", tenant=tenant
+            f"Plugin {plugin.plugin_id!r} is not installed in tenant {tenant!r}.",
+            tenant=tenant,
+            kind="not-installed",
         )
     return tenant
 
@@ -135,6 +143,7 @@ def open_collection(
         raise NotFound(
             f"Plugin {plugin.plugin_id!r} declares no collection {collection!r}.",
             collection=collection,
+            kind="unknown-collection",
         )
     return Namespace(
         tenant=tenant,
@@ -175,12 +184,9 @@ def validation_errors(
             return _field_errors(schema_validator, data)
     except BudgetExceeded as exc:
         return [
-            {
-                "field": "",
-                "pointer": "",
-                "message": f"validating this document against the schema took {exc.reason}",
-                "keyword": "budget",
-            }
+            field_error(
+                [], "budget", f"validating this document against the schema took {exc.reason}"
+            )
         ]
 
 
@@ -188,15 +194,9 @@ def _field_errors(schema_validator, data: object) -> list[dict]:
     entries: dict[str, dict] = {}
 
     def add(path: list, message: str, keyword: str) -> None:
-        pointer = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
-        entry = entries.get(pointer)
+        entry = entries.get(json_pointer(path))
         if entry is None:
-            entries[pointer] = {
-                "field": ".".join(str(p) for p in path),
-                "pointer": pointer,
-                "message": message,
-                "keyword": keyword,
-            }
+            entries[json_pointer(path)] = field_error(path, keyword, message)
         elif message not in entry["message"]:
             entry["message"] += f"; {message}"
 
@@ -217,7 +217,7 @@ def _field_errors(schema_validator, data: object) -> list[dict]:
 def validate(ns: Namespace, data: object) -> None:
     """Check a document against its collection's schema; 422 with every failing field."""
     if not isinstance(data, dict):
-        raise BadRequest("A document must be a JSON object.")
+        raise BadRequest("A document must be a JSON object.", kind="invalid-body")
     errors = validation_errors(validator_for(ns.plugin_id, ns.collection, ns.schema), data)
     if errors and errors[0]["keyword"] == "budget":
         raise Invalid(
@@ -237,7 +237,9 @@ def _dump(data: dict) -> str:
     try:
         return json.dumps(data, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        raise BadRequest("NaN and Infinity are not JSON numbers; send finite numbers.") from None
+        raise BadRequest(
+            "NaN and Infinity are not JSON numbers; send finite numbers.", kind="invalid-body"
+        ) from None
 
 
 # --- documents --------------------------------------------------------------------
@@ -332,14 +334,16 @@ def _write(query, params: list | None = None) -> int:
             return database.execute_sql(query, params).rowcount
     except OperationalError as exc:
         if "JSON" in str(exc):
-            raise BadRequest(f"The document cannot be stored as JSON: {exc}.") from None
+            raise BadRequest(
+                f"The document cannot be stored as JSON: {exc}.", kind="invalid-body"
+            ) from None
         raise
 
 
 def create_document(ns: Namespace, data: object) -> dict:
     """Validate and store a new document; return it."""
     if not isinstance(data, dict):
-        raise BadRequest("A document must be a JSON object.")
+        raise BadRequest("A document must be a JSON object.", kind="invalid-body")
     text = _dump(data)
     validate(ns, data)
     doc_id = uuid.uuid4().hex
@@ -361,7 +365,7 @@ def get_document(ns: Namespace, doc_id: str) -> dict:
 def patch_document(ns: Namespace, doc_id: str, patch: object, *, if_match: str | None) -> dict:
     """Merge-patch a document, validated on the result; compare-and-set so no write is lost."""
     if not isinstance(patch, dict):
-        raise BadRequest("A merge patch of a document must be a JSON object.")
+        raise BadRequest("A merge patch of a document must be a JSON object.", kind="invalid-body")
     _dump(patch)
     expected = parse_if_match(if_match)
     for _ in range(MAX_PATCH_ATTEMPTS):
@@ -389,7 +393,8 @@ def patch_document(ns: Namespace, doc_id: str, patch: object, *, if_match: str |
             raise _stale(ns, doc_id, current.version)
     raise Conflict(
         f"Document {doc_id!r} changed {MAX_PATCH_ATTEMPTS} times while this update was applied; "
-        "retry."
+        "retry.",
+        kind="edit-conflict",
     )
 
 

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from extframework.db import database, write_transaction
-from extframework.errors import BadRequest, Conflict, NotFound
+from extframework.errors import BadRequest, Conflict, NotFound, field_error
 from extframework.models import (
     UNINSTALL_POLICIES,
     Archive,
@@ -85,7 +85,8 @@ def set_policy(plugin: Plugin, tenant_slug: str, policy: object, *, actor: str) 
     if policy not in UNINSTALL_POLICIES:
         raise BadRequest(
             f"The uninstall policy must be one of {', '.join(UNINSTALL_POLICIES)}.",
-            errors=[{"path": "$.policy", "message": f"must be one of {list(UNINSTALL_POLICIES)}"}],
+            errors=[field_error(["policy"], "enum", f"must be one of {list(UNINSTALL_POLICIES)}")],
+            kind="invalid-body",
         )
     tenant = Tenant.get_or_none(Tenant.slug == tenant_slug)
     if tenant is None:
@@ -152,6 +153,7 @@ def _check_still_decidable(plugin: Plugin, tenant_slug: str) -> None:
         "to choose a policy for its new data.",
         tenant=tenant_slug,
         state=state,
+        kind="wrong-state",
     )
 
 
@@ -174,8 +176,9 @@ def deregister(
         raise BadRequest(
             f"Deregistering {plugin.plugin_id!r} deletes its data in tenant(s) "
             f"{', '.join(purged)} (policy purge). Confirm by repeating the plugin_id.",
-            errors=[{"path": "$.confirm", "message": f"type {plugin.plugin_id!r} to confirm"}],
+            errors=[field_error(["confirm"], "confirm", f"type {plugin.plugin_id!r} to confirm")],
             purge_tenants=purged,
+            kind="confirmation-required",
         )
     written = []
     try:

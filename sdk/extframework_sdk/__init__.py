@@ -2,17 +2,20 @@
 
 from extframework_sdk.auth import JWKSCache, RequestContext, RequestTokenError, RequestVerifier
 from extframework_sdk.enrol import EnrolmentError, register_or_update
+from extframework_sdk.problems import ProblemError, kind_of
 from extframework_sdk.storage import StorageClient, StorageError
 from extframework_sdk.tokens import rotate_token, token_fingerprint
 
 __all__ = [
     "EnrolmentError",
     "JWKSCache",
+    "ProblemError",
     "RequestContext",
     "RequestTokenError",
     "RequestVerifier",
     "StorageClient",
     "StorageError",
+    "kind_of",
     "register_or_update",
     "rotate_token",
     "token_fingerprint",

@@ -9,11 +9,19 @@ from pathlib import Path
 
 import requests
 
+from extframework_sdk.problems import ProblemError, describe, problem_of
+
 log = logging.getLogger(__name__)
 
 
-class EnrolmentError(Exception):
-    """The core refused the plugin for good (bad key, taken id, invalid manifest)."""
+class EnrolmentError(ProblemError):
+    """The core refused the plugin for good; ``kind`` says why (docs/errors.md).
+
+    ``invalid-manifest`` (see ``errors``), ``plugin-id-taken``, ``breaking-change`` (see
+    ``problem["diff"]``; declare a migration), ``version-not-higher`` (an older build than
+    the installed one), ``version-manifest-changed`` (a changed manifest needs a new version),
+    ``data-retained``, ``unauthorized``... ``kind`` is None when the core never answered.
+    """
 
 
 def read_token(token_file: str | os.PathLike) -> str | None:
@@ -45,16 +53,23 @@ def write_token(token_file: str | os.PathLike, token: str) -> None:
         raise
 
 
-def _problem(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    detail = body.get("detail", "")
-    errors = "; ".join(
-        f"{e.get('path', '')} {e.get('message', '')}" for e in body.get("errors", [])
+def refused(what: str, response: requests.Response) -> EnrolmentError:
+    """An EnrolmentError for a refusal, carrying the core's problem and its kind."""
+    problem = problem_of(response)
+    return EnrolmentError(
+        f"{what} refused ({response.status_code}): {describe(problem)}",
+        response.status_code,
+        problem,
     )
-    return f"{detail} {errors}".strip()
+
+
+def _unchanged(problem: dict, manifest: dict) -> bool:
+    """Say whether a ``version-not-higher`` refusal means "installed at exactly this version".
+
+    The same version with the same manifest is a restart: nothing to do. A lower version is
+    an older build than the installed one, and is surfaced, not swallowed.
+    """
+    return problem.get("current_version") == manifest["version"]
 
 
 def register_or_update(
@@ -69,10 +84,13 @@ def register_or_update(
 ) -> str:
     """Return a working plugin token: update with the stored one, else register with the key.
 
-    An update with the same version is a no-op (the core answers 409 and that is fine). An
-    update the core accepts without applying yet (``202``: a migration, or a ``base_url`` on
-    another origin awaiting an operator's approval) is logged and the token returned. The
-    core may still be starting: connection errors and 5xx are retried ``attempts`` times.
+    The same version and manifest as installed is a no-op (the core's ``version-not-higher``
+    naming this version). An update the core accepts without applying yet (``202``: a
+    migration, or a ``base_url`` on another origin awaiting an operator's approval) is logged
+    and the token returned. Every other refusal raises EnrolmentError with the problem's
+    ``kind`` — a ``breaking-change`` among them, so a plugin never runs against schemas the
+    core refused. The core may still be starting: connection errors and 5xx are retried
+    ``attempts`` times.
     """
     session = session or requests.Session()
     api = core_url.rstrip("/") + "/api/registry/plugins"
@@ -96,18 +114,17 @@ def register_or_update(
                     log.warning(
                         "update to %s accepted, not yet applied: %s",
                         manifest["version"],
-                        _problem(response),
+                        describe(problem_of(response)),
                     )
                     return token
-                if response.status_code == 409 and "not higher" in response.text:
+                error = refused("update", response)
+                if error.kind == "version-not-higher" and _unchanged(error.problem, manifest):
                     log.info("already registered at this version")
                     return token
                 if response.status_code != 401:
                     if response.status_code >= 500:
                         raise requests.ConnectionError(f"core answered {response.status_code}")
-                    raise EnrolmentError(
-                        f"update refused ({response.status_code}): {_problem(response)}"
-                    )
+                    raise error
                 log.warning("stored plugin token was refused; registering again")
             if not enrolment_key:
                 raise EnrolmentError("no plugin token and no enrolment key: cannot register")
@@ -124,9 +141,7 @@ def register_or_update(
                 return token
             if response.status_code >= 500 and response.status_code != 502:
                 raise requests.ConnectionError(f"core answered {response.status_code}")
-            raise EnrolmentError(
-                f"registration refused ({response.status_code}): {_problem(response)}"
-            )
+            raise refused("registration", response)
         except requests.RequestException as exc:
             wait = min(0.2 * 2**attempt, 2.0)
             log.info("core not reachable yet (%s); retrying in %.1f s", exc, wait)

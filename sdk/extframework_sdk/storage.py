@@ -7,19 +7,18 @@ from urllib.parse import quote
 import requests
 
 from extframework_sdk.enrol import read_token
+from extframework_sdk.problems import ProblemError, problem_of
 
 
-class StorageError(Exception):
-    """The storage API refused a call; carries the status and the problem+json body."""
+class StorageError(ProblemError):
+    """The storage API refused a call: ``status``, the problem+json body, and its ``kind``
+
+    (``validation-failed``, ``stale-if-match``, ``namespace-frozen``... docs/errors.md).
+    """
 
     def __init__(self, status: int, problem: dict) -> None:
-        super().__init__(f"{status}: {problem.get('detail') or problem.get('title') or problem}")
-        self.status = status
-        self.problem = problem
-
-    @property
-    def errors(self) -> list[dict]:
-        return list(self.problem.get("errors") or [])
+        detail = problem.get("detail") or problem.get("title") or problem
+        super().__init__(f"{status}: {detail}", status, problem)
 
 
 class StorageClient:
@@ -67,11 +66,7 @@ class StorageClient:
                 self._token = fresh
                 response = self._send(method, path, self._headers(fresh, tenant, extra), kwargs)
         if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"detail": response.text[:200]}
-            raise StorageError(response.status_code, problem)
+            raise StorageError(response.status_code, problem_of(response))
         return response
 
     def _send(self, method: str, path: str, headers: dict, kwargs: dict) -> requests.Response:

@@ -5,7 +5,7 @@ import os
 
 import requests
 
-from extframework_sdk.enrol import EnrolmentError, _problem, read_token, write_token
+from extframework_sdk.enrol import EnrolmentError, read_token, refused, write_token
 
 
 def token_fingerprint(token: str) -> str:
@@ -38,9 +38,7 @@ def rotate_token(
         timeout=timeout_s,
     )
     if response.status_code != 200:
-        raise EnrolmentError(
-            f"token rotation refused ({response.status_code}): {_problem(response)}"
-        )
+        raise refused("token rotation", response)
     new_token = response.json()["plugin_token"]
     write_token(token_file, new_token)
     return new_token
