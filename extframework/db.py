@@ -138,11 +138,30 @@ def write_transaction() -> Iterator[None]:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            with database.atomic("IMMEDIATE"):
+            with _original_error_kept(), database.atomic("IMMEDIATE"):
                 yield
         finally:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _original_error_kept() -> Iterator[None]:
+    """Raise the error that ended a transaction, not the failed rollback after it.
+
+    SQLite rolls a transaction back itself on some errors (a full disk: SQLITE_FULL); the
+    ``atomic`` block's own rollback then fails with "no transaction is active", which would
+    hide what happened.
+    """
+    try:
+        yield
+    except OperationalError as exc:
+        cause: BaseException | None = exc
+        while cause is not None and "no transaction is active" in str(cause):
+            cause = cause.__context__  # peewee's wrapper, then sqlite3's own error
+        if cause is not None and cause is not exc:
+            raise cause from None
+        raise
 
 
 @contextmanager

@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Iterable
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from peewee import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -103,6 +103,10 @@ class TooManyRequests(DomainError):
     status, title, slug = 429, "Too many requests", "too-many-requests"
 
 
+class InsufficientStorage(DomainError):
+    status, title, slug = 507, "Insufficient storage", "storage-full"
+
+
 class Unavailable(DomainError):
     status, title, slug = 503, "Service unavailable", "unavailable"
 
@@ -174,6 +178,35 @@ def http_slug(status: int, error: HTTPException) -> str | None:
     return HTTP_SLUGS.get(status)
 
 
+BUSY_MESSAGES = ("database is locked", "database is busy", "unable to open", "busy")
+FULL_MESSAGES = ("database or disk is full", "disk is full")
+
+
+def database_error_kind(error: Exception) -> str:
+    """``unavailable`` (retry), ``storage-full`` (507) or ``internal-error`` (a bug)."""
+    message = str(error).lower()
+    if any(text in message for text in FULL_MESSAGES):
+        return "storage-full"
+    if any(text in message for text in BUSY_MESSAGES):
+        return "unavailable"
+    return "internal-error"
+
+
+class InternalError(DomainError):
+    status, title, slug = 500, "Internal server error", "internal-error"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            "The core failed on this request; an operator finds why in its log under "
+            f"request id {request_id}.",
+            request_id=request_id,
+        )
+
+
+def _request_id() -> str:
+    return g.get("request_id", "")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(error: DomainError):
@@ -194,15 +227,30 @@ def register_error_handlers(app: Flask) -> None:
         return _page(error.status, error.title, error.detail, error.headers)
 
     @app.errorhandler(OperationalError)
-    def _database_unavailable(error: OperationalError):
-        # A locked or unreachable database is a temporary condition, not a bug: say so.
-        log.error("database unavailable on %s %s: %s", request.method, request.path, error)
-        return _domain(
-            Unavailable(
-                "The database is busy or unreachable; try again shortly.",
-                headers={"Retry-After": "1"},
+    def _database_error(error: OperationalError):
+        """Only a busy or unreachable database is worth a retry; a full disk is 507; the
+        rest (a broken query, a missing table) is the core's bug: 500, logged with its id."""
+        kind = database_error_kind(error)
+        where = f"{request.method} {request.path} (request id {_request_id()})"
+        if kind == "unavailable":
+            log.error("database unavailable on %s: %s", where, error)
+            return _domain(
+                Unavailable(
+                    "The database is busy or unreachable; try again shortly.",
+                    headers={"Retry-After": "1"},
+                )
             )
-        )
+        if kind == "storage-full":
+            log.critical("database disk full on %s: %s", where, error)
+            return _domain(
+                InsufficientStorage(
+                    "The database's disk is full; nothing was written. An operator must free "
+                    "space; reads still work.",
+                    request_id=_request_id(),
+                )
+            )
+        log.exception("database error on %s", where)
+        return _domain(InternalError(_request_id()))
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
@@ -217,10 +265,20 @@ def register_error_handlers(app: Flask) -> None:
             )
         headers = dict(error.get_headers()) if status == 405 else None
         allow = {"Allow": headers["Allow"]} if headers and "Allow" in headers else None
+        extra = None
+        if status == 500:  # Flask logged the traceback; the id ties it to this answer
+            log.error(
+                "internal error on %s %s: request id %s",
+                request.method,
+                request.path,
+                _request_id(),
+            )
+            detail = InternalError(_request_id()).detail
+            extra = {"request_id": _request_id()}
         if wants_problem_json():
             slug = http_slug(status, error)
             title = PROBLEM_KINDS[slug].title if slug else error.name
-            return problem_response(status, title, detail, slug, headers=allow)
+            return problem_response(status, title, detail, slug, headers=allow, extra=extra)
         return _page(status, error.name, detail, allow)
 
 

@@ -143,6 +143,11 @@ PROBLEM_KINDS: dict[str, ProblemKind] = {
         "The core failed; the request id in the logs finds the cause. Nothing a client sent "
         "can fix it.",
     ),
+    "storage-full": ProblemKind(
+        507,
+        "Insufficient storage",
+        "The database's disk is full; nothing was written. An operator must free space.",
+    ),
     # 502, 503, 504
     "bad-gateway": ProblemKind(
         502,
