@@ -69,6 +69,49 @@ def create_user(email: str, role: str, operator: bool, tenant: str, name: str) -
     click.echo(f"Created user {user.email} ({role}{', operator' if operator else ''}) in {tenant}.")
 
 
+@users_cli.command("list")
+@refusals_as_errors
+def list_users() -> None:
+    """Every user: email, role, tenant, operator and active flags."""
+    for user in accounts.list_users():
+        flags = [
+            f for f, on in (("operator", user.is_operator), ("inactive", not user.is_active)) if on
+        ]
+        extra = f"  ({', '.join(flags)})" if flags else ""
+        click.echo(f"{user.email:<40} {user.role:<7} {user.tenant.slug}{extra}")
+
+
+@users_cli.command("set-role")
+@click.argument("email")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--operator/--no-operator", default=None, help="Change the operator flag too.")
+@refusals_as_errors
+def set_role(email: str, role: str, operator: bool | None) -> None:
+    """Change a user's role (and operator flag); their sessions and user tokens end."""
+    user = accounts.set_role(
+        accounts.get_user_by_email(email).id, role, operator=operator, actor=CLI_ACTOR
+    )
+    click.echo(f"{user.email} is {user.role}{', operator' if user.is_operator else ''}.")
+
+
+@users_cli.command("deactivate")
+@click.argument("email")
+@refusals_as_errors
+def deactivate_user(email: str) -> None:
+    """Stop a user logging in; their sessions and user tokens end for good."""
+    user = accounts.set_active(accounts.get_user_by_email(email).id, False, actor=CLI_ACTOR)
+    click.echo(f"Deactivated {user.email}; their sessions and user tokens have ended.")
+
+
+@users_cli.command("reactivate")
+@click.argument("email")
+@refusals_as_errors
+def reactivate_user(email: str) -> None:
+    """Let a deactivated user log in again (with a new login: old sessions stay ended)."""
+    user = accounts.set_active(accounts.get_user_by_email(email).id, True, actor=CLI_ACTOR)
+    click.echo(f"Reactivated {user.email}.")
+
+
 @users_cli.command("set-password")
 @click.argument("email")
 @refusals_as_errors
@@ -104,6 +147,14 @@ def create_tenant(slug: str, name: str | None) -> None:
     """Create a tenant."""
     tenant = accounts.create_tenant(slug, name, actor=CLI_ACTOR)
     click.echo(f"Created tenant {tenant.slug}.")
+
+
+@tenants_cli.command("list")
+@refusals_as_errors
+def list_tenants() -> None:
+    """Every tenant: slug and name."""
+    for tenant in accounts.list_tenants():
+        click.echo(f"{tenant.slug:<30} {tenant.name}")
 
 
 @keys_cli.command("rotate")

@@ -180,6 +180,22 @@ def uninstall_policy(plugin_id: str, tenant: str | None, policy: str | None) -> 
         click.echo(f"{entry['tenant']}\t{entry['policy']}\t{entry['documents']} documents")
 
 
+@plugins_cli.command("tenants")
+@click.argument("plugin_id")
+@click.argument("tenants", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Open the plugin to every tenant.")
+@refusals_as_errors
+def plugin_tenants(plugin_id: str, tenants: tuple[str, ...], every: bool) -> None:
+    """Show where a plugin is available, or make it available to TENANTS only, or --all."""
+    plugin = catalog.get_plugin(plugin_id)
+    if every and tenants:
+        raise click.UsageError("Name TENANTS or give --all, not both.")
+    if every or tenants:
+        plugin_admin.set_tenants(plugin, None if every else list(tenants), actor=CLI_ACTOR)
+    available = catalog.tenants(catalog.get_plugin(plugin_id))
+    click.echo("every tenant" if available is None else " ".join(available) or "no tenant")
+
+
 @plugins_cli.command("archives")
 @click.argument("plugin_id", required=False)
 @refusals_as_errors

@@ -176,6 +176,13 @@ def get_user(user_id: int) -> User:
     return user
 
 
+def get_user_by_email(email: str) -> User:
+    user = User.get_or_none(User.email == email.strip().lower())
+    if user is None:
+        raise NotFound(f"No user with email {email.strip().lower()!r}.")
+    return get_user(user.id)
+
+
 def set_role(user_id: int, role: str, *, operator: bool | None = None, actor: str) -> User:
     """Change a user's role (and operator flag when given); refuse to drop the actor's own flag.
 
