@@ -5,6 +5,9 @@ Each test failed before the change it goes with.
 
 import pytest
 
+from extframework.services import health
+from tests.support.registry_fixtures import sample_manifest
+
 PROBLEM = "application/problem+json"
 BEYOND_SQLITE = str(2**63)  # one more than the largest INTEGER SQLite can hold
 
@@ -39,3 +42,25 @@ def test_the_largest_id_sqlite_holds_is_still_routed(client, operator):
     response = client.post(f"/api/registry/pending-updates/{2**63 - 1}/reject")
     assert response.status_code == 404
     assert "No pending update" in response.get_json()["detail"]
+
+
+# A host label over 63 characters: ada parses the URL, the IDNA codec refuses to connect to it.
+# (Schemathesis found it as https://000…000, a thousand zeros.)
+UNCONNECTABLE = "https://" + "a" * 64 + ".test"
+
+
+def test_a_base_url_no_connection_can_be_made_to_fails_the_probe_not_the_core(
+    client, enrolment_key
+):
+    manifest = sample_manifest(base_url=UNCONNECTABLE)
+    response = client.post(
+        "/api/registry/plugins", json=manifest, headers={"Authorization": f"Bearer {enrolment_key}"}
+    )
+    assert response.status_code == 502, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    assert "not a URL the core can connect to" in response.get_json()["detail"]
+
+
+def test_a_probe_of_an_unconnectable_url_is_a_failed_check():
+    result = health.probe(UNCONNECTABLE, timeout_s=2)
+    assert not result.ok and "not a URL the core can connect to" in result.detail
