@@ -19,7 +19,8 @@ of at most 10 steps, seed 12, no shrinking (a failure is printed with its curl c
 The first four runs go at once (none changes what another expects). Destructive operations are
 not excluded: the registry run goes last, alone (its stateful phase finds
 both plugins through ``GET /api/registry/plugins`` and disables, rotates and deregisters them)
-and its path examples name ``fuzz-spare``, a plugin kept for that. The operator's own account
+and its path examples name ``fuzz-spare``, a plugin kept for that, and its update to another
+server, which awaits approval. The operator's own account
 cannot be locked out: ``POST /api/auth/token`` failures only throttle logins, and the run's
 JWT is minted before it starts; logout and password changes are forms, not API operations.
 
@@ -129,6 +130,7 @@ def fuzz(tmp_path_factory):
         core.wait_until_active(SPARE_PLUGIN)
         credentials["spare_token"] = core.rotate_token(SPARE_PLUGIN, revoke_now=True)
         credentials["revoked_token"] = first_spare_token
+        core.pending_id = core.request_move(tmp_path, SPARE_PLUGIN, credentials["spare_token"])
         core.tmp_path = tmp_path
         yield core
     finally:
@@ -141,7 +143,7 @@ def document(fuzz):
     return fuzz_document(
         openapi,
         fuzz.manifests[STORAGE_PLUGIN],
-        examples={"plugin_id": SPARE_PLUGIN, "tenant": "default"},
+        examples={"plugin_id": SPARE_PLUGIN, "tenant": "default", "pending_id": fuzz.pending_id},
         tenants=["default"],
     )
 

@@ -155,6 +155,29 @@ class FuzzCore:
         assert response.status_code == 200, response.text
         return response.json()["plugin_token"]
 
+    def request_move(self, tmp_path: Path, plugin_id: str, token: str) -> int:
+        """Update a plugin to a new version on another server; return the pending update's id.
+
+        A move to another origin awaits an operator's approval (docs/registry.md), so the run
+        has a real pending update to approve or reject.
+        """
+        process = start_plugin_process(tmp_path)
+        self.plugin_processes.append(process)
+        manifest = {**self.manifests[plugin_id], "version": "1.1.0", "base_url": process.url}
+        response = requests.put(
+            f"{self.url}/api/registry/plugins/{plugin_id}",
+            json=manifest,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 202, response.text
+        pending = requests.get(
+            f"{self.url}/api/registry/plugins/{plugin_id}/pending-update",
+            headers=self.operator(),
+            timeout=10,
+        )
+        return pending.json()["pending_update"]["id"]
+
     def user_jwt(self, email: str, password: str) -> str:
         response = requests.post(
             f"{self.url}/api/auth/token", json={"email": email, "password": password}, timeout=10
@@ -255,7 +278,7 @@ def _merge_patch_schema(schema: dict) -> dict:
 
 
 def fuzz_document(
-    openapi: dict, manifest: dict, *, examples: dict[str, str], tenants: list[str]
+    openapi: dict, manifest: dict, *, examples: dict[str, object], tenants: list[str]
 ) -> dict:
     """The core's document as this installation and one plugin see it.
 
