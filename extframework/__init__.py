@@ -11,6 +11,7 @@ from extframework import authn, backup_cli, caching, cli, db, observability, reg
 from extframework.blueprints import auth, registry, shell, storage
 from extframework.config import load_config
 from extframework.errors import register_error_handlers
+from extframework.http import RowIdConverter
 from extframework.services import health
 from extframework.services.tokens import KeyStore
 
@@ -72,5 +73,6 @@ def configure_health(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["int"] = RowIdConverter
     for module in (auth, shell, registry, storage):
         app.register_blueprint(module.bp)

@@ -5,12 +5,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import request
+from werkzeug.routing import IntegerConverter
 
 from extframework.errors import BadRequest, field_error
 
 # Deeper bodies are refused up front: parsing, validating and storing them recurses.
 MAX_JSON_DEPTH = 64
 TOO_DEEP = f"The body is nested more than {MAX_JSON_DEPTH} levels deep."
+
+
+class RowIdConverter(IntegerConverter):
+    """``<int:…>`` matching only ids SQLite can hold: a larger one names nothing (404, not 500)."""
+
+    def __init__(self, map, *args, **kwargs) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def json_body(*, expect: type = dict) -> object:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import requests
+from urllib3.exceptions import LocationValueError
 
 from extframework.services import deadlines
 
@@ -82,6 +83,8 @@ def call(
         return failed(f"could not connect to {url}: {_reason(exc)}")
     except requests.RequestException as exc:
         return failed(f"{url} failed: {_reason(exc)}")
+    except LocationValueError as exc:  # a host the IDNA codec refuses (a label over 63 chars)
+        return failed(f"{url} is not a URL the core can connect to: {exc}")
     finally:
         session.close()
 
