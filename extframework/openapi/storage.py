@@ -183,6 +183,17 @@ def _document_paths() -> dict:
     }
 
 
+def _export_answer() -> dict:
+    response = answer(
+        "One ExportLine per line, by tenant, collection and creation.",
+        {"type": "string"},
+        media="application/x-ndjson",
+    )
+    # OpenAPI 3.1 cannot say what each line of a stream is; this extension does.
+    response["content"]["application/x-ndjson"]["x-line-schema"] = ref("ExportLine")
+    return response
+
+
 def _export_path() -> dict:
     return {
         "/api/registry/plugins/{plugin_id}/export": {
@@ -193,11 +204,7 @@ def _export_path() -> dict:
                 "security": USER,
                 "parameters": [PLUGIN_ID],
                 "responses": {
-                    "200": answer(
-                        "One ExportLine per line, by tenant, collection and creation.",
-                        {"type": "string"},
-                        media="application/x-ndjson",
-                    ),
+                    "200": _export_answer(),
                     **common_errors(),
                     "403": problem(403, "forbidden"),
                     "404": problem(404, "not-found"),

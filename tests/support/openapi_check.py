@@ -7,6 +7,8 @@ documented schema for that status and media type (JSON Schema 2020-12, formats a
 or does not match its schema.
 """
 
+import json
+
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -67,7 +69,12 @@ def check_response(document: dict, path: str, method: str, response) -> None:
         media = response.mimetype
         assert media in content, f"{where}: {media!r} is not declared ({sorted(content)})"
         schema = content[media].get("schema")
-        if schema is not None and media.endswith("json"):
+        if "x-line-schema" in content[media]:  # JSON lines: each line has the schema
+            at = pointer + ["content", _escape(media), "x-line-schema"]
+            for line in response.get_data(as_text=True).splitlines():
+                errors = schema_errors(document, at, json.loads(line))
+                assert not errors, f"{where}: a line does not match its schema: {errors}"
+        elif schema is not None and media.endswith("json"):
             body = response.get_json(force=True)
             at = pointer + ["content", _escape(media), "schema"]
             errors = schema_errors(document, at, body)
