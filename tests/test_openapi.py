@@ -259,3 +259,39 @@ def test_problem_types_are_read_from_the_catalog_when_the_document_is_built(monk
     assert "new-kind" not in conflict["409"]["description"]  # narrowed to what enable answers
     retry = fresh["paths"]["/api/registry/pending-updates/{pending_id}/approve"]["post"]
     assert problem_type("new-kind") in retry["responses"]["409"]["description"]  # every 409
+
+
+# Values the API refuses with 400 (or 404 from the router) that the document must call invalid,
+# so a client generating "valid" requests from it never sends them (Schemathesis ST202).
+REFUSED_PARAMETERS = [
+    ("/api/storage/{collection}", "get", "X-Tenant-ID", ""),
+    ("/api/storage/{collection}/{doc_id}", "delete", "X-Tenant-ID", "  "),
+    ("/api/storage/{collection}", "get", "sort", ""),
+    ("/api/storage/{collection}", "get", "sort", "title,,count"),
+    ("/api/storage/{collection}", "get", "cursor", ""),
+    ("/api/registry/plugins/{plugin_id}/diff", "get", "from", ""),
+    ("/api/registry/pending-updates/{pending_id}/approve", "post", "pending_id", 2**63),
+    ("/api/registry/plugins/{plugin_id}/tenants/{tenant}/uninstall-policy", "put", "tenant", ""),
+]
+
+
+@pytest.mark.parametrize(("path", "method", "name", "value"), REFUSED_PARAMETERS)
+def test_parameters_the_api_refuses_are_invalid_in_the_document(
+    document, path, method, name, value
+):
+    from tests.support.openapi_check import schema_errors
+
+    parameters = document["paths"][path][method]["parameters"]
+    index = next(i for i, p in enumerate(parameters) if p["name"] == name)
+    pointer = ["paths", path.replace("/", "~1"), method, "parameters", str(index), "schema"]
+    assert schema_errors(document, pointer, value)
+
+
+def test_a_tenant_list_naming_a_blank_tenant_is_invalid_in_the_document(document):
+    from tests.support.openapi_check import schema_errors
+
+    path = "/api/registry/plugins/{plugin_id}/tenants".replace("/", "~1")
+    pointer = ["paths", path, "put", "requestBody", "content", "application~1json", "schema"]
+    assert schema_errors(document, pointer, {"tenants": [""]})
+    assert not schema_errors(document, pointer, {"tenants": ["default", "acme"]})
+    assert not schema_errors(document, pointer, {"tenants": None})

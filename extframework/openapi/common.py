@@ -3,6 +3,7 @@
 from extframework import problems
 from extframework.http import Field
 from extframework.problems import problem_type
+from extframework.services import accounts
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
@@ -13,6 +14,10 @@ USER = [{"userJwt": []}, {"session": []}]
 USER_OR_PLUGIN = [{"userJwt": []}, {"session": []}, {"pluginToken": []}]
 
 STRING = {"type": "string"}
+# A tenant slug (accounts.TENANT_SLUG): what X-Tenant-ID, {tenant} and tenant lists name.
+TENANT_SLUG = {"type": "string", "pattern": accounts.TENANT_SLUG.pattern, "maxLength": 64}
+# A database id: the router matches 0 … 2^63-1 (what SQLite holds); anything else is 404.
+ROW_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 DATE_TIME = {"type": "string", "format": "date-time"}
 DATE_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 ANY_OBJECT = {"type": "object", "additionalProperties": True}

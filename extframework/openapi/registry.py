@@ -10,7 +10,6 @@ from extframework.openapi.common import (
     ENROLMENT_KEY,
     PLUGIN_ID,
     PLUGIN_TOKEN,
-    STRING,
     USER_OR_PLUGIN,
     answer,
     answer_cached,
@@ -30,6 +29,7 @@ from extframework.openapi.registry_operator import (
     operator,
     read,
 )
+from extframework.services.manifest import meta_schema
 
 
 def _lifecycle(verb: str, summary: str) -> dict:
@@ -233,13 +233,14 @@ def paths() -> dict:
 
 
 def _diff() -> dict:
+    version = {"type": "string", "pattern": meta_schema()["properties"]["version"]["pattern"]}
     versions = [
         {
             "name": name,
             "in": "query",
             "required": True,
-            "schema": STRING,
-            "description": f"A recorded version (the {side} side).",
+            "schema": version,
+            "description": f"A recorded version (the {side} side); one never recorded is 404.",
         }
         for name, side in (("from", "old"), ("to", "new"))
     ]

@@ -5,7 +5,9 @@ from extframework.blueprints.registry import POLICY, REASON, TENANTS
 from extframework.models import UNINSTALL_POLICIES
 from extframework.openapi.common import (
     PLUGIN_ID,
+    ROW_ID,
     STRING,
+    TENANT_SLUG,
     USER,
     USER_OR_PLUGIN,
     answer,
@@ -16,8 +18,8 @@ from extframework.openapi.common import (
     ref,
 )
 
-PENDING_ID = path_param("pending_id", "The id the pending-updates list gives.", {"type": "integer"})
-TENANT = path_param("tenant", "A tenant's slug.")
+PENDING_ID = path_param("pending_id", "The id the pending-updates list gives.", ROW_ID)
+TENANT = path_param("tenant", "A tenant's slug.", TENANT_SLUG)
 REASON_SCHEMA = {"type": "string", "description": "Recorded with the action (200 characters)."}
 READ_403 = problem(403, "forbidden", note="Not an operator, or another plugin's token.")
 OPERATOR_403 = problem(403, "forbidden", note="Only operators may do this.")
@@ -83,7 +85,7 @@ def _policies_and_tenants() -> dict:
         {
             "tenants": {
                 "type": ["array", "null"],
-                "items": STRING,
+                "items": TENANT_SLUG,
                 "description": "null: every tenant; a list: only these (each must exist).",
             }
         },

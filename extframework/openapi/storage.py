@@ -5,6 +5,7 @@ from extframework.openapi.common import (
     JSON,
     PLUGIN_ID,
     PLUGIN_TOKEN,
+    TENANT_SLUG,
     USER,
     answer,
     array,
@@ -17,16 +18,20 @@ from extframework.openapi.common import (
 from extframework.services.query import DEFAULT_LIMIT, MAX_LIMIT
 
 COLLECTION = path_param(
-    "collection", "A collection the plugin's manifest declares.", {"type": "string"}
+    "collection",
+    "A collection the plugin's manifest declares (any other name is 404).",
+    {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": 64},
 )
+FIELD = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+SORT_PATTERN = rf"^\s*[-+]?{FIELD}\s*(,\s*[-+]?{FIELD}\s*)*$"
 DOC_ID = path_param("doc_id", "The document's id.")
 TENANT = {
     "name": "X-Tenant-ID",
     "in": "header",
     "required": False,
     "description": "Tenant slug; absent means `default`. It must name a tenant the plugin is "
-    "installed in (else 403); an empty one is 400.",
-    "schema": {"type": "string"},
+    "installed in (else 403); an empty one (or only spaces) is 400.",
+    "schema": TENANT_SLUG,
 }
 IF_MATCH = {
     "name": "If-Match",
@@ -81,8 +86,9 @@ def _collection_paths() -> dict:
         {
             "name": "sort",
             "in": "query",
-            "schema": {"type": "string"},
-            "description": "Fields to sort by, comma-separated; `-field` sorts descending.",
+            "schema": {"type": "string", "pattern": SORT_PATTERN},
+            "description": "Fields to sort by, comma-separated; `-field` sorts descending. Each "
+            "must be a scalar field the collection's schema declares, else 400.",
         },
         {
             "name": "limit",
@@ -97,11 +103,22 @@ def _collection_paths() -> dict:
         {
             "name": "cursor",
             "in": "query",
-            "schema": {"type": "string"},
-            "description": "`next_cursor` of the previous page, for the same query.",
+            "schema": {"type": "string", "minLength": 1},
+            "description": "`next_cursor` of the previous page, for the same query; any other "
+            "value is 400.",
         },
     ]
     created = answer("Created.", ref("Document"), ETag=True, Location=True)
+    created["links"] = {
+        verb: {
+            "operationId": f"{verb}Document",
+            "parameters": {
+                "collection": "$request.path.collection",
+                "doc_id": "$response.body#/id",
+            },
+        }
+        for verb in ("read", "patch", "delete")
+    }
     return {
         "/api/storage/{collection}": {
             "post": _operation(
