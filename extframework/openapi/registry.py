@@ -127,12 +127,7 @@ def _one_plugin() -> dict:
                 ),
                 **common_errors(body=True),
                 "400": problem(400, "invalid-body", "invalid-manifest", "bad-request"),
-                "403": problem(
-                    403,
-                    "forbidden",
-                    note="Another plugin's token, or a manifest naming another plugin_id.",
-                ),
-                "404": PLUGIN_404,
+                "403": problem(403, "forbidden", note="Another plugin's token."),
                 "409": problem(
                     409,
                     "version-not-higher",
