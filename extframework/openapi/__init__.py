@@ -46,6 +46,7 @@ def openapi_document() -> dict:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": schemas,
+            "responses": common.error_responses(),
             "headers": common.headers(),
             "securitySchemes": common.security_schemes(),
         },

@@ -125,9 +125,14 @@ def problem(status: int, *slugs: str, note: str = "") -> dict:
     return response
 
 
-def errors(*statuses: int, **notes: str) -> dict:
-    """Error responses by status; a keyword ``s409="…"`` adds a note to that status."""
-    return {str(s): problem(s, note=notes.get(f"s{s}", "")) for s in statuses}
+def error(status: int) -> dict:
+    """The shared response of a status, listing every problem type of that status."""
+    return {"$ref": f"#/components/responses/Error{status}"}
+
+
+def error_responses() -> dict:
+    """``components.responses``: one per status the API answers errors with."""
+    return {f"Error{status}": problem(status) for status in STATUS_MEANING}
 
 
 def common_errors(*, body: bool = False, auth: bool = True, database: bool = True) -> dict:
@@ -140,7 +145,7 @@ def common_errors(*, body: bool = False, auth: bool = True, database: bool = Tru
         statuses.append(401)
     if database:
         statuses.append(503)
-    return {str(s): problem(s) for s in statuses}
+    return {str(s): error(s) for s in statuses}
 
 
 def problem_schema() -> dict:

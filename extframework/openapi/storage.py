@@ -10,6 +10,7 @@ from extframework.openapi.common import (
     answer,
     array,
     common_errors,
+    error,
     obj,
     path_param,
     problem,
@@ -58,7 +59,7 @@ def _errors(*statuses: int, body: bool = False) -> dict:
         note="An empty X-Tenant-ID is refused too.",
     )
     for status in statuses:
-        responses[str(status)] = problem(status)
+        responses[str(status)] = error(status)
     return responses
 
 
