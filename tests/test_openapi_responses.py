@@ -31,6 +31,7 @@ def operator(make_user, user_token) -> dict:
 def test_identity_answers_match_the_document(client, document, operator, make_user):
     check_response(document, "/.well-known/jwks.json", "get", client.get("/.well-known/jwks.json"))
     check_response(document, "/healthz", "get", client.get("/healthz"))
+    check_response(document, "/api/openapi.json", "get", client.get("/api/openapi.json"))
     schema = client.get("/api/registry/manifest-schema")
     check_response(document, "/api/registry/manifest-schema", "get", schema)
     check_response(document, "/api/auth/me", "get", client.get("/api/auth/me", headers=operator))

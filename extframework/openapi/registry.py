@@ -182,6 +182,14 @@ def _rotation() -> dict:
     }
 
 
+OPENAPI_DOCUMENT = {
+    "type": "object",
+    "required": ["openapi", "info", "paths", "components"],
+    "properties": {"openapi": {"const": "3.1.0"}},
+    "additionalProperties": True,
+}
+
+
 def paths() -> dict:
     plugin = "/api/registry/plugins/{plugin_id}"
     return {
@@ -196,6 +204,17 @@ def paths() -> dict:
                         META_SCHEMA,
                         media="application/schema+json",
                     ),
+                    **common_errors(auth=False, database=False),
+                },
+            )
+        },
+        "/api/openapi.json": {
+            "get": op(
+                "openapiDocument",
+                "This description of the API (OpenAPI 3.1)",
+                [],
+                {
+                    "200": answer_cached("The OpenAPI document.", OPENAPI_DOCUMENT),
                     **common_errors(auth=False, database=False),
                 },
             )
