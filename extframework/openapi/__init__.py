@@ -60,6 +60,6 @@ def _description(problem_table: str) -> str:
         "details (`application/problem+json`) whose `type` is one of the URIs below; branch "
         "on `type`, never on `title` or `detail`. Field errors are `{pointer, keyword, "
         "message}` items of `errors`. Every answer carries `Cache-Control` (`no-store` unless "
-        "it says otherwise); any call that touches the database can answer 503 with "
-        "`Retry-After` when it is busy.\n\n" + problem_table
+        "it says otherwise); any call can answer 503 with `Retry-After` when the database is "
+        "busy.\n\n" + problem_table
     )

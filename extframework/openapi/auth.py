@@ -66,7 +66,7 @@ def paths() -> dict:
                 "security": [],
                 "responses": {
                     "200": answer_cached("The key set.", ref("JWKS")),
-                    **common_errors(auth=False, database=False),
+                    **common_errors(auth=False),
                 },
             }
         },

@@ -135,16 +135,15 @@ def error_responses() -> dict:
     return {f"Error{status}": problem(status) for status in STATUS_MEANING}
 
 
-def common_errors(*, body: bool = False, auth: bool = True, database: bool = True) -> dict:
-    """The errors any operation of this kind can answer: 405 always; 400 and 413 with a body;
-    401 when it needs a credential; 503 when it touches the database."""
-    statuses = [405]
+def common_errors(*, body: bool = False, auth: bool = True) -> dict:
+    """The errors any operation of this kind can answer: 405 and 503 always (every request
+    opens its database connection first, so a busy or unreachable database answers anywhere);
+    400 and 413 with a body; 401 when it needs a credential."""
+    statuses = [405, 503]
     if body:
         statuses += [400, 413]
     if auth:
         statuses.append(401)
-    if database:
-        statuses.append(503)
     return {str(s): error(s) for s in statuses}
 
 

@@ -204,7 +204,7 @@ def paths() -> dict:
                         META_SCHEMA,
                         media="application/schema+json",
                     ),
-                    **common_errors(auth=False, database=False),
+                    **common_errors(auth=False),
                 },
             )
         },
@@ -215,7 +215,7 @@ def paths() -> dict:
                 [],
                 {
                     "200": answer_cached("The OpenAPI document.", OPENAPI_DOCUMENT),
-                    **common_errors(auth=False, database=False),
+                    **common_errors(auth=False),
                 },
             )
         },
