@@ -58,13 +58,13 @@ def path_param(name: str, description: str = "", schema: dict | None = None) -> 
 PLUGIN_ID = path_param("plugin_id", "The plugin's id.")
 
 
-def answer(description: str, schema: dict | None = None, *, media: str = JSON, **headers) -> dict:
-    """A success response; ``headers`` map a header name to True (required) or False."""
+def answer(
+    description: str, schema: dict | None = None, *, media: str = JSON, headers: tuple = ()
+) -> dict:
+    """A success response carrying ``Cache-Control`` and the required ``headers`` named."""
     response: dict = {"description": description}
     response["headers"] = {"Cache-Control": header("CacheControlNoStore")}
-    for name, required in headers.items():
-        name = name.replace("_", "-")
-        response["headers"][name] = header(name if required else f"{name}Optional")
+    response["headers"].update({name: header(name) for name in headers})
     if schema is not None:
         response["content"] = {media: {"schema": schema}}
     return response

@@ -74,7 +74,9 @@ def _registration() -> dict:
             ENROLMENT_KEY,
             {
                 "201": answer(
-                    "Registered; the token is shown once.", ref("Registration"), Location=True
+                    "Registered; the token is shown once.",
+                    ref("Registration"),
+                    headers=("Location",),
                 ),
                 **common_errors(body=True),
                 "400": manifest_400,
@@ -123,7 +125,7 @@ def _one_plugin() -> dict:
                     "base_url is on another origin and awaits an operator's approval "
                     "(`pending_update`). Poll the Location.",
                     ref("UpdateResult"),
-                    Location=True,
+                    headers=("Location",),
                 ),
                 **common_errors(body=True),
                 "400": problem(400, "invalid-body", "invalid-manifest", "bad-request"),

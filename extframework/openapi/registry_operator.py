@@ -140,7 +140,9 @@ def paths() -> dict:
             "Apply a pending update as the plugin's own update would be",
             {
                 "200": answer("Applied.", ref("UpdateResult")),
-                "202": answer("Applied; its migration runs.", ref("UpdateResult"), Location=True),
+                "202": answer(
+                    "Applied; its migration runs.", ref("UpdateResult"), headers=("Location",)
+                ),
                 "409": problem(409, note="The update no longer applies to the installed version."),
                 "502": problem(502, "bad-gateway"),
             },
@@ -170,7 +172,7 @@ def paths() -> dict:
                     "202": answer(
                         "The attempt runs in the background; poll the Location.",
                         ref("MigrationStatus"),
-                        Location=True,
+                        headers=("Location",),
                     ),
                     "404": PLUGIN_404,
                     "409": problem(

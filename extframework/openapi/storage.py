@@ -109,7 +109,7 @@ def _collection_paths() -> dict:
             "value is 400.",
         },
     ]
-    created = answer("Created.", ref("Document"), ETag=True, Location=True)
+    created = answer("Created.", ref("Document"), headers=("ETag", "Location"))
     created["links"] = {
         verb: {
             "operationId": f"{verb}Document",
@@ -162,7 +162,7 @@ def _document_paths() -> dict:
                 "Read one document",
                 [COLLECTION, DOC_ID, TENANT],
                 responses={
-                    "200": answer("The document.", ref("Document"), ETag=True),
+                    "200": answer("The document.", ref("Document"), headers=("ETag",)),
                     **_errors(),
                     "404": _document_404(),
                 },
@@ -181,7 +181,7 @@ def _document_paths() -> dict:
                     },
                 },
                 responses={
-                    "200": answer("The merged document.", ref("Document"), ETag=True),
+                    "200": answer("The merged document.", ref("Document"), headers=("ETag",)),
                     **_errors(409, 412, 422, body=True),
                     "404": _document_404(),
                     "409": problem(409, "edit-conflict"),
