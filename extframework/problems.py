@@ -161,6 +161,21 @@ PROBLEM_KINDS: dict[str, ProblemKind] = {
         "The database is busy or the plugin cannot be opened now; Retry-After says when to "
         "try again.",
     ),
+    "upgrade-needed": ProblemKind(
+        503,
+        "Upgrade needed",
+        "GET /healthz: the database's schema is older than this release; run init-db.",
+    ),
+    "schema-too-new": ProblemKind(
+        503,
+        "Schema too new",
+        "GET /healthz: a newer release upgraded the database; this one must not serve it.",
+    ),
+    "health-monitor-stopped": ProblemKind(
+        503,
+        "Health monitor stopped",
+        "GET /healthz: this process's health monitor died; plugins are not probed.",
+    ),
     "namespace-frozen": ProblemKind(
         503,
         "Namespace frozen",

@@ -196,11 +196,6 @@ def test_registry_answers_match_the_document(
     check_response(document, "/api/registry/pending-updates", "get", forbidden)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the registry's field errors say {path, message} until the problems branch gives "
-    "them SPEC §5's {pointer, keyword, message}; remove this mark when it lands",
-)
 def test_a_manifest_refusal_matches_the_document(client, document, enrolment_key):
     invalid = client.post(
         "/api/registry/plugins", json={"plugin_id": "X"}, headers=bearer(enrolment_key)
@@ -209,11 +204,6 @@ def test_a_manifest_refusal_matches_the_document(client, document, enrolment_key
     check_response(document, "/api/registry/plugins", "post", invalid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Werkzeug's 413 answers type 'request-entity-too-large', not the catalog's "
-    "'too-large', until the problems branch maps it; remove this mark when it lands",
-)
 def test_a_body_too_large_matches_the_document(app, client, document):
     app.config["MAX_CONTENT_LENGTH"] = 100
     large = client.post(

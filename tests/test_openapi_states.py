@@ -158,11 +158,6 @@ def test_refused_credentials_and_throttled_logins_match_the_document(
     check_response(document, "/api/auth/token", "post", throttled)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the registry's field errors say {path, message} until the problems branch gives "
-    "them SPEC §5's {pointer, keyword, message}; remove this mark when it lands",
-)
 def test_an_unknown_tenant_refusal_matches_the_document(
     client, document, make_storage_plugin, make_user, user_token
 ):

@@ -144,4 +144,4 @@ def test_healthz_says_when_the_health_monitor_died(tmp_path, monkeypatch):
     monitor.thread.join(timeout=30)
     answer = client.get("/healthz")
     assert answer.status_code == 503
-    assert answer.get_json()["status"] == "health-monitor-stopped"
+    assert answer.get_json()["type"] == "urn:extframework:problem:health-monitor-stopped"

@@ -46,7 +46,7 @@ def test_healthz_is_503_until_an_older_database_is_upgraded(app, client, runner)
     answer = client.get("/healthz")
     assert answer.status_code == 503
     body = answer.get_json()
-    assert body["status"] == "upgrade-needed"
+    assert body["type"] == "urn:extframework:problem:upgrade-needed"
     assert f"version {SHIPPED - 1}" in body["detail"] and "init-db" in body["detail"]
     assert runner.invoke(args=["init-db"]).exit_code == 0
     assert client.get("/healthz").status_code == 200
@@ -56,7 +56,7 @@ def test_healthz_is_503_when_a_newer_release_upgraded_the_database_meanwhile(app
     _set_marker(app, SHIPPED + 1)
     answer = client.get("/healthz")
     assert answer.status_code == 503
-    assert answer.get_json()["status"] == "schema-too-new"
+    assert answer.get_json()["type"] == "urn:extframework:problem:schema-too-new"
 
 
 def test_an_upgrade_runs_only_the_steps_not_yet_applied(app, monkeypatch):

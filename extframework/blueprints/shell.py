@@ -15,7 +15,7 @@ from flask_wtf.csrf import generate_csrf
 from extframework import observability
 from extframework.authn import keystore
 from extframework.db import schema_problem
-from extframework.errors import BadRequest
+from extframework.errors import BadRequest, Unavailable
 from extframework.services import fragments, health, menu, proxy
 
 bp = Blueprint("shell", __name__)
@@ -35,8 +35,7 @@ def healthz():
     if problem is None and (stopped := health.monitor_problem(current_app)):
         problem = "health-monitor-stopped", stopped
     if problem:
-        status, detail = problem
-        return jsonify({"status": status, "detail": detail}), 503, {"Retry-After": "30"}
+        raise Unavailable(problem[1], kind=problem[0], headers={"Retry-After": "30"})
     return jsonify({"status": "ok"})
 
 

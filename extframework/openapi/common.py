@@ -63,7 +63,10 @@ def answer(
 ) -> dict:
     """A success response carrying ``Cache-Control`` and the required ``headers`` named."""
     response: dict = {"description": description}
-    response["headers"] = {"Cache-Control": header("CacheControlNoStore")}
+    response["headers"] = {
+        "Cache-Control": header("CacheControlNoStore"),
+        "X-Request-ID": header("X-Request-ID"),
+    }
     response["headers"].update({name: header(name) for name in headers})
     if schema is not None:
         response["content"] = {media: {"schema": schema}}
@@ -72,7 +75,7 @@ def answer(
 
 def answer_cached(description: str, schema: dict, media: str = JSON) -> dict:
     response = answer(description, schema, media=media)
-    response["headers"] = {"Cache-Control": header("CacheControlPublic")}
+    response["headers"]["Cache-Control"] = header("CacheControlPublic")
     return response
 
 
@@ -99,8 +102,10 @@ STATUS_MEANING = {
     413: "The body is larger than MAX_BODY_BYTES.",
     422: "The data breaks the collection's schema; 'errors' lists each field.",
     429: "Too many attempts; Retry-After says how long to wait.",
+    500: "The core failed; 'request_id' names the log entry with the cause; a retry won't help.",
     502: "The plugin did not answer its health check as the core needs.",
     503: "The database is busy (Retry-After: 1), or the plugin's storage is frozen.",
+    507: "The database's disk is full; nothing was written.",
 }
 
 
@@ -119,7 +124,10 @@ def problem(status: int, *slugs: str, note: str = "") -> dict:
         "description": f"{description} Problem types: {listed}.",
         "content": {PROBLEM_JSON: {"schema": ref("Problem")}},
     }
-    headers = {"Cache-Control": header("CacheControlNoStore")}
+    headers = {
+        "Cache-Control": header("CacheControlNoStore"),
+        "X-Request-ID": header("X-Request-ID"),
+    }
     headers.update({name: header(c) for name, c in ERROR_HEADERS.get(status, {}).items()})
     response["headers"] = headers
     return response
@@ -137,9 +145,11 @@ def error_responses() -> dict:
 
 def common_errors(*, body: bool = False, auth: bool = True) -> dict:
     """The errors any operation of this kind can answer: 405 and 503 always (every request
-    opens its database connection first, so a busy or unreachable database answers anywhere);
+    opens its database connection first, so a busy or unreachable database answers anywhere;
+    every request may write — a token's last use, the audit log — so a full disk too; and any
+    may fail);
     400 and 413 with a body; 401 when it needs a credential."""
-    statuses = [405, 503]
+    statuses = [405, 500, 503, 507]
     if body:
         statuses += [400, 413]
     if auth:
@@ -175,6 +185,10 @@ def problem_schema() -> dict:
                 "plugin version (409).",
             },
             "tenant": {**STRING, "description": "The tenant at fault."},
+            "request_id": {
+                **STRING,
+                "description": "The request's id in the core's log (500, 507).",
+            },
             "collection": {**STRING, "description": "The collection at fault."},
             "purge_tenants": {
                 **array(STRING),
@@ -273,12 +287,22 @@ def headers() -> dict:
         "ETagOptional": h("The document's current version, when it still exists.", etag, False),
         "Location": h("Where the created or awaited resource is read.", STRING),
         "CacheControlNoStore": h("no-store: API answers are never cached.", STRING),
+        "X-Request-ID": h(
+            "This request's id: in the core's access log, sent on to the plugin, quoted in "
+            "fault panels (docs/operations.md).",
+            {"type": "string", "pattern": "^[A-Za-z0-9._-]{8,64}$"},
+        ),
         "CacheControlPublic": h("public, max-age=…: this answer may be cached.", STRING),
     }
 
 
 def security_schemes() -> dict:
     return {
+        "metricsToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "EXTFW_METRICS_TOKEN, for GET /metrics from other hosts than loopback.",
+        },
         "userJwt": {
             "type": "http",
             "scheme": "bearer",

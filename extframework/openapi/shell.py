@@ -1,4 +1,8 @@
-"""The window manager's one API path (blueprints/shell.py): the liveness check."""
+"""The window manager's one API path (blueprints/shell.py): the readiness check.
+
+``GET /metrics`` (observability.py) is Prometheus's text format for the operator's scraper,
+not part of the API plugins and people use; docs/operations.md describes it.
+"""
 
 from extframework.openapi.common import answer, common_errors, obj, ref
 
@@ -9,6 +13,9 @@ def paths() -> dict:
             "get": {
                 "tags": ["shell"],
                 "summary": "Whether the core and its database answer",
+                "description": "503 also when the database's schema is older than this release "
+                "(`upgrade-needed`: run init-db) or newer (`schema-too-new`), or the health "
+                "monitor stopped (`health-monitor-stopped`).",
                 "operationId": "healthz",
                 "security": [],
                 "responses": {
