@@ -4,6 +4,9 @@ import logging
 import os
 from pathlib import Path
 
+import extframework.iri_syntax  # noqa: F401  (first: before anything imports jsonschema)
+
+# isort: split
 from flask import Flask
 
 from extframework import authn, caching, cli, db, registry_cli
