@@ -24,7 +24,7 @@ _parser = None
 
 def grammar_path() -> Path | None:
     """Return the installed rfc3987-syntax grammar file, without importing the package."""
-    spec = find_spec(MODULE)
+    spec = find_spec(MODULE)  # a stand-in already installed carries the package's spec
     if spec is None or not spec.submodule_search_locations:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / "syntax_rfc3987.lark"
@@ -62,6 +62,7 @@ def install() -> None:
     if MODULE in sys.modules or GRAMMAR is None:
         return
     module = types.ModuleType(MODULE, __doc__)
+    module.__spec__ = find_spec(MODULE)
     module.is_valid_syntax = is_valid_syntax
     sys.modules[MODULE] = module
 
