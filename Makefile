@@ -36,8 +36,13 @@ lint: $(VENV)/.test
 	ruff format --check .
 	ruff check .
 
+# Two pytest-xdist workers, each test file on one of them (module fixtures are built once):
+# most tests wait on processes and sockets, so two interleave well on two cores.
+# TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.test $(NODE_DEPS) /usr/bin/chromium lint
-	pytest -q
+	pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.test
 	$(PY) bench/storage.py
