@@ -5,6 +5,11 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 PORT ?= 5000
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# pytest on two pytest-xdist workers, each test file on one of them (module fixtures are built
+# once): most tests wait on processes and sockets, so two interleave well on two cores.
+# TEST_WORKERS=0 runs the tests in one process.
+TEST_WORKERS ?= 2
+export PYTEST_ADDOPTS := -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ADDOPTS)
 
 .PHONY: run test lint bench clean
 

@@ -4,6 +4,9 @@ import logging
 import os
 from pathlib import Path
 
+import extframework.iri_syntax  # noqa: F401  (first: before anything imports jsonschema)
+
+# isort: split
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 

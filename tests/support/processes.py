@@ -1,6 +1,8 @@
 """Start the real core (gunicorn) and real plugin processes on free loopback ports."""
 
+import itertools
 import os
+import random
 import re
 import signal
 import socket
@@ -19,10 +21,40 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
+def _port_slice() -> range:
+    """Return this test process's ports: below the kernel's ephemeral range, one slice each.
+
+    A port handed out stays unbound until the child starts listening. Below the ephemeral
+    range no outgoing connection takes it meanwhile, and each pytest-xdist worker has its own
+    slice, so two workers never hand out the same port.
+    """
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low, high = 10000, max(ephemeral_low, 12000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker) if worker.isdigit() else 0
+    width = (high - low) // max(count, 1)
+    return range(low + index * width, low + (index + 1) * width)
+
+
+_PORTS = _port_slice()
+_next_port = itertools.cycle(random.sample(_PORTS, len(_PORTS)))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Return a loopback port nothing listens on, not handed out again for a long while."""
+    for _ in range(len(_PORTS)):
+        port = next(_next_port)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 @contextmanager
