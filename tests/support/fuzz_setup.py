@@ -312,9 +312,18 @@ def fuzz_document(
         for operation in (*collection.values(), *item.values()):
             if isinstance(operation, dict) and "operationId" in operation:
                 operation["operationId"] += "_" + name
+                _retarget_links(operation, name)
         paths[f"/api/storage/{name}"] = collection
         paths[f"/api/storage/{name}/{{doc_id}}"] = item
     return document
+
+
+def _retarget_links(operation: dict, name: str) -> None:
+    """Links from a created document lead to this collection's own read/patch/delete."""
+    for response in operation.get("responses", {}).values():
+        for link in response.get("links", {}).values() if isinstance(response, dict) else []:
+            link["operationId"] += "_" + name
+            link["parameters"].pop("collection", None)
 
 
 def _without_path_parameter(path_item: dict, name: str) -> dict:
