@@ -5,6 +5,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from extframework import authn
 from extframework.http import json_body
 from extframework.models import Plugin
+from extframework.services import batch as batches
 from extframework.services import export, storage
 
 bp = Blueprint("storage", __name__)
@@ -52,6 +53,12 @@ def search(collection: str):
     secret = current_app.config["SECRET_KEY"]
     page = storage.query_documents(ns, request.args.items(multi=True), secret_key=secret.encode())
     return jsonify(page)
+
+
+@bp.post("/api/storage/<collection>/_batch")
+def batch(collection: str):
+    ns = _namespace(collection, write=True)
+    return jsonify({"results": batches.run(ns, _body())})
 
 
 @bp.get("/api/storage/<collection>/<doc_id>")
