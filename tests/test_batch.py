@@ -234,6 +234,7 @@ def test_an_empty_batch_answers_no_results(client, api):
         ({"operations": [{"op": "delete", "id": "x", "if_match": 1.5}]}, "/operations/0/if_match"),
         ({"operations": [{"op": "delete", "id": "x", "if_match": True}]}, "/operations/0/if_match"),
         ({"operations": [{"op": "delete", "id": "x", "data": {}}]}, "/operations/0/data"),
+        ({"operations": [{"op": "delete", "id": "x", "if_match": None}]}, "/operations/0/if_match"),
     ],
 )
 def test_a_malformed_body_is_400_with_a_pointer_and_nothing_applies(
