@@ -7,6 +7,7 @@ from extframework.db import database
 from extframework.models import Document, MigrationRun, Plugin
 from extframework.services import migrations
 from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, new_secret
+from extframework_sdk import StorageClient, StorageError
 from tests.support.storage_fixtures import set_state
 
 PROBLEM = "application/problem+json"
@@ -304,3 +305,32 @@ def test_the_batch_counts_as_one_storage_operation_in_the_metrics(client, api):
     before = counter._value.get()
     batch(client, api.token, [{"op": "create", "data": {"title": n}} for n in "abc"])
     assert counter._value.get() == before + 1
+
+
+def test_the_sdk_batches_and_names_the_failing_operation(app, live_server, make_storage_plugin):
+    _, token = make_storage_plugin("acme-notes")
+    storage = StorageClient(live_server, token)
+    created = storage.batch("notes", [{"op": "create", "data": {"title": "a"}}], tenant="default")
+    doc_id = created[0]["id"]
+    assert created == [{"id": doc_id, "version": 1}]
+    with pytest.raises(StorageError) as stale:
+        storage.batch(
+            "notes",
+            [
+                {"op": "patch", "id": doc_id, "data": {"title": "b"}},
+                {"op": "delete", "id": doc_id, "if_match": "1"},
+            ],
+            tenant="default",
+        )
+    assert stale.value.status == 412 and stale.value.kind == "stale-if-match"
+    assert stale.value.index == 1
+    assert storage.get("notes", doc_id, tenant="default")["data"] == {"title": "a"}
+
+
+def test_the_batch_url_answers_only_post(client, api):
+    answer = client.options("/api/storage/notes/_batch")
+    assert set(answer.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    refused = client.get(
+        "/api/storage/notes/_batch", headers={"Authorization": f"Bearer {api.token}"}
+    )
+    problem(refused, 405, "method-not-allowed")

@@ -26,7 +26,12 @@ COLLECTION = path_param(
 )
 FIELD = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 SORT_PATTERN = rf"^\s*[-+]?{FIELD}\s*(,\s*[-+]?{FIELD}\s*)*$"
-DOC_ID = path_param("doc_id", "The document's id.")
+DOC_ID = path_param(
+    "doc_id",
+    "The document's id (a core-made id never starts with `_`: those URLs name collection "
+    "operations such as `_batch`).",
+    {"type": "string", "pattern": "^[^_/]"},
+)
 TENANT = {
     "name": "X-Tenant-ID",
     "in": "header",
