@@ -5,7 +5,8 @@ import pytest
 from extframework import observability
 from extframework.db import database
 from extframework.models import Document, MigrationRun, Plugin
-from extframework.services import migrations
+from extframework.services import batch as batches
+from extframework.services import migrations, storage
 from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, new_secret
 from extframework_sdk import StorageClient, StorageError
 from tests.support.storage_fixtures import set_state
@@ -334,3 +335,56 @@ def test_the_batch_url_answers_only_post(client, api):
         "/api/storage/notes/_batch", headers={"Authorization": f"Bearer {api.token}"}
     )
     problem(refused, 405, "method-not-allowed")
+
+
+@pytest.fixture
+def write_before_the_lock(app, monkeypatch):
+    """Make a single-document patch land between a batch's plan and its write transaction,
+    as a concurrent writer would; the batch must then plan again on what is stored."""
+
+    def arm(doc_id, change):
+        planned = []
+        original = batches.plan
+
+        def plan_then_interleave(*args):
+            result = original(*args)
+            if not planned:  # only after the plan made outside the lock
+                ns = args[0]
+                storage.patch_document(ns, doc_id, change, if_match=None)
+            planned.append(result)
+            return result
+
+        monkeypatch.setattr(batches, "plan", plan_then_interleave)
+        return planned
+
+    return arm
+
+
+def test_a_write_between_plan_and_lock_makes_the_batch_plan_again(
+    app, client, api, write_before_the_lock
+):
+    doc_id = api.create("notes", {"title": "a", "count": 1}).get_json()["id"]
+    planned = write_before_the_lock(doc_id, {"count": 5})
+    response = batch(client, api.token, [{"op": "patch", "id": doc_id, "data": {"title": "b"}}])
+    assert response.status_code == 200, response.get_json()
+    assert len(planned) == 2  # planned again inside the lock
+    assert response.get_json()["results"] == [{"id": doc_id, "version": 3}]
+    assert stored(app)[doc_id] == (3, {"title": "b", "count": 5})  # the other write kept
+
+
+def test_a_write_between_plan_and_lock_makes_a_stale_if_match_412(
+    app, client, api, write_before_the_lock
+):
+    doc_id = api.create("notes", {"title": "a"}).get_json()["id"]
+    write_before_the_lock(doc_id, {"count": 5})
+    response = batch(
+        client,
+        api.token,
+        [
+            {"op": "create", "data": {"title": "new"}},
+            {"op": "delete", "id": doc_id, "if_match": "1"},
+        ],
+    )
+    body = problem(response, 412, "stale-if-match")
+    assert body["index"] == 1 and body["current_version"] == 2
+    assert stored(app) == {doc_id: (2, {"title": "a", "count": 5})}
