@@ -230,6 +230,7 @@ def test_an_empty_batch_answers_no_results(client, api):
         ({"operations": [{"op": "create"}]}, "/operations/0/data"),
         ({"operations": [{"op": "create", "data": []}]}, "/operations/0/data"),
         ({"operations": [{"op": "create", "data": {}, "id": "x"}]}, "/operations/0/id"),
+        ({"operations": [{"op": "create", "data": {}, "if_match": 1}]}, "/operations/0/if_match"),
         ({"operations": [{"op": "patch", "data": {}}]}, "/operations/0/id"),
         ({"operations": [{"op": "patch", "id": 7, "data": {}}]}, "/operations/0/id"),
         ({"operations": [{"op": "patch", "id": "x"}]}, "/operations/0/data"),

@@ -126,7 +126,8 @@ def _operation(index: int, raw: object) -> tuple[Operation | None, list[dict]]:
     if "data" in raw and "data" in allowed and not isinstance(raw["data"], dict):
         errors.append(field_error([*at, "data"], "type", "must be an object"))
     if_match = raw.get("if_match")
-    if "if_match" in raw and (isinstance(if_match, bool) or not isinstance(if_match, str | int)):
+    bad_type = isinstance(if_match, bool) or not isinstance(if_match, str | int)
+    if "if_match" in raw and "if_match" in allowed and bad_type:
         errors.append(
             field_error([*at, "if_match"], "type", 'must be a version: a string ("3") or integer')
         )
