@@ -49,6 +49,7 @@ test: $(VENV)/.test $(NODE_DEPS) $(APT_PACKAGES) lint
 
 bench: $(VENV)/.test
 	$(PY) bench/storage.py
+	$(PY) bench/batch.py
 	$(PY) bench/proxy.py
 	$(PY) bench/shell_cpu.py
 

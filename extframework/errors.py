@@ -95,6 +95,10 @@ class PreconditionFailed(DomainError):
     status, title, slug = 412, "Precondition failed", "stale-if-match"
 
 
+class TooLarge(DomainError):
+    status, title, slug = 413, "Too large", "too-large"
+
+
 class Invalid(DomainError):
     status, title, slug = 422, "Validation failed", "validation-failed"
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import request
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import BaseConverter, IntegerConverter
 
 from extframework.errors import BadRequest, field_error
 
@@ -73,6 +73,13 @@ def optional_json_object() -> dict:
     if not request.get_data(cache=True):
         return {}
     return json_body(expect=dict)
+
+
+class DocIdConverter(BaseConverter):
+    """A document id: never one starting with ``_``, which names collection operations
+    (``…/{collection}/_batch``), so those URLs answer only their own methods (405, Allow)."""
+
+    regex = r"[^/_][^/]*"
 
 
 @dataclass(frozen=True)

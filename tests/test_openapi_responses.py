@@ -7,7 +7,7 @@ documented schema (formats asserted), and the headers the document requires must
 import pytest
 
 from extframework.openapi import openapi_document
-from tests.support.openapi_check import check_response
+from tests.support.openapi_check import check_response, schema_errors
 from tests.support.registry_fixtures import sample_manifest
 
 PLUGIN = "/api/registry/plugins/{plugin_id}"
@@ -92,6 +92,41 @@ def test_storage_answers_match_the_document(client, document, make_storage_plugi
     put = client.put(url, json={}, headers=auth)
     assert put.status_code == 405
     check_response(document, one, "put", put)
+
+
+def test_batch_answers_and_requests_match_the_document(client, document, make_storage_plugin):
+    _, token = make_storage_plugin()
+    auth, path = bearer(token), "/api/storage/{collection}/_batch"
+    body_pointer = ["components", "schemas", "Batch"]
+
+    def send(operations):
+        body = {"operations": operations}
+        if len(operations) <= 1000:
+            assert schema_errors(document, body_pointer, body) == []
+        response = client.post("/api/storage/notes/_batch", json=body, headers=auth)
+        check_response(document, path, "post", response)
+        return response
+
+    done = send(
+        [{"op": "create", "data": {"title": "a"}}, {"op": "create", "data": {"title": "b"}}]
+    )
+    assert done.status_code == 200
+    first, second = (r["id"] for r in done.get_json()["results"])
+    changed = send(
+        [
+            {"op": "patch", "id": first, "data": {"count": 1}, "if_match": "1"},
+            {"op": "delete", "id": second, "if_match": 1},
+        ]
+    )
+    assert changed.status_code == 200
+    assert send([{"op": "patch", "id": first, "data": {}, "if_match": "1"}]).status_code == 412
+    assert send([{"op": "create", "data": {"count": -1}}]).status_code == 422
+    assert send([{"op": "delete", "id": second}]).status_code == 404
+    assert send([{"op": "create", "data": {"title": "x"}}] * 1001).status_code == 413
+    malformed = client.post("/api/storage/notes/_batch", json={"operations": [{}]}, headers=auth)
+    assert malformed.status_code == 400
+    check_response(document, path, "post", malformed)
+    assert schema_errors(document, body_pointer, {"operations": [{}]}) != []
 
 
 def test_storage_of_a_migrating_plugin_answers_a_documented_503(

@@ -3,11 +3,13 @@
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 
 from extframework import authn
-from extframework.http import json_body
+from extframework.http import DocIdConverter, json_body
 from extframework.models import Plugin
+from extframework.services import batch as batches
 from extframework.services import export, storage
 
 bp = Blueprint("storage", __name__)
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("docid", DocIdConverter))
 
 
 def _caller() -> tuple[Plugin, bool]:
@@ -54,20 +56,26 @@ def search(collection: str):
     return jsonify(page)
 
 
-@bp.get("/api/storage/<collection>/<doc_id>")
+@bp.post("/api/storage/<collection>/_batch")
+def batch(collection: str):
+    ns = _namespace(collection, write=True)
+    return jsonify({"results": batches.run(ns, _body())})
+
+
+@bp.get("/api/storage/<collection>/<docid:doc_id>")
 def read(collection: str, doc_id: str):
     ns = _namespace(collection, write=False)
     return _document(storage.get_document(ns, doc_id))
 
 
-@bp.patch("/api/storage/<collection>/<doc_id>")
+@bp.patch("/api/storage/<collection>/<docid:doc_id>")
 def patch(collection: str, doc_id: str):
     ns = _namespace(collection, write=True)
     doc = storage.patch_document(ns, doc_id, _body(), if_match=request.headers.get("If-Match"))
     return _document(doc)
 
 
-@bp.delete("/api/storage/<collection>/<doc_id>")
+@bp.delete("/api/storage/<collection>/<docid:doc_id>")
 def delete(collection: str, doc_id: str):
     ns = _namespace(collection, write=True)
     storage.delete_document(ns, doc_id, if_match=request.headers.get("If-Match"))

@@ -16,6 +16,7 @@ from extframework.openapi.common import (
     problem,
     ref,
 )
+from extframework.services.batch import MAX_OPERATIONS
 from extframework.services.query import DEFAULT_LIMIT, MAX_LIMIT
 
 COLLECTION = path_param(
@@ -25,7 +26,12 @@ COLLECTION = path_param(
 )
 FIELD = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 SORT_PATTERN = rf"^\s*[-+]?{FIELD}\s*(,\s*[-+]?{FIELD}\s*)*$"
-DOC_ID = path_param("doc_id", "The document's id.")
+DOC_ID = path_param(
+    "doc_id",
+    "The document's id (a core-made id never starts with `_`: those URLs name collection "
+    "operations such as `_batch`).",
+    {"type": "string", "pattern": "^[^_/]"},
+)
 TENANT = {
     "name": "X-Tenant-ID",
     "in": "header",
@@ -79,7 +85,7 @@ def _operation(operation_id: str, summary: str, parameters: list, **rest) -> dic
 
 
 def paths() -> dict:
-    return {**_collection_paths(), **_document_paths(), **_export_path()}
+    return {**_collection_paths(), **_batch_path(), **_document_paths(), **_export_path()}
 
 
 def _collection_paths() -> dict:
@@ -151,6 +157,67 @@ def _collection_paths() -> dict:
                 },
             ),
         },
+    }
+
+
+def _batch_path() -> dict:
+    return {
+        "/api/storage/{collection}/_batch": {
+            "post": _operation(
+                "batchDocuments",
+                f"Create, patch and delete up to {MAX_OPERATIONS} documents, all or nothing",
+                [COLLECTION, TENANT],
+                description=(
+                    "The operations apply in order, in one transaction; each gets one result. "
+                    "If any fails, none is applied and the answer is the first failing "
+                    "operation's problem (404, 412 or 422) with `index`; field pointers are "
+                    "relative to the body (`/operations/3/data/title`). A malformed body is "
+                    f"400 with a pointer per fault; more than {MAX_OPERATIONS} operations is "
+                    "413 before any is looked at. An empty list answers no results."
+                ),
+                requestBody={"required": True, "content": {JSON: {"schema": ref("Batch")}}},
+                responses={
+                    "200": answer("One result per operation, in order.", ref("BatchResults")),
+                    **_errors(412, 422, body=True),
+                    "404": problem(
+                        404,
+                        "unknown-collection",
+                        "not-found",
+                        note="Or an operation names no document of this namespace ('index').",
+                    ),
+                    "413": problem(
+                        413,
+                        "too-large",
+                        note=f"Or the batch has more than {MAX_OPERATIONS} operations.",
+                    ),
+                },
+            )
+        }
+    }
+
+
+def _batch_schemas() -> dict:
+    doc_id = {"type": "string", "description": "A document id of this namespace."}
+    if_match = {
+        "type": ["string", "integer"],
+        "description": 'The version the document must be at (`3`, `"3"`, a comma-separated '
+        "list, or `*`); another is 412.",
+    }
+    create = obj({"op": {"const": "create"}, "data": DATA})
+    patch = obj(
+        {"op": {"const": "patch"}, "id": doc_id, "data": DATA, "if_match": if_match},
+        required=["op", "id", "data"],
+    )
+    delete = obj(
+        {"op": {"const": "delete"}, "id": doc_id, "if_match": if_match}, required=["op", "id"]
+    )
+    written = obj({"id": {"type": "string"}, "version": {"type": "integer", "minimum": 1}})
+    deleted = obj({"deleted": {"type": "string"}})
+    return {
+        "Batch": obj(
+            {"operations": array({"oneOf": [create, patch, delete]}, maxItems=MAX_OPERATIONS)}
+        ),
+        "BatchResults": obj({"results": array({"oneOf": [written, deleted]})}),
     }
 
 
@@ -255,4 +322,5 @@ def schemas() -> dict:
         "ExportLine": obj(
             {"tenant": {"type": "string"}, "collection": {"type": "string"}, **document}
         ),
+        **_batch_schemas(),
     }

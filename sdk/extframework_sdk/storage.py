@@ -20,6 +20,11 @@ class StorageError(ProblemError):
         detail = problem.get("detail") or problem.get("title") or problem
         super().__init__(f"{status}: {detail}", status, problem)
 
+    @property
+    def index(self) -> int | None:
+        """In a refused batch: the index of the operation that failed (nothing was applied)."""
+        return self.problem.get("index")
+
 
 class StorageClient:
     """CRUD and queries on this plugin's own collections, one tenant per call.
@@ -123,3 +128,15 @@ class StorageClient:
 
     def delete(self, collection: str, doc_id: str, *, tenant: str) -> None:
         self._call("DELETE", self._path(collection, doc_id), tenant)
+
+    def batch(self, collection: str, operations: list[dict], *, tenant: str) -> list[dict]:
+        """Apply up to 1000 operations in order, all or nothing; return one result each.
+
+        Operations are ``{"op": "create", "data": {...}}``, ``{"op": "patch", "id": ...,
+        "data": {...}, "if_match": "3"}`` (``if_match`` optional) and ``{"op": "delete",
+        "id": ...}``; results are ``{"id", "version"}`` or ``{"deleted": id}``. A failure
+        raises StorageError (404, 412, 422; 413 past 1000) whose ``index`` names the operation.
+        """
+        body = {"operations": list(operations)}
+        path = self._path(collection) + "/_batch"
+        return self._call("POST", path, tenant, json=body).json()["results"]

@@ -282,8 +282,9 @@ def fuzz_document(
 ) -> dict:
     """The core's document as this installation and one plugin see it.
 
-    ``/api/storage/{collection}…`` becomes one path per collection the manifest declares,
-    typed by its schema (the core's document cannot know a plugin's collections); every path
+    ``/api/storage/{collection}…`` (``_batch`` too) becomes one path per collection the
+    manifest declares, typed by its schema (the core's document cannot know a plugin's
+    collections); every path
     parameter named in ``examples`` gets that example, so some generated calls reach a real
     resource instead of a 404; ``PUT …/tenants`` names only ``tenants``, the ones that exist
     (a schema-valid slug naming no tenant is rightly a 400: no document can list them).
@@ -301,6 +302,7 @@ def fuzz_document(
                     parameter["example"] = examples[parameter["name"]]
     generic = paths.pop("/api/storage/{collection}")
     generic_item = paths.pop("/api/storage/{collection}/{doc_id}")
+    generic_batch = paths.pop("/api/storage/{collection}/_batch")
     for declared in manifest["data_schemas"]:
         name, schema = declared["collection"], declared["schema"]
         collection = _without_path_parameter(generic, "collection")
@@ -312,18 +314,27 @@ def fuzz_document(
         for operation in (*collection.values(), *item.values()):
             if isinstance(operation, dict) and "operationId" in operation:
                 operation["operationId"] += "_" + name
-                _retarget_links(operation, name)
+        for link in collection["post"]["responses"]["201"].get("links", {}).values():
+            link["operationId"] += "_" + name  # the operations the link names were renamed
+            link["parameters"].pop("collection", None)  # and lost that path parameter
         paths[f"/api/storage/{name}"] = collection
         paths[f"/api/storage/{name}/{{doc_id}}"] = item
+        batch = _without_path_parameter(generic_batch, "collection")
+        batch["post"]["operationId"] += "_" + name
+        batch["post"]["requestBody"]["content"]["application/json"]["schema"] = _batch_schema(
+            document, schema
+        )
+        paths[f"/api/storage/{name}/_batch"] = batch
     return document
 
 
-def _retarget_links(operation: dict, name: str) -> None:
-    """Links from a created document lead to this collection's own read/patch/delete."""
-    for response in operation.get("responses", {}).values():
-        for link in response.get("links", {}).values() if isinstance(response, dict) else []:
-            link["operationId"] += "_" + name
-            link["parameters"].pop("collection", None)
+def _batch_schema(document: dict, schema: dict) -> dict:
+    """The Batch body with each operation's ``data`` typed by this collection's schema."""
+    batch = copy.deepcopy(document["components"]["schemas"]["Batch"])
+    create, patch, _ = batch["properties"]["operations"]["items"]["oneOf"]
+    create["properties"]["data"] = schema
+    patch["properties"]["data"] = _merge_patch_schema(schema)
+    return batch
 
 
 def _without_path_parameter(path_item: dict, name: str) -> dict:

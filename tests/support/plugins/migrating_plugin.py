@@ -7,7 +7,7 @@
 subject ``system:migration``, scope ``migrate``), checks that ``X-Migration-Token`` equals the
 context's credential, then per mode: ``succeed`` rewrites every document whose ``status`` is
 not in its collection's new enum (lower-cased, ``done`` -> ``closed``, anything else ->
-``open``) through the storage API with the credential, idempotently, and answers 200;
+``open``) through the storage API's ``_batch`` with the credential, idempotently, and answers 200;
 ``fail`` answers 500; ``hang`` never answers; ``invalid`` rewrites all but one and answers
 200; ``partial-hang`` rewrites half, then never answers. ``GET /_calls`` lists the calls it
 received; ``POST /_mode`` (body: a mode) switches the mode; ``GET /health`` answers 200.
@@ -82,16 +82,39 @@ def pending(context: dict, session: requests.Session) -> list[tuple[str, str, di
     return work
 
 
-def rewrite(context: dict, session: requests.Session, item: tuple) -> None:
-    tenant, collection, doc, _ = item
-    response = session.patch(
-        f"{context['storage_url']}/{collection}/{doc['id']}",
-        json={"status": target(doc["data"]["status"])},
-        headers={"X-Tenant-ID": tenant, "If-Match": f'"{doc["version"]}"'},
-        timeout=10,
-    )
-    if response.status_code not in (200, 412):  # 412: rewritten meanwhile, seen next time
-        response.raise_for_status()
+def rewrite(context: dict, session: requests.Session, work: list[tuple]) -> None:
+    """Rewrite the documents with ``_batch``, up to 1000 per call per tenant and collection.
+
+    Each patch carries its ``if_match``: a 412 names the document rewritten meanwhile (seen
+    next time); it is dropped and the rest of the batch is sent again.
+    """
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for tenant, collection, doc, _ in work:
+        groups.setdefault((tenant, collection), []).append(doc)
+    for (tenant, collection), docs in groups.items():
+        for start in range(0, len(docs), 1000):
+            chunk = docs[start : start + 1000]
+            while chunk:
+                operations = [
+                    {
+                        "op": "patch",
+                        "id": doc["id"],
+                        "data": {"status": target(doc["data"]["status"])},
+                        "if_match": str(doc["version"]),
+                    }
+                    for doc in chunk
+                ]
+                response = session.post(
+                    f"{context['storage_url']}/{collection}/_batch",
+                    json={"operations": operations},
+                    headers={"X-Tenant-ID": tenant},
+                    timeout=30,
+                )
+                if response.status_code == 412:
+                    del chunk[response.json()["index"]]
+                    continue
+                response.raise_for_status()
+                break
 
 
 def make_handler(state: State):
@@ -168,8 +191,7 @@ def make_handler(state: State):
                 work = work[1:]
             if mode == "partial-hang":
                 work = work[: len(work) // 2]
-            for item in work:
-                rewrite(context, session, item)
+            rewrite(context, session, work)
             call["rewritten"] = len(work)
             if mode == "partial-hang":
                 call["stage"] = "blocked"
