@@ -51,6 +51,7 @@ bench: $(VENV)/.test
 	$(PY) bench/storage.py
 	$(PY) bench/proxy.py
 	$(PY) bench/shell_cpu.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) tests/node/node_modules examples/node-plugin/node_modules
