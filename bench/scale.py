@@ -135,6 +135,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=200_000, help="documents in the big plugin")
     parser.add_argument("--without-index", action="store_true", help="drop the namespace index")
+    parser.add_argument(
+        "--truncate-wal",
+        action="store_true",
+        help="checkpoint and empty the WAL after seeding (the bulk load leaves it large)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="extfw-scale-") as folder:
         app = create_app(
@@ -164,6 +169,8 @@ def run(args) -> None:
     started = time.perf_counter()
     seed(BIG, 0, args.docs)
     seeding = time.perf_counter() - started
+    if args.truncate_wal:
+        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     beside = small_plugin_costs()
     page_n, page_10k = alternating(first_page(big), first_page(mid))
 
