@@ -2,18 +2,20 @@
 
     .venv/bin/python bench/scale.py [--docs 200000] [--without-index]
 
-In one process, on a fresh database under a temporary folder: a 10-document plugin, then a
-10k-document plugin and a big plugin of N documents, each in one collection (inserted with
-one ``executemany`` each, in one transaction, as bench/storage.py seeds). Prints ratios
-measured in this one run, each through the real service functions:
+In one process, on three fresh database files under a temporary folder: "alone" holds a
+10-document plugin; "10k" a plugin of 10k documents; "big" the same 10-document plugin beside
+a plugin of N documents in one collection (inserted with one ``executemany``, in one
+transaction, as bench/storage.py seeds). Prints ratios measured in this one run, each
+through the real service functions, with the two sides of each ratio timed in alternating
+rounds (the process switches its database between rounds):
 
-1. the first page in default order of the N-document collection ÷ of the 10k one, both in
-   the same table, timed in alternating rounds (goal <= 1.5);
-2. the small plugin's export, migration check and document count with the big neighbour
-   present ÷ before it was filled (goal: about 1);
+1. the first page in default order of the N-document collection ÷ of the 10k one
+   (goal <= 1.5);
+2. the small plugin's export, migration check and document count beside the N-document
+   plugin ÷ alone (goal: about 1);
 3. export throughput of the big plugin ÷ a bare ``SELECT`` of the same rows (goal >= 0.5).
 
-Each figure is the fastest of several rounds (as ``timeit`` advises): the machine these run on
+Each figure is the fastest of its rounds (as ``timeit`` advises): the machine these run on
 is shared, and a round that lost the CPU says nothing about the code.
 
 ``--without-index`` drops the namespace index (schema step 6) after the upgrade, to measure
@@ -84,21 +86,32 @@ def _round(fn, calls: int) -> float:
     return (time.perf_counter() - started) / calls
 
 
-def alternating(first, second, repeats: int = 15, calls: int = 20) -> tuple[float, float]:
-    """Time two functions in alternating rounds; return the fastest round of each."""
-    first(), second()
-    a, b = [], []
+def use(path: str) -> None:
+    """Point the process's database handle at another file (between timed rounds)."""
+    if not database.deferred:
+        if not database.is_closed():
+            database.close()
+        database.close_all()
+    database.init(path, pragmas=db.pragmas(5000), check_same_thread=False)
+
+
+def alternating(sides: list[tuple[str, object]], repeats: int, calls: int) -> list[float]:
+    """Time each (database, function) side in alternating rounds; the fastest round of each."""
+    best = [float("inf")] * len(sides)
     for _ in range(repeats):
-        a.append(_round(first, calls))
-        b.append(_round(second, calls))
-    return min(a), min(b)
+        for i, (path, fn) in enumerate(sides):
+            use(path)
+            with database.connection_context():
+                fn()  # warm this connection's page cache
+                best[i] = min(best[i], _round(fn, calls))
+    return best
 
 
 def first_page(ns: storage.Namespace):
     return lambda: storage.query_documents(ns, [], secret_key=SECRET)
 
 
-def small_plugin_costs() -> dict[str, float]:
+def small_plugin_checks() -> dict[str, object]:
     def exported():
         for _ in export.export_plugin(SMALL, actor="bench"):
             pass
@@ -109,11 +122,7 @@ def small_plugin_costs() -> dict[str, float]:
     def counted():
         migration_checks._fingerprint(SMALL)
 
-    return {
-        "export": timed(exported, calls=20),
-        "migration check": timed(checked, calls=20),
-        "document count": timed(counted, calls=50),
-    }
+    return {"export": exported, "migration check": checked, "document count": counted}
 
 
 def bare_select(plugin_id: str) -> None:
@@ -142,54 +151,76 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="extfw-scale-") as folder:
+        paths = {name: f"{folder}/{name}.sqlite3" for name in ("alone", "10k", "big")}
         app = create_app(
-            {"DATABASE": f"{folder}/core.sqlite3", "HEALTH_MONITOR": False, "TESTING": True},
+            {"DATABASE": paths["alone"], "HEALTH_MONITOR": False, "TESTING": True},
             instance_path=f"{folder}/instance",
         )
         with app.app_context():
-            db.upgrade()
-            for plugin_id in (SMALL, MID, BIG):
-                provision_plugin(plugin_id, COLLECTIONS)
-            with database.connection_context():
-                run(args)
+            started = time.perf_counter()
+            prepare(paths["alone"], args, small=True)
+            prepare(paths["10k"], args, big=(MID, 10_000))
+            prepare(paths["big"], args, small=True, big=(BIG, args.docs))
+            seeding = time.perf_counter() - started
+            report(paths, args, seeding)
 
 
-def run(args) -> None:
-    if args.without_index:
-        database.execute_sql(f'DROP INDEX "{db.NAMESPACE_INDEX}"')
-    small, mid, big = (
-        storage.open_collection(Plugin.get(Plugin.plugin_id == p), None, "items", write=True)
-        for p in (SMALL, MID, BIG)
+def prepare(path: str, args, *, small: bool = False, big: tuple[str, int] | None = None) -> None:
+    """Create one database file with the small plugin's 10 documents and/or a big plugin."""
+    use(path)
+    db.upgrade()
+    plugins = ([SMALL] if small else []) + ([big[0]] if big else [])
+    for plugin_id in plugins:
+        provision_plugin(plugin_id, COLLECTIONS)
+    with database.connection_context():
+        if args.without_index:
+            database.execute_sql(f'DROP INDEX "{db.NAMESPACE_INDEX}"')
+        if small:
+            ns = namespace(SMALL)
+            for n in range(10):
+                storage.create_document(ns, {"title": f"small {n}", "n": n})
+        if big:
+            seed(big[0], 0, big[1])
+        if args.truncate_wal:
+            database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def namespace(plugin_id: str) -> storage.Namespace:
+    plugin = Plugin.get(Plugin.plugin_id == plugin_id)
+    return storage.open_collection(plugin, None, "items", write=True)
+
+
+def report(paths: dict[str, str], args, seeding: float) -> None:
+    use(paths["big"])
+    with database.connection_context():
+        big = namespace(BIG)
+    use(paths["10k"])
+    with database.connection_context():
+        mid = namespace(MID)
+    page_n, page_10k = alternating(
+        [(paths["big"], first_page(big)), (paths["10k"], first_page(mid))], repeats=15, calls=20
     )
-    for n in range(10):
-        storage.create_document(small, {"title": f"small {n}", "n": n})
-    alone = small_plugin_costs()
-
-    seed(MID, 0, 10_000)
-    started = time.perf_counter()
-    seed(BIG, 0, args.docs)
-    seeding = time.perf_counter() - started
-    if args.truncate_wal:
-        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    beside = small_plugin_costs()
-    page_n, page_10k = alternating(first_page(big), first_page(mid))
-
-    select_s = timed(lambda: bare_select(BIG), repeats=3)
-    export_s = timed(lambda: export_all(BIG), repeats=3)
+    small = {}
+    for name, fn in small_plugin_checks().items():
+        calls = 50 if name == "document count" else 20
+        small[name] = alternating([(paths["big"], fn), (paths["alone"], fn)], 9, calls)
+    use(paths["big"])
+    with database.connection_context():
+        select_s = timed(lambda: bare_select(BIG), repeats=3)
+        export_s = timed(lambda: export_all(BIG), repeats=3)
 
     n = f"{args.docs // 1000}k"
     index = "without the namespace index" if args.without_index else "with the namespace index"
     print(f"bench/scale.py: {args.docs} documents in one collection, {index}")
-    print(f"(seeded {args.docs} in {seeding:.1f} s with one executemany)")
+    print(f"(three databases seeded in {seeding:.1f} s, one executemany each)")
     print(
         f"first page, default order, {n} / 10k: {page_n / page_10k:.2f}"
         f"  ({page_n * 1e3:.2f} / {page_10k * 1e3:.2f} ms)  goal <= 1.5"
     )
-    for name in alone:
+    for name, (beside, alone) in small.items():
         print(
-            f"10-document plugin's {name}, big neighbour / none: "
-            f"{beside[name] / alone[name]:.2f}"
-            f"  ({beside[name] * 1e3:.2f} / {alone[name] * 1e3:.2f} ms)"
+            f"10-document plugin's {name}, beside {n} / alone: {beside / alone:.2f}"
+            f"  ({beside * 1e3:.3f} / {alone * 1e3:.3f} ms)"
         )
     print(
         f"export throughput / bare SELECT of the same rows: {select_s / export_s:.2f}"
