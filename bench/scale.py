@@ -1,6 +1,6 @@
 """Scale benchmark (issue 14): a plugin's namespace costs what it holds, not what the table holds.
 
-    .venv/bin/python bench/scale.py [--docs 200000] [--without-index]
+    .venv/bin/python bench/scale.py [--docs 200000] [--without-index] [--truncate-wal]
 
 In one process, on three fresh database files under a temporary folder: "alone" holds a
 10-document plugin; "10k" a plugin of 10k documents; "big" the same 10-document plugin beside
@@ -19,7 +19,7 @@ Each figure is the fastest of its rounds (as ``timeit`` advises): the machine th
 is shared, and a round that lost the CPU says nothing about the code.
 
 ``--without-index`` drops the namespace index (schema step 6) after the upgrade, to measure
-what a version-5 database pays.
+what a version-5 database pays; ``--truncate-wal`` empties the WAL the bulk load leaves.
 """
 
 import argparse
