@@ -52,6 +52,7 @@ bench: $(VENV)/.test
 	$(PY) bench/batch.py
 	$(PY) bench/proxy.py
 	$(PY) bench/shell_cpu.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) tests/node/node_modules examples/node-plugin/node_modules

@@ -247,6 +247,22 @@ def _migration_5() -> None:
         migrate(migrator.add_column("user", "session_generation", IntegerField(default=0)))
 
 
+NAMESPACE_INDEX = "document_plugin_id_tenant_collection"
+
+
+def _migration_6() -> None:
+    """``document (plugin_id, tenant, collection)``: namespace scans in key order.
+
+    The implicit trailing rowid makes it (plugin_id, tenant, collection, pk), so a default-order
+    page, a keyset page, an export, an archive and a migration check read only their own
+    namespace, without a sort. Step 1 creates it (the model declares it) on a new database.
+    """
+    database.execute_sql(
+        f'CREATE INDEX IF NOT EXISTS "{NAMESPACE_INDEX}" '
+        'ON "document" ("plugin_id", "tenant", "collection")'
+    )
+
+
 # Append-only: each entry upgrades the previous version's tables without losing rows
 # (use playhouse.migrate for columns). Never edit a step that has shipped.
 MIGRATIONS: list[Callable[[], None]] = [
@@ -255,6 +271,7 @@ MIGRATIONS: list[Callable[[], None]] = [
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 ]
 
 

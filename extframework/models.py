@@ -267,7 +267,13 @@ class Document(BaseModel):
     data = JSONField()
 
     class Meta:
-        indexes = ((("tenant", "plugin_id", "collection", "doc_id"), True),)
+        # The second index serves every namespace-scoped scan in key order: SQLite ends each
+        # index with the rowid (``pk``), so it is (plugin_id, tenant, collection, pk) — see
+        # docs/storage.md (schema step 6 adds it to older databases).
+        indexes = (
+            (("tenant", "plugin_id", "collection", "doc_id"), True),
+            (("plugin_id", "tenant", "collection"), False),
+        )
 
 
 ALL_MODELS = [

@@ -77,6 +77,44 @@ def test_version_3_scopes_enrolment_keys_and_adds_pending_updates_keeping_every_
     assert keys == [("h1", "old key", 2, None)]
 
 
+def test_version_6_adds_the_namespace_index_and_keeps_every_document(app):
+    """A version-5 database (no namespace index) upgrades with its documents unchanged."""
+    with app.app_context(), db.database.connection_context():
+        db.database.execute_sql(f'DROP INDEX "{db.NAMESPACE_INDEX}"')
+        for i in range(3):
+            db.database.execute_sql(
+                "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, "
+                "created_at, updated_at, data) VALUES ('default', 'p', 'c', ?, 1, "
+                "'2026-01-01', '2026-01-01', ?)",
+                [f"d{i}", f'{{"n": {i}}}'],
+            )
+        db.SchemaVersion.update(version=5).execute()
+    with app.app_context():
+        assert db.upgrade() == (5, len(db.MIGRATIONS))
+        assert db.upgrade() == (len(db.MIGRATIONS), len(db.MIGRATIONS))  # step 6 ran once
+        with db.database.connection_context():
+            rows = db.database.execute_sql(
+                "SELECT doc_id, data FROM document ORDER BY pk"
+            ).fetchall()
+            index = db.database.execute_sql(
+                "SELECT sql FROM sqlite_master WHERE name = ?", [db.NAMESPACE_INDEX]
+            ).fetchone()
+    assert rows == [("d0", '{"n": 0}'), ("d1", '{"n": 1}'), ("d2", '{"n": 2}')]
+    assert index and '("plugin_id", "tenant", "collection")' in index[0]
+
+
+def test_step_6_is_a_no_op_on_a_new_database_that_has_the_index(app):
+    with app.app_context(), db.database.connection_context():
+        db._migration_6()
+        names = [
+            row[0]
+            for row in db.database.execute_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'document'"
+            )
+        ]
+    assert names.count(db.NAMESPACE_INDEX) == 1
+
+
 def test_pragmas_are_applied_to_every_connection(app):
     with app.app_context(), db.database.connection_context():
         assert db.database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -198,9 +198,11 @@ def test_indexed_equality_query_uses_the_collections_partial_index(app, api):
             plan = " | ".join(storage.explain(ns, args))
             assert f"USING INDEX {index} (tenant=? AND {term}" in plan, (args, plan)
             assert "SCAN" not in plan, plan
-        # a filter on an unindexed field still stays inside the namespace's own rows
+        # a filter on an unindexed field still stays inside the namespace's own rows, in key
+        # order (the namespace index, schema step 6)
         plan = " | ".join(storage.explain(ns, [("title", "a")]))
-        assert "tenant=? AND plugin_id=? AND collection=?" in plan, plan
+        assert "INDEX document_plugin_id_tenant_collection (plugin_id=? AND tenant=? AND " in plan
+        assert "collection=?)" in plan and "TEMP B-TREE" not in plan, plan
         # the partial index's literal WHERE terms are what make it usable
         row = database.execute_sql(
             "SELECT sql FROM sqlite_master WHERE name = ?", [by_customer]
