@@ -71,7 +71,10 @@ def test_login_over_https_sets_secure_cookies_and_audits_the_real_client(proxied
     assert answer.status_code == 302
     cookies = answer.raw.headers.getlist("Set-Cookie")
     assert cookies and all("Secure" in c and "HttpOnly" in c for c in cookies), cookies
-    assert browser.get(nginx.url + "/").status_code == 200
+    home = browser.get(nginx.url + "/")
+    assert home.status_code == 200
+    # The id the core answers with is nginx's own $request_id: one id in both logs.
+    assert f"{home.headers['X-Request-ID']} GET / HTTP/1.1 200" in nginx.access_log()
     assert _audited(instance, "auth.login")[-1]["address"] == "127.0.0.2"
 
 

@@ -94,6 +94,10 @@ class Nginx:
                 self.process.kill()
                 self.process.wait()
 
+    def access_log(self) -> str:
+        path = self.folder / "access.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def error_log(self) -> str:
         path = self.folder / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -108,7 +112,8 @@ def main_config(folder: Path, site: Path) -> Path:
         f"{user}worker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\n"
         "events { worker_connections 64; }\n"
         "http {\n"
-        f"  access_log {folder}/access.log;\n"
+        "  log_format with_id '$request_id $request $status';\n"
+        f"  access_log {folder}/access.log with_id;\n"
         + "".join(
             f"  {kind}_temp_path {temp}/{kind};\n"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
