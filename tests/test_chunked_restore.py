@@ -243,3 +243,28 @@ def test_purge_deletes_in_batches_and_a_rerun_after_an_interruption_finishes(
     assert batches == [10, 20, 30, 35]
     assert [r[0] for r in raw_rows(app)] == ["acme"] * 3
     assert client.get("/api/registry/plugins/test-plugin").get_json()["state"] == "deregistered"
+
+
+def test_the_restore_lookups_and_the_purge_seek_instead_of_scanning(app, archived, monkeypatch):
+    """Each batch costs its own documents, not the namespace (else a restore is quadratic)."""
+    _, archive_id = archived(30)
+    seen = []
+    original = database.execute_sql
+
+    def recording(sql, params=None, *args, **kwargs):
+        seen.append((sql, list(params or [])))
+        return original(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(database, "execute_sql", recording)
+    with app.app_context(), database.connection_context():
+        archives.restore(archive_id, actor="test", root=archives.archive_root(app.instance_path))
+        assert uninstall._purge("test-plugin", "default") == 30
+        monkeypatch.undo()
+        checked = [(sql, params) for sql, params in seen if "FROM document" in sql]
+        assert len(checked) >= 3  # the verify lookups, the insert-pass lookups, the delete
+        for sql, params in checked:
+            rows = database.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+            plan = " | ".join(row[3] for row in rows)
+            assert "SCAN document" not in plan and "SEARCH document USING" in plan, (sql, plan)
+            if "doc_id IN" in sql:
+                assert "doc_id=?" in plan, (sql, plan)
