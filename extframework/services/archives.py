@@ -207,7 +207,7 @@ def restore(reference: str, *, actor: str, root: Path) -> dict:
                 actual=actual,
             )
         header, total, present = _verify(path, raw)
-        if total and (present == total or (row is not None and row.restored_at and present)):
+        if total and present == total:  # a second restore; a partial one is finished instead
             raise Conflict(
                 f"The documents of {path.name} exist in the live database already (restored "
                 "before?); nothing was restored."
