@@ -23,6 +23,7 @@ from extframework.services import archives, installations, lifecycle
 log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = "retain"
+PURGE_BATCH = 1000  # documents per purge transaction: milliseconds of the write lock
 
 
 # --- policies -------------------------------------------------------------------------------
@@ -180,6 +181,8 @@ def deregister(
             purge_tenants=purged,
             kind="confirmation-required",
         )
+    for tenant in purged:  # short transactions; a re-run after a crash deletes the rest
+        _purge(plugin.plugin_id, tenant)
     written = []
     try:
         for tenant, entry in sorted(by_tenant.items()):
@@ -208,7 +211,7 @@ def deregister(
                 )
                 outcome[archive["tenant"]]["archive"] = archive["relative"]
             for tenant in purged:
-                _delete(plugin.plugin_id, tenant)
+                _delete(plugin.plugin_id, tenant)  # anything written since the batches: none
             lifecycle.transition(plugin, "deregistered", cause=cause, actor=actor)
             AuditEvent.create(
                 actor=actor, action="plugin.uninstall", target=plugin.plugin_id, detail=outcome
@@ -226,3 +229,23 @@ def _delete(plugin_id: str, tenant: str) -> int:
     return database.execute_sql(
         "DELETE FROM document WHERE plugin_id = ? AND tenant = ?", [plugin_id, tenant]
     ).rowcount
+
+
+def _purge_batch_committed(plugin_id: str, tenant: str, deleted: int) -> None:
+    """Called after each purge batch commits with the documents deleted so far (a test hook)."""
+
+
+def _purge(plugin_id: str, tenant: str) -> int:
+    """Delete a namespace's documents ``PURGE_BATCH`` at a time, each batch its own transaction."""
+    deleted = 0
+    while True:
+        with write_transaction():
+            count = database.execute_sql(
+                "DELETE FROM document WHERE pk IN (SELECT pk FROM document "
+                "WHERE plugin_id = ? AND tenant = ? LIMIT ?)",
+                [plugin_id, tenant, PURGE_BATCH],
+            ).rowcount
+        deleted += count
+        _purge_batch_committed(plugin_id, tenant, deleted)
+        if count < PURGE_BATCH:
+            return deleted
