@@ -8,6 +8,8 @@ took over the run makes an older attempt's outcome void. See docs/migrations.md.
 
 import json
 import logging
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 from extframework.db import database, read_transaction, write_transaction
@@ -24,6 +26,7 @@ REPORT_LIMIT = 100  # invalid documents listed in a report (the count is always 
 ERROR_CHARS = 2000
 CHECK_ROUNDS = 3
 BATCH = 500
+KEEPER_INTERVAL_S = 5.0  # how often a running check records its progress and renews its lease
 
 
 def check_and_finish(run: MigrationRun) -> MigrationRun:
@@ -39,7 +42,7 @@ def check_and_finish(run: MigrationRun) -> MigrationRun:
     schemas = {entry["collection"]: entry["schema"] for entry in run.manifest["data_schemas"]}
     for _ in range(CHECK_ROUNDS):
         checked, invalid, invalid_count, seen = check_documents(
-            plugin.plugin_id, schemas, run.to_version
+            plugin.plugin_id, schemas, run.to_version, run_id=run.id
         )
         report = {
             "checked": checked,
@@ -83,12 +86,13 @@ def check_and_finish(run: MigrationRun) -> MigrationRun:
 
 
 def check_documents(
-    plugin_id: str, schemas: dict[str, dict], version: str
+    plugin_id: str, schemas: dict[str, dict], version: str, *, run_id: int | None = None
 ) -> tuple[int, list[dict], int, tuple]:
     """Validate every document of a plugin (all tenants) in one snapshot.
 
     Return how many were checked, the first REPORT_LIMIT invalid ones (tenant, collection, id,
-    errors), how many are invalid, and the snapshot's fingerprint.
+    errors), how many are invalid, and the snapshot's fingerprint. With ``run_id``, a thread
+    records progress (``report.progress``) and renews the run's lease meanwhile.
     """
     checked, invalid_count, invalid = 0, 0, []
     with read_transaction():
@@ -98,34 +102,83 @@ def check_documents(
             "ORDER BY tenant, collection, pk",
             [plugin_id],
         )
-        while rows := cursor.fetchmany(BATCH):
-            for tenant, collection, doc_id, data in rows:
-                checked += 1
-                schema = schemas.get(collection)
-                if schema is None:
-                    errors = [
-                        field_error(
-                            [],
-                            "collection",
-                            f"collection {collection!r} is not declared by version {version}; "
-                            "the handler must move or delete this document",
-                        )
-                    ]
-                else:
-                    validator = storage.validator_for(plugin_id, collection, schema)
-                    errors = storage.validation_errors(validator, json.loads(data))
-                if errors:
-                    invalid_count += 1
-                    if len(invalid) < REPORT_LIMIT:
-                        invalid.append(
-                            {
-                                "tenant": tenant,
-                                "collection": collection,
-                                "id": doc_id,
-                                "errors": errors,
-                            }
-                        )
+        with _kept_alive(run_id, total=seen[0]) as progress:
+            while rows := cursor.fetchmany(BATCH):
+                progress.checked = checked
+                for tenant, collection, doc_id, data in rows:
+                    checked += 1
+                    schema = schemas.get(collection)
+                    if schema is None:
+                        errors = [
+                            field_error(
+                                [],
+                                "collection",
+                                f"collection {collection!r} is not declared by version {version}; "
+                                "the handler must move or delete this document",
+                            )
+                        ]
+                    else:
+                        validator = storage.validator_for(plugin_id, collection, schema)
+                        errors = storage.validation_errors(validator, json.loads(data))
+                    if errors:
+                        invalid_count += 1
+                        if len(invalid) < REPORT_LIMIT:
+                            invalid.append(
+                                {
+                                    "tenant": tenant,
+                                    "collection": collection,
+                                    "id": doc_id,
+                                    "errors": errors,
+                                }
+                            )
     return checked, invalid, invalid_count, seen
+
+
+class _Progress:
+    checked = 0
+
+
+@contextmanager
+def _kept_alive(run_id: int | None, *, total: int):
+    """While the check runs, renew the run's lease and record ``checked`` of ``total``.
+
+    The check holds a read snapshot on this thread's connection, which may not write; a second
+    thread, with its own pooled connection, does, every KEEPER_INTERVAL_S. A check of millions
+    of documents then neither outlives its lease (a retry would start beside it) nor leaves the
+    console without news.
+    """
+    progress = _Progress()
+    if run_id is None:
+        yield progress
+        return
+    stopping = threading.Event()
+
+    def keep() -> None:
+        while not stopping.wait(KEEPER_INTERVAL_S):
+            try:
+                with database.connection_context():
+                    _record_progress(run_id, progress.checked, total)
+            except Exception:  # a busy database: the next round tries again
+                log.exception("migration %d: could not record progress", run_id)
+
+    keeper = threading.Thread(target=keep, name=f"migration-check-{run_id}", daemon=True)
+    keeper.start()
+    try:
+        yield progress
+    finally:
+        stopping.set()
+        keeper.join()
+
+
+def _record_progress(run_id: int, checked: int, total: int) -> None:
+    with write_transaction():
+        run = MigrationRun.get_or_none(MigrationRun.id == run_id)
+        if run is None or run.state != "running":
+            return
+        report = {**run.report, "progress": {"checked": checked, "total": total}}
+        MigrationRun.update(
+            report=report, lease_expires_at=utcnow() + timedelta(seconds=VALIDATION_LEASE_S)
+        ).where((MigrationRun.id == run_id) & (MigrationRun.state == "running")).execute()
 
 
 def _fingerprint(plugin_id: str) -> tuple:
