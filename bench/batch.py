@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.storage import COLLECTIONS, document  # noqa: E402
 from extframework import create_app  # noqa: E402
 from extframework.db import database  # noqa: E402
 from extframework.models import Collection, Plugin  # noqa: E402
@@ -32,22 +33,6 @@ from extframework.services import batch as batches  # noqa: E402
 from extframework.services import storage  # noqa: E402
 from tests.support.processes import start_core  # noqa: E402
 from tests.support.storage_fixtures import provision_in_instance  # noqa: E402
-
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "customer_id": {"type": "string"},
-        "n": {"type": "integer", "minimum": 0},
-        "title": {"type": "string", "maxLength": 200},
-    },
-    "required": ["customer_id", "n"],
-    "additionalProperties": False,
-}
-COLLECTIONS = [{"collection": "items", "schema": SCHEMA, "indexes": [{"fields": ["customer_id"]}]}]
-
-
-def document(n: int) -> dict:
-    return {"customer_id": f"c{n % 5000}", "n": n, "title": f"item {n}"}
 
 
 def _load(args: tuple) -> int:
