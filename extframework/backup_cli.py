@@ -50,10 +50,10 @@ def verify(path: Path) -> None:
     """Check a backup's checksums and its database's integrity; change nothing."""
     with tempfile.TemporaryDirectory(prefix="extframework-verify-") as work:
         try:
-            verified = backup.verify(path, Path(work))
+            manifest = backup.verify(path, Path(work))
         except backup.BackupError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"OK: {path} is a sound backup, {_describe(verified.manifest)}.")
+    click.echo(f"OK: {path} is a sound backup, {_describe(manifest)}.")
 
 
 @backup_cli.command("restore")

@@ -293,13 +293,7 @@ def schema_problem() -> tuple[str, str] | None:
 
     Read per call (one row): a newer release may upgrade the file under a running older one.
     """
-    try:
-        row = database.execute_sql("SELECT version FROM schema_version").fetchone()
-    except OperationalError as exc:
-        if "no such table" not in str(exc):
-            raise
-        row = None
-    version = row[0] if row else 0
+    version = current_version()
     if version > len(MIGRATIONS):
         return "schema-too-new", (
             f"The database is at core schema version {version}; this release knows version "
@@ -314,10 +308,14 @@ def schema_problem() -> tuple[str, str] | None:
 
 
 def current_version() -> int:
-    if not database.table_exists(SchemaVersion._meta.table_name):
+    """The core schema version the database holds (0 before ``init-db``), in one statement."""
+    try:
+        row = database.execute_sql("SELECT version FROM schema_version").fetchone()
+    except OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
         return 0
-    row = SchemaVersion.select().first()
-    return row.version if row else 0
+    return row[0] if row else 0
 
 
 def upgrade() -> tuple[int, int]:

@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Iterable
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, g, has_request_context, jsonify, render_template, request
 from peewee import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -182,7 +182,7 @@ def http_slug(status: int, error: HTTPException) -> str | None:
     return HTTP_SLUGS.get(status)
 
 
-BUSY_MESSAGES = ("database is locked", "database is busy", "unable to open", "busy")
+BUSY_MESSAGES = ("database is locked", "unable to open", "busy")
 FULL_MESSAGES = ("database or disk is full", "disk is full")
 
 
@@ -207,8 +207,10 @@ class InternalError(DomainError):
         )
 
 
-def _request_id() -> str:
-    return g.get("request_id", "")
+def request_id() -> str:
+    """This request's id ("" outside a request; observability sets it): logs, plugins, fault
+    panels and 5xx bodies carry it."""
+    return g.get("request_id", "") if has_request_context() else ""
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -235,7 +237,7 @@ def register_error_handlers(app: Flask) -> None:
         """Only a busy or unreachable database is worth a retry; a full disk is 507; the
         rest (a broken query, a missing table) is the core's bug: 500, logged with its id."""
         kind = database_error_kind(error)
-        where = f"{request.method} {request.path} (request id {_request_id()})"
+        where = f"{request.method} {request.path} (request id {request_id()})"
         if kind == "unavailable":
             log.error("database unavailable on %s: %s", where, error)
             return _domain(
@@ -250,11 +252,11 @@ def register_error_handlers(app: Flask) -> None:
                 InsufficientStorage(
                     "The database's disk is full; nothing was written. An operator must free "
                     "space; reads still work.",
-                    request_id=_request_id(),
+                    request_id=request_id(),
                 )
             )
         log.exception("database error on %s", where)
-        return _domain(InternalError(_request_id()))
+        return _domain(InternalError(request_id()))
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
@@ -275,10 +277,10 @@ def register_error_handlers(app: Flask) -> None:
                 "internal error on %s %s: request id %s",
                 request.method,
                 request.path,
-                _request_id(),
+                request_id(),
             )
-            detail = InternalError(_request_id()).detail
-            extra = {"request_id": _request_id()}
+            detail = InternalError(request_id()).detail
+            extra = {"request_id": request_id()}
         if wants_problem_json():
             slug = http_slug(status, error)
             title = PROBLEM_KINDS[slug].title if slug else error.name

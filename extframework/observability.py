@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, current_app, g, request
 from peewee import fn
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from extframework.errors import Forbidden
+from extframework.errors import Forbidden, request_id
 from extframework.models import Document, Plugin
 
 access_log = logging.getLogger("extframework.access")
@@ -92,11 +92,6 @@ def init_app(app: Flask) -> None:
             handler.setFormatter(JsonFormatter())
 
 
-def request_id() -> str:
-    """This request's id ("" outside a request): logs, plugins and fault panels carry it."""
-    return g.get("request_id", "") if has_request_context() else ""
-
-
 def _start() -> None:
     g.request_started = time.perf_counter()
     sent = request.headers.get(REQUEST_ID_HEADER, "")
@@ -145,7 +140,7 @@ def metrics_view() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
-        registry.register(_ProcessRegistry())
+        registry.register(CORE_METRICS)  # this process's own counts: nothing to sum
     registry.register(DatabaseCollector(current_app.config["DATABASE"]))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
@@ -163,13 +158,6 @@ def _check_metrics_access() -> None:
         raise Forbidden(
             "Metrics are served to loopback, or with 'Authorization: Bearer <METRICS_TOKEN>'."
         )
-
-
-class _ProcessRegistry:
-    """This process's metrics, when there is no multiprocess directory to sum."""
-
-    def collect(self):
-        yield from CORE_METRICS.collect()
 
 
 class DatabaseCollector:

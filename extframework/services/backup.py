@@ -16,7 +16,6 @@ import shutil
 import sqlite3
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from extframework.config import ensure_private_dir
@@ -34,12 +33,6 @@ SNAPSHOT_BUSY_TIMEOUT_MS = 30_000
 
 class BackupError(Exception):
     """A backup cannot be made, read or restored; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Verified:
-    manifest: dict
-    members: dict[str, bytes | Path]  # name -> content (small) or extracted file (the database)
 
 
 def create(database_path: str, instance_path: str, target: Path) -> dict:
@@ -84,22 +77,22 @@ def create(database_path: str, instance_path: str, target: Path) -> dict:
     return manifest
 
 
-def verify(source: Path, work: Path) -> Verified:
-    """Check a backup's manifest, every checksum and the database's integrity.
+def verify(source: Path, work: Path) -> dict:
+    """Check a backup's manifest, every checksum and the database's integrity; return the manifest.
 
     Members are read into ``work`` (a private folder the caller removes); nothing else is
     touched.
     """
     try:
         with tarfile.open(source, mode="r:gz") as tar:
-            manifest, contents = _extract_checked(tar, source, work)
+            manifest = _extract_checked(tar, source, work)
     except (OSError, EOFError, tarfile.TarError, json.JSONDecodeError, KeyError) as exc:
         raise BackupError(f"{source} cannot be read as a backup: {exc}.") from None
     _check_database(work / DATABASE_NAME, manifest["core_schema_version"])
-    return Verified(manifest, contents)
+    return manifest
 
 
-def _extract_checked(tar: tarfile.TarFile, source: Path, work: Path) -> tuple[dict, dict]:
+def _extract_checked(tar: tarfile.TarFile, source: Path, work: Path) -> dict:
     """Read every member the manifest lists into ``work``, checking each checksum."""
     members = {m.name: m for m in tar.getmembers()}
     if MANIFEST_NAME not in members:
@@ -117,7 +110,6 @@ def _extract_checked(tar: tarfile.TarFile, source: Path, work: Path) -> tuple[di
         raise BackupError(
             f"{source} does not match its manifest: extra {extra}, missing {missing}."
         )
-    contents: dict[str, bytes | Path] = {}
     for name, expected in listed.items():
         member = members[name]
         if not member.isfile() or _unsafe(name):
@@ -130,8 +122,7 @@ def _extract_checked(tar: tarfile.TarFile, source: Path, work: Path) -> tuple[di
             raise BackupError(
                 f"{name} in {source} does not match its checksum: the file is damaged."
             )
-        contents[name] = destination
-    return manifest, contents
+    return manifest
 
 
 def restore(source: Path, database_path: str, instance_path: str, *, force: bool) -> dict:
@@ -149,7 +140,7 @@ def restore(source: Path, database_path: str, instance_path: str, *, force: bool
                 "new instance folder, or pass --force to replace what it holds."
             )
     with tempfile.TemporaryDirectory(dir=ensure_private_dir(instance), prefix=".restore-") as work:
-        verified = verify(source, Path(work))
+        manifest = verify(source, Path(work))
         for name in INSTANCE_ENTRIES:
             target = instance / name
             if target.is_dir():
@@ -163,7 +154,7 @@ def restore(source: Path, database_path: str, instance_path: str, *, force: bool
             Path(database_path + suffix).unlink(missing_ok=True)
         os.replace(Path(work) / DATABASE_NAME, database_path)
         os.chmod(database_path, 0o600)
-    return verified.manifest
+    return manifest
 
 
 def holdings(database_path: str, instance: Path) -> list[str]:
@@ -228,7 +219,7 @@ def _copy_entry(source: Path, destination: Path) -> None:
 
 
 def _private_path(path: Path) -> str:
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    _private_file(path).close()
     return str(path)
 
 
