@@ -1,6 +1,6 @@
 """The filesystem over HTTP: ``/api/storage/…`` for plugins, and the operator's export."""
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
 from extframework import authn
 from extframework.http import DocIdConverter, json_body
@@ -44,7 +44,9 @@ def create(collection: str):
     ns = _namespace(collection, write=True)
     doc = storage.create_document(ns, _body())
     response = _document(doc, 201)
-    response.headers["Location"] = url_for(".read", collection=collection, doc_id=doc["id"])
+    # Built as text, not with url_for (a tenth of a create's time): both parts are URL-safe,
+    # a collection name by the manifest schema's pattern and an id as generated.
+    response.headers["Location"] = f"{request.script_root}/api/storage/{collection}/{doc['id']}"
     return response
 
 

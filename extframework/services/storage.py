@@ -45,6 +45,8 @@ MAX_PATCH_ATTEMPTS = 50
 VALIDATOR_CACHE_SIZE = 1024
 
 _validators: dict[tuple[str, str, str], object] = {}
+_validators_by_identity: dict[int, object] = {}  # id(schema) -> its validator (checked by `is`)
+_parsed: dict[tuple[str, str | None], tuple[dict, tuple]] = {}
 
 
 @dataclass(frozen=True)
@@ -145,13 +147,24 @@ def open_collection(
             collection=collection,
             kind="unknown-collection",
         )
-    return Namespace(
-        tenant=tenant,
-        plugin_id=plugin.plugin_id,
-        collection=row[0],
-        schema=json.loads(row[1]),
-        indexes=tuple(tuple(spec["fields"]) for spec in json.loads(row[2] or "[]")),
-    )
+    schema, indexes = _parsed_collection(row[1], row[2])
+    return Namespace(tenant, plugin.plugin_id, row[0], schema, indexes)
+
+
+def _parsed_collection(schema_text: str, indexes_text: str | None) -> tuple[dict, tuple]:
+    """Parse a collection's schema and index columns once per distinct text, not per call.
+
+    The parsed schema is shared by every call that reads the same text: nothing mutates it.
+    """
+    key = (schema_text, indexes_text)
+    parsed = _parsed.get(key)
+    if parsed is None:
+        indexes = tuple(tuple(spec["fields"]) for spec in json.loads(indexes_text or "[]"))
+        parsed = (json.loads(schema_text), indexes)
+        if len(_parsed) >= VALIDATOR_CACHE_SIZE:
+            _parsed.clear()
+        _parsed[key] = parsed
+    return parsed
 
 
 # --- validation -------------------------------------------------------------------
@@ -159,6 +172,9 @@ def open_collection(
 
 def validator_for(plugin_id: str, collection: str, schema: dict):
     """Return the compiled validator of a collection's schema, cached per schema version."""
+    validator = _validators_by_identity.get(id(schema))
+    if validator is not None and validator.schema is schema:
+        return validator  # the schema object _parsed_collection shares across calls
     digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
     key = (plugin_id, collection, digest)
     validator = _validators.get(key)
@@ -168,6 +184,9 @@ def validator_for(plugin_id: str, collection: str, schema: dict):
         if len(_validators) >= VALIDATOR_CACHE_SIZE:
             _validators.clear()
         _validators[key] = validator
+    if len(_validators_by_identity) >= VALIDATOR_CACHE_SIZE:
+        _validators_by_identity.clear()
+    _validators_by_identity[id(schema)] = validator
     return validator
 
 
