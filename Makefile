@@ -53,6 +53,7 @@ bench: $(VENV)/.test
 	$(PY) bench/proxy.py
 	$(PY) bench/shell_cpu.py
 	$(PY) bench/scale.py
+	$(PY) bench/restore.py
 
 clean:
 	rm -rf $(VENV) tests/node/node_modules examples/node-plugin/node_modules

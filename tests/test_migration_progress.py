@@ -53,7 +53,7 @@ def test_a_running_check_records_checked_of_total_and_renews_its_lease(
     seen_mid_check = []
     validate = storage.validation_errors
 
-    def slow_at_the_middle(validator, data):
+    def slow_at_the_middle(validator, data, limits=None):
         if data["title"] == f"note {DOCUMENTS // 2 + 10}":
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:  # the keeper thread writes meanwhile
@@ -63,7 +63,7 @@ def test_a_running_check_records_checked_of_total_and_renews_its_lease(
                     seen_mid_check.append((report["progress"], lease))
                     break
                 time.sleep(0.01)
-        return validate(validator, data)
+        return validate(validator, data, limits)
 
     monkeypatch.setattr(storage, "validation_errors", slow_at_the_middle)
     with app.app_context(), database.connection_context():

@@ -15,7 +15,7 @@ from datetime import timedelta
 from extframework.db import database, read_transaction, write_transaction
 from extframework.errors import field_error
 from extframework.models import AuditEvent, MigrationRun, Plugin, utcnow
-from extframework.services import lifecycle, storage
+from extframework.services import lifecycle, schema_limits, storage
 from extframework.services import manifest_records as records
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ def check_documents(
     records progress (``report.progress``) and renews the run's lease meanwhile.
     """
     checked, invalid_count, invalid = 0, 0, []
+    limits = schema_limits.current()  # read once: the settings do not change during a check
     with read_transaction():
         seen = _fingerprint(plugin_id)
         cursor = database.execute_sql(
@@ -119,7 +120,7 @@ def check_documents(
                         ]
                     else:
                         validator = storage.validator_for(plugin_id, collection, schema)
-                        errors = storage.validation_errors(validator, json.loads(data))
+                        errors = storage.validation_errors(validator, json.loads(data), limits)
                     if errors:
                         invalid_count += 1
                         if len(invalid) < REPORT_LIMIT:
