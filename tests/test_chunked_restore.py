@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from extframework.db import database, write_transaction
+from extframework.errors import Conflict
 from extframework.models import Archive, AuditEvent, Plugin
 from extframework.services import archives, uninstall
 from tests.support.migration_fixtures import wait_for
@@ -268,3 +269,114 @@ def test_the_restore_lookups_and_the_purge_seek_instead_of_scanning(app, archive
             assert "SCAN document" not in plan and "SEARCH document USING" in plan, (sql, plan)
             if "doc_id IN" in sql:
                 assert "doc_id=?" in plan, (sql, plan)
+
+
+def _archive_policy(client, make_user, login, make_plugin, tenant="default"):
+    make_user("ops@example.com", role="admin", operator=True)
+    login("ops@example.com")
+    make_plugin()
+    policy = {"policy": "archive"}
+    url = f"/api/registry/plugins/test-plugin/tenants/{tenant}/uninstall-policy"
+    assert client.put(url, json=policy).status_code == 200
+
+
+def test_archived_documents_are_deleted_in_batches_and_a_rerun_after_a_crash_finishes(
+    app, client, make_plugin, make_user, login, monkeypatch
+):
+    _archive_policy(client, make_user, login, make_plugin)
+    stock(app, 45)
+    before = raw_rows(app)
+    assert client.post("/api/registry/plugins/test-plugin/disable").status_code == 200
+    monkeypatch.setattr(archives, "RESTORE_BATCH", 10)
+    deleted = []
+
+    def crash(plugin_id, tenant, count):
+        deleted.append(count)
+        if count == 20:
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(uninstall, "_purge_batch_committed", crash)
+    with pytest.raises(RuntimeError):
+        client.post("/api/registry/plugins/test-plugin/deregister", json={})
+    # Two batches committed, each its own transaction; the archive they went into is recorded.
+    assert deleted == [10, 20] and len(raw_rows(app)) == 25
+    assert client.get("/api/registry/plugins/test-plugin").get_json()["state"] == "disabled"
+    with app.app_context(), database.connection_context():
+        first = Archive.get(Archive.plugin_id == "test-plugin")
+        assert (archives.archive_root(app.instance_path) / first.path).is_file()
+
+    batches = []
+    monkeypatch.setattr(
+        uninstall, "_purge_batch_committed", lambda plugin_id, tenant, count: batches.append(count)
+    )
+    done = client.post("/api/registry/plugins/test-plugin/deregister", json={})
+    assert done.status_code == 200, done.get_json()
+    assert batches == [10, 20, 25] and raw_rows(app) == []
+    assert client.get("/api/registry/plugins/test-plugin").get_json()["state"] == "deregistered"
+    # The first archive holds all 45 (its snapshot preceded the crash), the second the 25 left:
+    # the first brings every document back byte for byte, the second then finds them present.
+    with app.app_context(), database.connection_context():
+        root = archives.archive_root(app.instance_path)
+        rows = Archive.select().where(Archive.plugin_id == "test-plugin").order_by(Archive.id)
+        assert [row.documents for row in rows] == [45, 25]
+        archives.restore(str(rows[0].id), actor="test", root=root)
+        assert raw_rows(app) == before
+        with pytest.raises(Conflict):
+            archives.restore(str(rows[1].id), actor="test", root=root)
+
+
+def test_a_document_changed_after_the_archive_snapshot_stays_live(
+    app, client, make_plugin, make_user, login, monkeypatch
+):
+    _archive_policy(client, make_user, login, make_plugin)
+    stock(app, 30)
+    assert client.post("/api/registry/plugins/test-plugin/disable").status_code == 200
+    write_archive = archives.write_archive
+
+    def then_a_late_write(plugin, tenant, root):
+        written = write_archive(plugin, tenant, root)
+        with sqlite3.connect(app.config["DATABASE"]) as conn:  # an in-flight write lands now
+            conn.execute(
+                'UPDATE document SET version = version + 1, data = \'{"title": "late"}\' '
+                "WHERE doc_id = 'doc-000007'"
+            )
+        return written
+
+    monkeypatch.setattr(archives, "write_archive", then_a_late_write)
+    refused = client.post("/api/registry/plugins/test-plugin/deregister", json={})
+    assert refused.status_code == 409, refused.get_json()
+    assert "1 document(s)" in refused.get_json()["detail"]
+    assert [(r[3], r[7]) for r in raw_rows(app)] == [("doc-000007", '{"title": "late"}')]
+    assert client.get("/api/registry/plugins/test-plugin").get_json()["state"] == "disabled"
+
+    monkeypatch.setattr(archives, "write_archive", write_archive)
+    done = client.post("/api/registry/plugins/test-plugin/deregister", json={})
+    assert done.status_code == 200, done.get_json()
+    with app.app_context(), database.connection_context():
+        assert Archive.select().where(Archive.plugin_id == "test-plugin").count() == 2
+
+
+def test_other_plugins_write_between_archive_delete_batches(
+    app, client, make_plugin, make_user, login, monkeypatch
+):
+    _archive_policy(client, make_user, login, make_plugin)
+    stock(app, 30)
+    assert client.post("/api/registry/plugins/test-plugin/disable").status_code == 200
+    monkeypatch.setattr(archives, "RESTORE_BATCH", 10)
+    landed = []
+
+    def another_plugin_writes(plugin_id, tenant, count):
+        # A second connection, as another worker: it gets the write lock between batches
+        # at once (a timeout of 0 s: it would fail if the deregistration still held it).
+        with sqlite3.connect(app.config["DATABASE"], timeout=0) as conn:
+            conn.execute(
+                f"INSERT INTO document ({COLUMNS}) VALUES ('default', 'other', 'items', ?, 1, "
+                "'2026-01-01 00:00:00.000001', '2026-01-01 00:00:00.000001', '{}')",
+                [f"other-{count}"],
+            )
+        landed.append(count)
+
+    monkeypatch.setattr(uninstall, "_purge_batch_committed", another_plugin_writes)
+    done = client.post("/api/registry/plugins/test-plugin/deregister", json={})
+    assert done.status_code == 200, done.get_json()
+    assert landed == [10, 20, 30] and len(raw_rows(app, "other")) == 3

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from extframework.config import ensure_private_dir
@@ -343,6 +344,13 @@ def _batches(path: Path, raw):
         raise BadRequest(f"{path.name} cannot be read as an archive: {exc}.") from None
     if batch or not yielded:  # an archive of no documents: the header still needs checking
         yield header, batch
+
+
+def archived_keys(path: Path) -> Iterator[list[tuple[str, str, int]]]:
+    """Yield the ``(collection, id, version)`` of an archive's documents, a batch at a time."""
+    with open(path, "rb") as raw:
+        for _, batch in _batches(path, raw):
+            yield [(line[0], line[1], line[2]) for line in batch]
 
 
 def _parse(path: Path, number: int, line: str) -> tuple:

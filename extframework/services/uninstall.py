@@ -166,9 +166,13 @@ def deregister(
 ) -> dict:
     """Deregister a plugin, applying each tenant's policy to the data it holds there.
 
-    Archive files are written (and synced) before anything is deleted; the deletes and the
-    transition then commit together, so a failure leaves the rows live (and the new files are
-    removed again).
+    Archive files are written (and synced) before anything is deleted. Purged and archived
+    documents are then deleted in short transactions (a thousand documents each), so other
+    plugins' writes keep flowing; an archived document is deleted only while it still has the
+    id and version its archive line holds, and its ``Archive`` row commits with the first
+    batch, so whatever is deleted is findable in an archive. The transition commits last,
+    once nothing is left: a failure or crash midway leaves the plugin as it was, and running
+    the deregistration again finishes it (the documents left get an archive of their own).
     """
     lifecycle.check_allowed(plugin, "deregistered", actor=actor)
     by_tenant = {entry["tenant"]: entry for entry in policies(plugin) if entry["documents"]}
@@ -183,23 +187,54 @@ def deregister(
         )
     for tenant in purged:  # short transactions; a re-run after a crash deletes the rest
         _purge(plugin.plugin_id, tenant)
-    written = []
+    written, recorded = [], set()
     try:
         for tenant, entry in sorted(by_tenant.items()):
             if entry["policy"] == "archive":
                 written.append(archives.write_archive(plugin, tenant, archive_root))
+        for archive in written:
+            _delete_archived(plugin, archive, actor, recorded)
+        outcome = {
+            t: {"policy": e["policy"], "documents": e["documents"]} for t, e in by_tenant.items()
+        }
         with write_transaction():
-            outcome = {
-                t: {"policy": e["policy"], "documents": e["documents"]}
-                for t, e in by_tenant.items()
-            }
             for archive in written:
-                deleted = _delete(plugin.plugin_id, archive["tenant"])
-                if deleted != archive["documents"]:
+                left = _count(plugin.plugin_id, archive["tenant"])
+                if left:
                     raise Conflict(
-                        f"The data of {plugin.plugin_id!r} in {archive['tenant']!r} changed while "
-                        "it was archived; nothing was deleted. Try again."
+                        f"{left} document(s) of {plugin.plugin_id!r} in {archive['tenant']!r} "
+                        f"changed or were written while it was archived; the others are in "
+                        f"{archive['relative']} and deleted. Deregister again to archive the "
+                        "rest."
                     )
+                outcome[archive["tenant"]]["archive"] = archive["relative"]
+            for tenant in purged:
+                _delete(plugin.plugin_id, tenant)  # anything written since the batches: none
+            lifecycle.transition(plugin, "deregistered", cause=cause, actor=actor)
+            AuditEvent.create(
+                actor=actor, action="plugin.uninstall", target=plugin.plugin_id, detail=outcome
+            )
+    except BaseException:
+        for archive in written:  # an archive that documents were deleted into stays
+            if archive["relative"] not in recorded:
+                for path in (archive["path"], archives.checksum_path(archive["path"])):
+                    path.unlink(missing_ok=True)
+        raise
+    log.info("plugin %s deregistered by %s; data: %s", plugin.plugin_id, actor, outcome)
+    return {"plugin_id": plugin.plugin_id, "tenants": outcome}
+
+
+def _delete_archived(plugin: Plugin, archive: dict, actor: str, recorded: set) -> int:
+    """Delete the documents an archive holds, a batch of its lines per transaction.
+
+    A document goes only if it still has the id and version of its line: one written or
+    changed after the archive's snapshot stays live. The ``Archive`` row commits with the first
+    batch (its relative path then joins ``recorded``).
+    """
+    deleted = 0
+    for keys in archives.archived_keys(archive["path"]):
+        with write_transaction():
+            if archive["relative"] not in recorded:
                 Archive.create(
                     plugin_id=plugin.plugin_id,
                     tenant=archive["tenant"],
@@ -209,20 +244,22 @@ def deregister(
                     size_bytes=archive["size_bytes"],
                     created_by=actor,
                 )
-                outcome[archive["tenant"]]["archive"] = archive["relative"]
-            for tenant in purged:
-                _delete(plugin.plugin_id, tenant)  # anything written since the batches: none
-            lifecycle.transition(plugin, "deregistered", cause=cause, actor=actor)
-            AuditEvent.create(
-                actor=actor, action="plugin.uninstall", target=plugin.plugin_id, detail=outcome
+            cursor = database.cursor()
+            cursor.executemany(
+                "DELETE FROM document WHERE tenant = ? AND plugin_id = ? AND collection = ? "
+                "AND doc_id = ? AND version = ?",
+                [(archive["tenant"], plugin.plugin_id, *key) for key in keys],
             )
-    except BaseException:
-        for archive in written:
-            for path in (archive["path"], archives.checksum_path(archive["path"])):
-                path.unlink(missing_ok=True)
-        raise
-    log.info("plugin %s deregistered by %s; data: %s", plugin.plugin_id, actor, outcome)
-    return {"plugin_id": plugin.plugin_id, "tenants": outcome}
+        recorded.add(archive["relative"])
+        deleted += cursor.rowcount
+        _purge_batch_committed(plugin.plugin_id, archive["tenant"], deleted)
+    return deleted
+
+
+def _count(plugin_id: str, tenant: str) -> int:
+    return database.execute_sql(
+        "SELECT count(*) FROM document WHERE plugin_id = ? AND tenant = ?", [plugin_id, tenant]
+    ).fetchone()[0]
 
 
 def _delete(plugin_id: str, tenant: str) -> int:
