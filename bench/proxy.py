@@ -36,6 +36,7 @@ import requests  # noqa: E402
 
 from extframework.config import DEFAULTS  # noqa: E402
 from extframework.services import tokens  # noqa: E402
+from tests.support.keys import CoreKeys  # noqa: E402
 from tests.support.processes import Process, free_port, login_session  # noqa: E402
 from tests.support.shell_fixtures import PASSWORD, Demo  # noqa: E402
 
@@ -82,9 +83,9 @@ def serve_static(port: int, core_url: str | None) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def core_keys(demo: Demo) -> tokens.KeyStore:
+def core_keys(demo: Demo) -> CoreKeys:
     """The core's key store (the algorithm argument only matters for keys it would generate)."""
-    return tokens.KeyStore(demo.instance / "keys", "ES256", 3600)
+    return CoreKeys(demo.instance)
 
 
 def request_jwt(demo: Demo, plugin_id: str) -> str:

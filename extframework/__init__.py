@@ -8,6 +8,7 @@ import extframework.iri_syntax  # noqa: F401  (first: before anything imports js
 
 # isort: split
 from flask import Flask
+from peewee import OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from extframework import authn, backup_cli, caching, cli, db, observability, registry_cli
@@ -16,9 +17,10 @@ from extframework.config import load_config
 from extframework.errors import register_error_handlers
 from extframework.http import RowIdConverter
 from extframework.services import health
-from extframework.services.tokens import KeyStore
+from extframework.services.signing_keys import KeyStore, Sealer
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
@@ -65,8 +67,17 @@ def configure_logging(app: Flask) -> None:
 
 def configure_keys(app: Flask) -> None:
     max_ttl = max(int(app.config["REQUEST_JWT_TTL_S"]), int(app.config["USER_JWT_TTL_S"]))
-    store = KeyStore(Path(app.instance_path) / "keys", app.config["JWT_ALGORITHM"], max_ttl)
-    store.ensure_key()
+    sealer = Sealer(app.config["SECRET_KEY"], tuple(app.config["SECRET_KEY_FALLBACKS"]))
+    store = KeyStore(
+        sealer,
+        app.config["JWT_ALGORITHM"],
+        max_ttl,
+        legacy_folder=Path(app.instance_path) / "keys",
+    )
+    try:
+        store.ensure_key()
+    except OperationalError as exc:  # an unreachable database: /healthz and requests say so
+        log.warning("signing keys not checked at start: %s", exc)
     app.extensions["extframework.keys"] = store
 
 

@@ -55,6 +55,8 @@ def load_config(app: Flask, test_config: dict | None) -> None:
     app.config["SESSION_COOKIE_HTTPONLY"] = app.config["REMEMBER_COOKIE_HTTPONLY"] = True
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(app.instance_path, "secret_key")
+    # Flask reads a list (sessions); the setting is text, one secret per word.
+    app.config["SECRET_KEY_FALLBACKS"] = (app.config["SECRET_KEY_FALLBACKS"] or "").split()
 
 
 def ensure_private_dir(path: str | Path) -> Path:

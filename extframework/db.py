@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
-from flask import Flask
+from flask import Flask, current_app
+from flask.cli import with_appcontext
 from peewee import BooleanField, CharField, IntegerField, Model, OperationalError
 from playhouse.migrate import SqliteMigrator, migrate
 from playhouse.pool import PooledSqliteDatabase
@@ -263,6 +264,17 @@ def _migration_6() -> None:
     )
 
 
+def _migration_7() -> None:
+    """``signing_key``: JWT signing keys move from ``<instance>/keys`` into the database.
+
+    The keys themselves are imported at the next start (``signing_keys.KeyStore.ensure_key``),
+    which needs the secret that seals them; this step only makes the table.
+    """
+    from extframework.models import SigningKeyRow
+
+    database.create_tables([SigningKeyRow])
+
+
 # Append-only: each entry upgrades the previous version's tables without losing rows
 # (use playhouse.migrate for columns). Never edit a step that has shipped.
 MIGRATIONS: list[Callable[[], None]] = [
@@ -272,6 +284,7 @@ MIGRATIONS: list[Callable[[], None]] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 ]
 
 
@@ -340,12 +353,15 @@ def upgrade() -> tuple[int, int]:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create or upgrade the core's tables; safe to run again; refuses a newer database."""
     try:
         before, after = upgrade()
     except SchemaTooNew as exc:
         raise click.ClickException(str(exc)) from None
+    # The first signing key, or the import of <instance>/keys (schema step 7), now the table is.
+    current_app.extensions["extframework.keys"].ensure_key()
     if before == after:
         click.echo(f"Database is up to date (version {after}).")
     else:

@@ -276,6 +276,22 @@ class Document(BaseModel):
         )
 
 
+class SigningKeyRow(BaseModel):
+    """A JWT signing key (services/signing_keys.py); the private key sealed under SECRET_KEY."""
+
+    generation = IntegerField(unique=True)  # 1, 2, …: two hosts cannot both add the same one
+    kid = CharField(unique=True)
+    alg = CharField()
+    created_at = FloatField()  # Unix times, as the JWTs' own
+    sign_from = FloatField()
+    withdrawn_at = FloatField(null=True)
+    withdrawn_why = CharField(null=True)
+    private_key = TextField(null=True)  # None once withdrawn
+
+    class Meta:
+        table_name = "signing_key"
+
+
 ALL_MODELS = [
     Tenant,
     User,
@@ -295,4 +311,5 @@ ALL_MODELS = [
     MigrationRun,
     Archive,
     PendingUpdate,
+    SigningKeyRow,
 ]

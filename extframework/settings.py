@@ -67,8 +67,15 @@ SETTINGS: tuple[Setting, ...] = (
        optional=True, default_text="<instance>/extframework.sqlite3"),
     _s("SQLITE_BUSY_TIMEOUT_MS", int, 5000, "how long a writer waits for the lock",
        minimum=0),
-    _s("SECRET_KEY", str, None, "signs sessions, CSRF tokens and storage cursors",
+    _s("SECRET_KEY", str, None,
+       "signs sessions, CSRF tokens and storage cursors, and seals the JWT signing keys in the "
+       "database; every app host must have the same one (docs/identity.md)",
        optional=True, secret=True, default_text="generated into <instance>/secret_key"),
+    _s("SECRET_KEY_FALLBACKS", str, None,
+       "earlier secret keys, separated by spaces: sessions and cursors signed with them are "
+       "still accepted and signing keys sealed with them still open (then are sealed again) "
+       "while the secret is rotated (docs/identity.md)",
+       optional=True, secret=True, default_text="none"),
     _s("MAX_BODY_BYTES", int, 1024 * 1024, "larger request bodies get `413`", minimum=1024),
     _s("SESSION_COOKIE_SECURE", bool, None,
        "cookies only over HTTPS; unset: `true` when `BASE_URL` is `https://`",

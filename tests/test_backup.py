@@ -16,6 +16,7 @@ from extframework import db
 from extframework.db import MIGRATIONS
 from extframework.models import User
 from extframework.services import backup, tokens
+from tests.support.keys import CoreKeys
 from tests.support.processes import ROOT, flask_cli, start_core
 from tests.support.storage_fixtures import provision_in_instance
 
@@ -62,7 +63,7 @@ def test_a_backup_taken_under_writes_restores_every_acknowledged_document_and_ke
             json={"email": "ops@example.com", "password": PASSWORD},
             timeout=10,
         ).json()["access_token"]
-        store = tokens.KeyStore(old / "instance" / "keys", "ES256", 300)
+        store = CoreKeys(old / "instance")
         request_jwt = tokens.mint_request_jwt(
             store,
             issuer=core.url,

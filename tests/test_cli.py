@@ -1,6 +1,5 @@
 """Operator commands, run as a person would: `flask --app app ...` in a subprocess."""
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -8,6 +7,7 @@ import subprocess
 import pytest
 
 from extframework import db
+from tests.support.keys import key_rows
 from tests.support.processes import ROOT, VENV_BIN, flask_cli
 
 
@@ -105,10 +105,10 @@ def test_bootstrap_admin_creates_one_operator_once(instance):
 
 
 def test_keys_rotate_adds_a_key_to_the_jwks(instance):
-    before = json.loads((instance / "keys" / "keyset.json").read_text())
+    before = key_rows(instance / "extframework.sqlite3")
     result = flask_cli(instance, "keys", "rotate")
     assert result.returncode == 0 and "New ES256 signing key" in result.stdout
-    after = json.loads((instance / "keys" / "keyset.json").read_text())
+    after = key_rows(instance / "extframework.sqlite3")
     assert len(after) == len(before) + 1
     # Published now, signing only after the default publish delay (tests/test_key_rollover.py).
     assert after[-1]["sign_from"] == after[-1]["created_at"] + 90
@@ -116,4 +116,3 @@ def test_keys_rotate_adds_a_key_to_the_jwks(instance):
 
 def test_secrets_are_generated_owner_only(instance):
     assert (instance / "secret_key").stat().st_mode & 0o077 == 0
-    assert (instance / "keys").stat().st_mode & 0o077 == 0

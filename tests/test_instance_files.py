@@ -77,9 +77,6 @@ def test_an_app_creates_only_owner_only_files(tmp_path, loose_umask):
             *DATABASE_FILES,
             "extframework.sqlite3-writelock",
             "secret_key",
-            "keys",
-            "keys/keyset.json",
-            "keys/.lock",
             "archives",
             "archives/acme-notes",
             "archives/" + archive["relative"],
@@ -98,7 +95,7 @@ def test_a_missing_instance_folder_and_its_parents_are_made_owner_only(tmp_path,
         db.upgrade()
     for folder in (instance, instance.parent, instance.parent.parent):
         assert oct(stat.S_IMODE(folder.stat().st_mode)) == "0o700", folder
-    assert_owner_only(instance, [*DATABASE_FILES, "keys/keyset.json"])
+    assert_owner_only(instance, DATABASE_FILES)
 
 
 @pytest.mark.timeout(120)
@@ -114,6 +111,6 @@ def test_the_real_core_creates_only_owner_only_files(tmp_path, loose_umask):
             timeout=10,
         )
         assert response.status_code == 201, response.text
-        assert_owner_only(instance, [*DATABASE_FILES, "secret_key", "keys/keyset.json"])
+        assert_owner_only(instance, [*DATABASE_FILES, "secret_key"])
     finally:
         core.stop()

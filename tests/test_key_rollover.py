@@ -16,12 +16,14 @@ import time
 import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
 
 from extframework.config import DEFAULTS, JWKS_MAX_AGE_S
 from extframework.db import database
 from extframework.errors import Invalid, Unauthorized
-from extframework.models import AuditEvent
-from extframework.services import tokens
+from extframework.models import AuditEvent, SigningKeyRow
+from extframework.services import signing_keys, tokens
+from tests.support.keys import key_rows, key_store
 from tests.support.processes import (
     VENV_BIN,
     Process,
@@ -58,10 +60,13 @@ def clock():
 
 
 @pytest.fixture
-def store(tmp_path, clock):
-    store = tokens.KeyStore(tmp_path / "keys", "ES256", max_token_ttl_s=TTL_S, clock=clock)
-    store.ensure_key()
-    return store
+def store(app, clock):
+    return key_store("ES256", TTL_S, clock=clock)
+
+
+def private_key_of(kid: str) -> str | None:
+    with database.connection_context():
+        return SigningKeyRow.get(SigningKeyRow.kid == kid).private_key
 
 
 def published(store) -> list[str]:
@@ -98,27 +103,26 @@ def test_a_token_signed_before_the_switch_verifies_after_it(store, clock):
     assert tokens.verify(store, token, issuer=ISSUER, audience="acme-billing")["sub"] == "7"
 
 
-def test_every_process_switches_at_the_same_moment_without_rereading(tmp_path, store, clock):
-    """The switch is a timestamp in keyset.json, not an event in one process's memory."""
-    other_worker = tokens.KeyStore(tmp_path / "keys", "ES256", TTL_S, clock=clock)
+def test_every_process_switches_at_the_same_moment_without_rereading(store, clock):
+    """The switch is a timestamp in the key's row, not an event in one process's memory."""
+    other_worker = key_store("ES256", TTL_S, clock=clock, reload_s=3600)
     old = other_worker.signing_key().kid
     new = store.rotate(delay_s=DELAY_S).kid
+    other_worker._loaded_at = None  # its next use re-reads, as one does after RELOAD_S
     assert other_worker.signing_key().kid == old and published(other_worker) == [old, new]
-    index = tmp_path / "keys" / "keyset.json"
-    mtime = index.stat().st_mtime_ns
     clock.advance(DELAY_S)
+    # Nothing is read or written at the switch: the copy read before it already knows when.
     assert store.signing_key().kid == other_worker.signing_key().kid == new
-    assert index.stat().st_mtime_ns == mtime  # nobody wrote anything at the switch
 
 
-def test_emergency_rotation_signs_at_once_and_withdraws_the_old_key(tmp_path, store):
+def test_emergency_rotation_signs_at_once_and_withdraws_the_old_key(store):
     old = store.signing_key().kid
     old_token = tokens.mint_request_jwt(store, ttl_s=60, **CLAIMS)
     rotation = store.rotate(delay_s=DELAY_S, now=True)
     assert minted_kid(store) == rotation.kid
     assert published(store) == [rotation.kid]
     assert rotation.withdrawn == [old]
-    assert not (tmp_path / "keys" / f"{old}.pem").exists()
+    assert private_key_of(old) is None
     with pytest.raises(Unauthorized, match="not signed by a key of this core"):
         tokens.verify(store, old_token, issuer=ISSUER, audience="acme-billing")
 
@@ -143,22 +147,22 @@ def test_a_second_rotation_during_the_delay_never_signs_before_the_first(store, 
     assert published(store) == [old, first.kid, second.kid]
 
 
-def test_expired_keys_lose_their_private_key_at_the_next_rotation(tmp_path, store, clock):
+def test_expired_keys_lose_their_private_key_at_the_next_rotation(store, clock):
     old = store.signing_key().kid
     store.rotate(delay_s=DELAY_S)
     clock.advance(DELAY_S + TTL_S + 1)
-    assert (tmp_path / "keys" / f"{old}.pem").exists()
+    assert private_key_of(old) is not None
     rotation = store.rotate(delay_s=DELAY_S)
     assert rotation.withdrawn == [old]
-    assert not (tmp_path / "keys" / f"{old}.pem").exists()
+    assert private_key_of(old) is None
     assert old not in published(store)
 
 
-def test_negative_publish_delay_is_refused_and_changes_nothing(tmp_path, store):
-    before = (tmp_path / "keys" / "keyset.json").read_text()
+def test_negative_publish_delay_is_refused_and_changes_nothing(app, store):
+    before = key_rows(app.config["DATABASE"])
     with pytest.raises(Invalid, match="0 s or more"):
         store.rotate(delay_s=-1)
-    assert (tmp_path / "keys" / "keyset.json").read_text() == before
+    assert key_rows(app.config["DATABASE"]) == before
 
 
 def test_status_tells_where_a_rotation_stands(store, clock):
@@ -184,24 +188,35 @@ def test_status_tells_where_a_rotation_stands(store, clock):
     assert why == {first: "its tokens have expired", second: "emergency rotation", third: None}
 
 
-def test_a_keyset_written_before_sign_from_still_loads(tmp_path, clock):
-    """Existing installations: entries with only created_at/retired_at signed at once."""
-    directory = tmp_path / "keys"
-    writer = tokens.KeyStore(directory, "RS256", TTL_S, clock=clock)
-    writer.ensure_key()
-    clock.advance(5)
-    writer.rotate()
-    entries = json.loads((directory / "keyset.json").read_text())
-    legacy = [
-        {"kid": e["kid"], "alg": e["alg"], "created_at": e["created_at"], "retired_at": None}
-        for e in entries
-    ]
-    legacy[0]["retired_at"] = legacy[1]["created_at"]
-    (directory / "keyset.json").write_text(json.dumps(legacy))
-    reader = tokens.KeyStore(directory, "ES256", TTL_S, clock=clock)
-    assert reader.signing_key().kid == legacy[1]["kid"]
-    assert reader.signing_key().algorithm == "RS256"  # kept until rotated
+def _legacy_folder(directory, clock) -> list[dict]:
+    """Write <instance>/keys as the core kept it before the keys moved into the database."""
+    directory.mkdir()
+    entries = []
+    for algorithm, created in (("RS256", clock() - 5), ("ES256", clock())):
+        key = signing_keys.KeyStore(signing_keys.Sealer("x"), algorithm, TTL_S)._generate(created)
+        (directory / f"{key['kid']}.pem").write_bytes(key["pem"])
+        entries.append({"kid": key["kid"], "alg": algorithm, "created_at": created})
+    entries[0]["retired_at"] = entries[1]["created_at"]  # a keyset written before sign_from
+    (directory / "keyset.json").write_text(json.dumps(entries))
+    return entries
+
+
+def test_keys_kept_in_the_instance_folder_are_imported_with_their_kids(app, tmp_path, clock):
+    """Existing installations: the first start with keys in the database imports the folder,
+    so tokens already issued verify, and the old key keeps signing until it is rotated."""
+    legacy = _legacy_folder(tmp_path / "keys", clock)
+    old_pem = (tmp_path / "keys" / f"{legacy[1]['kid']}.pem").read_bytes()
+    old_key = serialization.load_pem_private_key(old_pem, password=None)
+    claims = tokens.request_claims(ttl_s=60, **CLAIMS)
+    issued = jwt.encode(claims, old_key, algorithm="ES256", headers={"kid": legacy[1]["kid"]})
+    reader = key_store("ES256", TTL_S, clock=clock, legacy_folder=tmp_path / "keys")
     assert published(reader) == [legacy[0]["kid"], legacy[1]["kid"]]
+    assert reader.signing_key().kid == legacy[1]["kid"]
+    assert [k["alg"] for k in reader.jwks()["keys"]] == ["RS256", "ES256"]  # kept until rotated
+    assert tokens.verify(reader, issued, issuer=ISSUER, audience="acme-billing")["sub"] == "7"
+    # Imported once: a second start, or another host, reads the rows, not the folder.
+    (tmp_path / "keys" / "keyset.json").unlink()
+    assert published(key_store("ES256", TTL_S, clock=clock)) == published(reader)
 
 
 # --- the CLI and the app ----------------------------------------------------------------------
@@ -377,7 +392,7 @@ def worker_of(core, n: int) -> str:
 
 
 def keyset(core) -> list[dict]:
-    return json.loads((core.instance / "keys" / "keyset.json").read_text())
+    return key_rows(core.instance / "extframework.sqlite3")
 
 
 def side(claims: dict, sign_from: float) -> str | None:
@@ -538,9 +553,7 @@ def test_the_demo_plugins_keep_serving_across_a_rotation(tmp_path):
         assert rotated.returncode == 0, rotated.stderr
         assert_views_served(session, demo.url)  # today: 401 from both, shown as a panel
 
-        sign_from = json.loads((demo.instance / "keys" / "keyset.json").read_text())[-1][
-            "sign_from"
-        ]
+        sign_from = key_rows(demo.instance / "extframework.sqlite3")[-1]["sign_from"]
         deadline = time.monotonic() + delay_s + 30
         while time.time() <= sign_from + 1 and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -4,12 +4,12 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import requests
 
 from extframework.services import tokens
+from tests.support.keys import CoreKeys
 from tests.support.processes import ROOT, flask_cli, start_core
 
 NODE_DIR = ROOT / "tests" / "node"
@@ -97,7 +97,7 @@ def node_ready():
 
 
 def mint(core, **overrides) -> str:
-    store = tokens.KeyStore(Path(core.instance) / "keys", "ES256", max_token_ttl_s=3600)
+    store = CoreKeys(core.instance)
     claims = {
         "issuer": core.url,
         "plugin_id": "acme-billing",

@@ -8,6 +8,7 @@ import pytest
 
 from extframework.services import tokens
 from extframework_sdk import JWKSCache, RequestTokenError, RequestVerifier
+from tests.support.keys import StrangerKeys
 
 ISSUER = "http://core.test"
 
@@ -100,7 +101,6 @@ def test_bad_tokens_are_refused(keys, jwks_server, make):
 
 
 def test_a_token_signed_by_another_key_is_refused(tmp_path, keys, jwks_server):
-    stranger = tokens.KeyStore(tmp_path / "stranger", "RS256", 60)
-    stranger.ensure_key()
+    stranger = StrangerKeys("RS256")
     with pytest.raises(RequestTokenError):
         verifier(jwks_server).verify("Bearer " + mint(stranger))

@@ -10,8 +10,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from extframework.db import database
 from extframework.errors import Unauthorized
-from extframework.services import tokens
+from extframework.models import SigningKeyRow
+from extframework.services import signing_keys, tokens
+from tests.support.keys import key_store
 
 ISSUER = "http://core.test"
 CLAIMS = {
@@ -27,10 +30,8 @@ CLAIMS = {
 
 
 @pytest.fixture(params=["ES256", "RS256"])  # the default, and the one still selectable
-def store(tmp_path, request):
-    store = tokens.KeyStore(tmp_path / "keys", request.param, max_token_ttl_s=60)
-    store.ensure_key()
-    return store
+def store(app, request):
+    return key_store(request.param, 60)
 
 
 def stranger_key(algorithm: str):
@@ -161,10 +162,9 @@ def test_user_jwt_is_not_a_request_jwt_and_vice_versa(store):
         tokens.verify_user_jwt(store, request_token, issuer=ISSUER)
 
 
-def test_rotation_keeps_the_old_public_key_until_its_tokens_expire(tmp_path):
+def test_rotation_keeps_the_old_public_key_until_its_tokens_expire(app):
     now = [1_900_000_000.0]
-    store = tokens.KeyStore(tmp_path / "keys", "RS256", max_token_ttl_s=2, clock=lambda: now[0])
-    store.ensure_key()
+    store = key_store("RS256", 2, clock=lambda: now[0])
     old_token = tokens.mint_request_jwt(store, ttl_s=60, **CLAIMS)
     old_kid = store.signing_key().kid
     new_kid = store.rotate().kid  # no publish delay: signs at once
@@ -178,26 +178,50 @@ def test_rotation_keeps_the_old_public_key_until_its_tokens_expire(tmp_path):
     now[0] += 2.5
     assert [k["kid"] for k in store.jwks()["keys"]] == [new_kid]
     store.rotate()
-    assert not (tmp_path / "keys" / f"{old_kid}.pem").exists()
+    with database.connection_context():  # withdrawn: its private key is gone from the row
+        assert SigningKeyRow.get(SigningKeyRow.kid == old_kid).private_key is None
 
 
-def test_another_process_rotation_is_seen_without_restart(tmp_path):
-    store = tokens.KeyStore(tmp_path / "keys", "RS256", max_token_ttl_s=60)
-    store.ensure_key()
-    other_process_view = tokens.KeyStore(tmp_path / "keys", "RS256", max_token_ttl_s=60)
+def test_another_process_rotation_is_seen_without_restart(app):
+    store = key_store("RS256")
+    other_process_view = key_store("RS256")
     first = other_process_view.signing_key().kid
     new_kid = store.rotate().kid
     assert other_process_view.signing_key().kid == new_kid != first
 
 
-def test_private_keys_are_owner_only(store):
-    for path in store.directory.glob("*.pem"):
-        assert path.stat().st_mode & 0o077 == 0
+def test_another_host_verifies_a_token_of_a_key_it_has_not_read_yet(app):
+    """A copy re-reads every second; a token with an unknown kid makes it re-read at once."""
+    host_a = key_store("ES256")
+    host_b = key_store("ES256", reload_s=3600)
+    assert host_b.signing_key().kid == host_a.signing_key().kid  # B has read the keys once
+    host_a.rotate(now=True)  # an emergency rotation: A signs with the new key at once
+    token = tokens.mint_request_jwt(host_a, ttl_s=60, **CLAIMS)
+    assert tokens.verify(host_b, token, issuer=ISSUER, audience="acme-billing")["sub"] == "7"
 
 
-def test_es256_is_supported(tmp_path):
-    store = tokens.KeyStore(tmp_path / "keys", "ES256", max_token_ttl_s=60)
-    store.ensure_key()
+def test_private_keys_are_sealed_under_the_secret_key(app):
+    store = key_store("ES256")
+    kid = store.signing_key().kid
+    with database.connection_context():
+        sealed = SigningKeyRow.get(SigningKeyRow.kid == kid).private_key
+    assert sealed.startswith(signing_keys.SEAL_PREFIX) and "PRIVATE KEY" not in sealed
+    with pytest.raises(signing_keys.KeysUnreadable, match="SECRET_KEY_FALLBACKS"):
+        key_store("ES256", secret="another installation's secret").signing_key()
+
+
+def test_a_secret_rotation_keeps_the_keys_and_seals_them_again(app):
+    old = key_store("ES256", secret="the old secret")
+    kid = old.signing_key().kid
+    token = tokens.mint_request_jwt(old, ttl_s=60, **CLAIMS)
+    rotated = key_store("ES256", secret="the new secret", previous=("the old secret",))
+    assert tokens.verify(rotated, token, issuer=ISSUER, audience="acme-billing")["sub"] == "7"
+    # ensure_key (every start) sealed it again: the new secret alone now opens it.
+    assert key_store("ES256", secret="the new secret").signing_key().kid == kid
+
+
+def test_es256_is_supported(app):
+    store = key_store("ES256")
     token = tokens.mint_request_jwt(store, ttl_s=60, **CLAIMS)
     assert tokens.verify(store, token, issuer=ISSUER, audience="acme-billing")["sub"] == "7"
     assert store.jwks()["keys"][0]["kty"] == "EC"

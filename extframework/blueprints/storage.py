@@ -53,8 +53,13 @@ def create(collection: str):
 @bp.get("/api/storage/<collection>")
 def search(collection: str):
     ns = _namespace(collection, write=False)
-    secret = current_app.config["SECRET_KEY"]
-    page = storage.query_documents(ns, request.args.items(multi=True), secret_key=secret.encode())
+    config = current_app.config
+    page = storage.query_documents(
+        ns,
+        request.args.items(multi=True),
+        secret_key=config["SECRET_KEY"].encode(),
+        fallback_keys=tuple(key.encode() for key in config["SECRET_KEY_FALLBACKS"]),
+    )
     return jsonify(page)
 
 

@@ -448,8 +448,13 @@ def encode_cursor(secret_key: bytes, query_id: str, sort_values: list, pk: int) 
     return f"{body}.{_signature(secret_key, body)}"
 
 
-def decode_cursor(secret_key: bytes, token: str, query_id: str) -> dict:
-    """Return the cursor's position, or raise 400 if it is forged, edited or for another query."""
+def decode_cursor(
+    secret_key: bytes, token: str, query_id: str, fallback_keys: tuple[bytes, ...] = ()
+) -> dict:
+    """Return the cursor's position, or raise 400 if it is forged, edited or for another query.
+
+    A cursor signed with one of ``fallback_keys`` (earlier secrets, during a rotation) passes.
+    """
     invalid = _invalid(
         "The cursor is not valid: pass next_cursor exactly as a previous page returned it.",
         parameter="cursor",
@@ -458,7 +463,10 @@ def decode_cursor(secret_key: bytes, token: str, query_id: str) -> dict:
     # compare_digest takes only ASCII strings; a cursor is URL-safe base64 and one dot.
     if not token.isascii() or not signature:
         raise invalid
-    if not hmac.compare_digest(signature, _signature(secret_key, body)):
+    if not any(
+        hmac.compare_digest(signature, _signature(key, body))
+        for key in (secret_key, *fallback_keys)
+    ):
         raise invalid
     try:
         payload = json.loads(_unb64(body))

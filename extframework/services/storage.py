@@ -441,12 +441,22 @@ def delete_document(ns: Namespace, doc_id: str, *, if_match: str | None) -> None
         raise _stale(ns, doc_id, current.version)
 
 
-def query_documents(ns: Namespace, args: Iterable[tuple[str, str]], *, secret_key: bytes) -> dict:
+def query_documents(
+    ns: Namespace,
+    args: Iterable[tuple[str, str]],
+    *,
+    secret_key: bytes,
+    fallback_keys: tuple[bytes, ...] = (),
+) -> dict:
     """Run a filtered, sorted, keyset-paged query in one namespace."""
     spec = query.parse(args, ns.schema)
     scope = query.Scope(ns.tenant, ns.plugin_id, ns.collection, ns.indexes)
     query_id = query.fingerprint(scope, spec)
-    after = query.decode_cursor(secret_key, spec.cursor, query_id) if spec.cursor else None
+    after = (
+        query.decode_cursor(secret_key, spec.cursor, query_id, fallback_keys)
+        if spec.cursor
+        else None
+    )
     sql, params = query.build(scope, spec, after)
     rows = database.execute_sql(sql, params).fetchall()
     page = rows[: spec.limit]
