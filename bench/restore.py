@@ -66,7 +66,7 @@ def seed_and_archive(instance: Path, docs: int) -> Path:
                 rows,
             )
         plugin = Plugin.get(Plugin.plugin_id == "archived")
-        written = archives.write_archive(plugin, "default", archives.archive_root(instance))
+        written = archives.write_archive(plugin, "default", archives.archive_root(app))
         with db.write_transaction():
             database.execute_sql("DELETE FROM document WHERE plugin_id = 'archived'")
     database.close_all()

@@ -37,7 +37,12 @@ def create(path: Path | None) -> None:
         stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
         path = Path(current_app.instance_path) / "backups" / f"extframework-{stamp}.tar.gz"
     try:
-        manifest = backup.create(current_app.config["DATABASE"], current_app.instance_path, path)
+        manifest = backup.create(
+            current_app.config["DATABASE"],
+            current_app.instance_path,
+            path,
+            current_app.config["ARCHIVE_PATH"],
+        )
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Backup {_describe(manifest)}.")
@@ -64,7 +69,11 @@ def restore(path: Path, force: bool) -> None:
     database.close_all()  # this process's pooled connections point at the file being replaced
     try:
         manifest = backup.restore(
-            path, current_app.config["DATABASE"], current_app.instance_path, force=force
+            path,
+            current_app.config["DATABASE"],
+            current_app.instance_path,
+            force=force,
+            archive_path=current_app.config["ARCHIVE_PATH"],
         )
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None

@@ -130,7 +130,7 @@ def _state_command(verb: str, name: str, help_text: str):
             verb,
             actor=CLI_ACTOR,
             reason=reason,
-            archive_root=archives.archive_root(current_app.instance_path),
+            archive_root=archives.archive_root(current_app),
         )
         click.echo(f"{plugin_id} is now {plugin.state}.")
 
@@ -156,7 +156,7 @@ def remove(plugin_id: str, reason: str, confirm: str | None) -> None:
         actor=CLI_ACTOR,
         reason=reason,
         confirm=confirm,
-        archive_root=archives.archive_root(current_app.instance_path),
+        archive_root=archives.archive_root(current_app),
     )
     click.echo(f"{plugin_id} is now {plugin.state}.")
     for tenant, entry in sorted((outcome or {}).get("tenants", {}).items()):
@@ -214,9 +214,7 @@ def list_archives(plugin_id: str | None) -> None:
 @refusals_as_errors
 def restore(archive: str) -> None:
     """Verify an archive's checksum and bring its documents back (ARCHIVE: id or file path)."""
-    result = archives.restore(
-        archive, actor=CLI_ACTOR, root=archives.archive_root(current_app.instance_path)
-    )
+    result = archives.restore(archive, actor=CLI_ACTOR, root=archives.archive_root(current_app))
     click.echo(
         f"Restored {result['documents']} document(s) of {result['plugin_id']} in tenant "
         f"{result['tenant']}."

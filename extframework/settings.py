@@ -65,6 +65,10 @@ SETTINGS: tuple[Setting, ...] = (
        minimum=0, maximum=5),
     _s("DATABASE", str, None, "the SQLite file (WAL, foreign keys, busy timeout)",
        optional=True, default_text="<instance>/extframework.sqlite3"),
+    _s("ARCHIVE_PATH", str, None,
+       "the folder of deregistered plugins' data archives; with several app hosts, one folder "
+       "they all mount (docs/scaling.md)",
+       optional=True, default_text="<instance>/archives"),
     _s("SQLITE_BUSY_TIMEOUT_MS", int, 5000, "how long a writer waits for the lock",
        minimum=0),
     _s("SECRET_KEY", str, None,

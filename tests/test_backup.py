@@ -176,3 +176,28 @@ def test_create_refuses_to_overwrite_and_leaves_no_partial_file(app, tmp_path):
         backup.create(app.config["DATABASE"], app.instance_path, target)
     assert target.read_bytes() == b"an older backup"
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".backup-*"))
+
+
+def test_archives_kept_in_archive_path_travel_with_the_backup(app, tmp_path, make_user):
+    make_user("kept@example.com")
+    shared = tmp_path / "shared-archives"
+    (shared / "acme-notes").mkdir(parents=True)
+    (shared / "acme-notes" / "default-1.jsonl.gz").write_bytes(b"an archive")
+    app.config["ARCHIVE_PATH"] = str(shared)
+    target = tmp_path / "b.tar.gz"
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["backup", "create", str(target)])
+    assert created.exit_code == 0, created.output
+    with tarfile.open(target) as packed:
+        assert "instance/archives/acme-notes/default-1.jsonl.gz" in packed.getnames()
+
+    fresh, elsewhere = tmp_path / "fresh", tmp_path / "other-archives"
+    with pytest.raises(backup.BackupError, match="not empty.*archives"):
+        backup.restore(
+            target, str(fresh / "db.sqlite3"), str(fresh), force=False, archive_path=str(shared)
+        )
+    backup.restore(
+        target, str(fresh / "db.sqlite3"), str(fresh), force=False, archive_path=str(elsewhere)
+    )
+    assert (elsewhere / "acme-notes" / "default-1.jsonl.gz").read_bytes() == b"an archive"
+    assert not (fresh / "archives").exists()

@@ -53,7 +53,7 @@ def archived(app, make_plugin):
         make_plugin()
         stock(app, count)
         before = raw_rows(app)
-        root = archives.archive_root(app.instance_path)
+        root = archives.archive_root(app)
         with app.app_context(), database.connection_context():
             plugin = Plugin.get(Plugin.plugin_id == "test-plugin")
             written = archives.write_archive(plugin, "default", root)
@@ -147,9 +147,7 @@ def test_each_restore_transaction_holds_at_most_a_batch(app, archived, monkeypat
 
     monkeypatch.setattr(archives, "write_transaction", counting)
     with app.app_context(), database.connection_context():
-        result = archives.restore(
-            archive_id, actor="test", root=archives.archive_root(app.instance_path)
-        )
+        result = archives.restore(archive_id, actor="test", root=archives.archive_root(app))
     assert result["documents"] == result["inserted"] == 2500
     assert raw_rows(app) == before
     assert len(changes) == 3  # 1000 + 1000 + 500 (with the marker and the event)
@@ -177,9 +175,7 @@ def test_other_plugins_writes_flow_while_a_large_restore_runs(
     def run():
         try:
             with app.app_context(), database.connection_context():
-                archives.restore(
-                    archive_id, actor="test", root=archives.archive_root(app.instance_path)
-                )
+                archives.restore(archive_id, actor="test", root=archives.archive_root(app))
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
 
@@ -258,7 +254,7 @@ def test_the_restore_lookups_and_the_purge_seek_instead_of_scanning(app, archive
 
     monkeypatch.setattr(database, "execute_sql", recording)
     with app.app_context(), database.connection_context():
-        archives.restore(archive_id, actor="test", root=archives.archive_root(app.instance_path))
+        archives.restore(archive_id, actor="test", root=archives.archive_root(app))
         assert uninstall._purge("test-plugin", "default") == 30
         monkeypatch.undo()
         checked = [(sql, params) for sql, params in seen if "FROM document" in sql]
@@ -303,7 +299,7 @@ def test_archived_documents_are_deleted_in_batches_and_a_rerun_after_a_crash_fin
     assert client.get("/api/registry/plugins/test-plugin").get_json()["state"] == "disabled"
     with app.app_context(), database.connection_context():
         first = Archive.get(Archive.plugin_id == "test-plugin")
-        assert (archives.archive_root(app.instance_path) / first.path).is_file()
+        assert (archives.archive_root(app) / first.path).is_file()
 
     batches = []
     monkeypatch.setattr(
@@ -316,7 +312,7 @@ def test_archived_documents_are_deleted_in_batches_and_a_rerun_after_a_crash_fin
     # The first archive holds all 45 (its snapshot preceded the crash), the second the 25 left:
     # the first brings every document back byte for byte, the second then finds them present.
     with app.app_context(), database.connection_context():
-        root = archives.archive_root(app.instance_path)
+        root = archives.archive_root(app)
         rows = Archive.select().where(Archive.plugin_id == "test-plugin").order_by(Archive.id)
         assert [row.documents for row in rows] == [45, 25]
         archives.restore(str(rows[0].id), actor="test", root=root)

@@ -114,3 +114,31 @@ def test_after_a_secret_rotation_old_sessions_cursors_and_keys_still_work(tmp_pa
 def test_a_secret_changed_without_its_fallback_stops_the_start(tmp_path, host_a):
     with pytest.raises(signing_keys.KeysUnreadable, match="SECRET_KEY_FALLBACKS"):
         host(tmp_path, "b", "somebody-changed-the-secret")
+
+
+def test_an_archive_written_through_one_host_is_restored_through_another(tmp_path, host_a):
+    """With ARCHIVE_PATH on a folder both hosts mount, the archive is where B looks for it."""
+    shared = tmp_path / "shared-archives"
+    host_a.config["ARCHIVE_PATH"] = str(shared)
+    _make_user(host_a)
+    with host_a.app_context():
+        _, token = provision_plugin("acme-notes")
+    headers = {"Authorization": f"Bearer {token}"}
+    writer = host_a.test_client()
+    for n in range(3):
+        writer.post("/api/storage/notes", json={"title": f"note {n}"}, headers=headers)
+    operator = host_a.test_client()
+    operator.post("/login", data=CREDENTIALS)
+    url = "/api/registry/plugins/acme-notes"
+    assert operator.put(f"{url}/tenants/default/uninstall-policy", json={"policy": "archive"})
+    assert operator.post(f"{url}/disable").status_code == 200
+    gone = operator.post(f"{url}/deregister", json={})
+    assert gone.status_code == 200, gone.get_json()
+    relative = gone.get_json()["uninstall"]["tenants"]["default"]["archive"]
+    assert (shared / relative).is_file() and not (tmp_path / "a" / "archives").exists()
+
+    host_b = host(tmp_path, "b", OLD)
+    host_b.config["ARCHIVE_PATH"] = str(shared)
+    restored = host_b.test_cli_runner().invoke(args=["plugins", "restore", relative])
+    assert restored.exit_code == 0, restored.output
+    assert "Restored 3 document(s) of acme-notes" in restored.output

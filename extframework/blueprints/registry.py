@@ -218,7 +218,7 @@ def change_state(plugin_id: str, verb: str):
         actor=api_user().actor,
         reason=reason[:200],
         confirm=confirm,
-        archive_root=archives.archive_root(current_app.instance_path),
+        archive_root=archives.archive_root(current_app),
     )
     summary = catalog.plugin_summary(plugin)
     if outcome is not None:
@@ -386,7 +386,7 @@ def console_change_state(plugin_id: str, verb: str):
             actor=current_user.actor,
             reason=request.form.get("reason", ""),
             confirm=request.form.get("confirm", "").strip() or None,
-            archive_root=archives.archive_root(current_app.instance_path),
+            archive_root=archives.archive_root(current_app),
         )
     except DomainError as exc:
         flash(exc.detail, "error")

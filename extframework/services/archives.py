@@ -32,8 +32,10 @@ GZIP_LEVEL = 6
 COLUMNS = "collection, doc_id, version, created_at, updated_at, data"
 
 
-def archive_root(instance_path: str | Path) -> Path:
-    return Path(instance_path) / "archives"
+def archive_root(app) -> Path:
+    """The archives folder: ``ARCHIVE_PATH`` (shared by every app host), else the instance's."""
+    configured = app.config.get("ARCHIVE_PATH")
+    return Path(configured) if configured else Path(app.instance_path) / "archives"
 
 
 def checksum_path(path: Path) -> Path:

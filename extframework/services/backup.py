@@ -35,7 +35,18 @@ class BackupError(Exception):
     """A backup cannot be made, read or restored; the message says what to do."""
 
 
-def create(database_path: str, instance_path: str, target: Path) -> dict:
+def _entries(instance_path: str, archive_path: str | Path | None) -> dict[str, Path]:
+    """Each instance member of a backup and where it lives (archives: ``ARCHIVE_PATH``)."""
+    folder = Path(instance_path)
+    places = {name: folder / name for name in INSTANCE_ENTRIES}
+    if archive_path:
+        places["archives"] = Path(archive_path)
+    return places
+
+
+def create(
+    database_path: str, instance_path: str, target: Path, archive_path: str | None = None
+) -> dict:
     """Write a backup to ``target`` (refusing to overwrite one) and return its manifest."""
     target = Path(target)
     if target.exists():
@@ -44,8 +55,8 @@ def create(database_path: str, instance_path: str, target: Path) -> dict:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".backup-") as work:
         staged = Path(work)
         schema_version = _snapshot(database_path, staged / DATABASE_NAME)
-        for name in INSTANCE_ENTRIES:
-            _copy_entry(Path(instance_path) / name, staged / INSTANCE_DIR / name)
+        for name, place in _entries(instance_path, archive_path).items():
+            _copy_entry(place, staged / INSTANCE_DIR / name)
         files = {
             path.relative_to(staged).as_posix(): {
                 "sha256": _sha256(path),
@@ -125,7 +136,14 @@ def _extract_checked(tar: tarfile.TarFile, source: Path, work: Path) -> dict:
     return manifest
 
 
-def restore(source: Path, database_path: str, instance_path: str, *, force: bool) -> dict:
+def restore(
+    source: Path,
+    database_path: str,
+    instance_path: str,
+    *,
+    force: bool,
+    archive_path: str | None = None,
+) -> dict:
     """Put a verified backup in place of this instance's database, keys, secret and archives.
 
     Refuses an instance that holds data (users, plugins, documents, archives) unless ``force``.
@@ -133,7 +151,7 @@ def restore(source: Path, database_path: str, instance_path: str, *, force: bool
     """
     instance = Path(instance_path)
     if not force:
-        held = holdings(database_path, instance)
+        held = holdings(database_path, _entries(instance_path, archive_path)["archives"])
         if held:
             raise BackupError(
                 f"The instance at {instance} is not empty ({', '.join(held)}); restore into a "
@@ -141,15 +159,14 @@ def restore(source: Path, database_path: str, instance_path: str, *, force: bool
             )
     with tempfile.TemporaryDirectory(dir=ensure_private_dir(instance), prefix=".restore-") as work:
         manifest = verify(source, Path(work))
-        for name in INSTANCE_ENTRIES:
-            target = instance / name
+        for name, target in _entries(instance_path, archive_path).items():
             if target.is_dir():
                 shutil.rmtree(target)
             else:
                 target.unlink(missing_ok=True)
             staged = Path(work) / INSTANCE_DIR / name
             if staged.exists():
-                os.replace(staged, target)
+                shutil.move(staged, target)  # ARCHIVE_PATH may be on another file system
         for suffix in ("-wal", "-shm"):  # a stale WAL would be replayed onto the restored file
             Path(database_path + suffix).unlink(missing_ok=True)
         os.replace(Path(work) / DATABASE_NAME, database_path)
@@ -157,7 +174,7 @@ def restore(source: Path, database_path: str, instance_path: str, *, force: bool
     return manifest
 
 
-def holdings(database_path: str, instance: Path) -> list[str]:
+def holdings(database_path: str, archives: Path) -> list[str]:
     """What an instance holds that a restore would destroy; empty for a fresh instance."""
     held = []
     if Path(database_path).exists():
@@ -171,7 +188,6 @@ def holdings(database_path: str, instance: Path) -> list[str]:
                 if table in tables and con.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone():
                     held.append(what)
         con.close()
-    archives = instance / "archives"
     if archives.is_dir() and any(p.is_file() for p in archives.rglob("*")):
         held.append("archives")
     return held
