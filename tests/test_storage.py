@@ -10,6 +10,9 @@ from extframework.models import AuditEvent, Document, Plugin
 from extframework.services import storage
 from tests.support.storage_fixtures import set_state
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 PROBLEM = "application/problem+json"
 
 
@@ -333,3 +336,42 @@ def test_operator_exports_every_document_per_tenant_and_collection_as_json_lines
         headers={"Authorization": f"Bearer {user_token('op@example.com')}"},
     )
     assert missing.status_code == 404
+
+
+def test_documents_come_back_with_their_keys_in_the_order_written(
+    app, make_storage_plugin, plugin_api, client, make_user, user_token
+):
+    """Byte for byte on both engines (PostgreSQL's jsonb would sort keys by length).
+
+    The API's JSON responses sort keys (Flask's default), so the service's dicts and the
+    export's lines, which splice the stored text, are what keep the order.
+    """
+    _, token = make_storage_plugin("keys-plugin", [{"collection": "docs", "schema": {}}])
+    written = '{"zeta":1,"a":{"yy":2,"b":[{"k2":1,"k1":2}]},"mid":"x","a2":null}'
+    created = client.post(
+        "/api/storage/docs",
+        data=written,
+        headers=plugin_api(token).headers({"Content-Type": "application/json"}),
+    )
+    assert created.status_code == 201
+    doc_id = created.get_json()["id"]
+
+    def compact(value) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+    with app.app_context(), database.connection_context():
+        plugin = Plugin.get(Plugin.plugin_id == "keys-plugin")
+        ns = storage.open_collection(plugin, None, "docs", write=True)
+        assert compact(storage.get_document(ns, doc_id)["data"]) == written
+        page = storage.query_documents(ns, [], secret_key=b"k")
+        assert compact(page["items"][0]["data"]) == written
+        patched = storage.patch_document(ns, doc_id, {"mid": "y", "new": 1}, if_match=None)
+        expected = written.replace('"x"', '"y"')[:-1] + ',"new":1}'
+        assert compact(patched["data"]) == expected
+        assert compact(storage.get_document(ns, doc_id)["data"]) == expected
+    make_user("op@example.com", operator=True, role="admin")
+    export = client.get(
+        "/api/registry/plugins/keys-plugin/export",
+        headers={"Authorization": f"Bearer {user_token('op@example.com')}"},
+    )
+    assert export.get_data(as_text=True).rstrip("\n").endswith(f'"data":{expected}}}')

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from peewee import OperationalError, fn
+from peewee import OperationalError
 
+from extframework import dialect
 from extframework.db import database, write_transaction
 from extframework.errors import (
     BadRequest,
@@ -351,7 +352,7 @@ def create_document(ns: Namespace, data: object) -> dict:
     stamp = now.isoformat(" ")  # the text Peewee's DateTimeField stores
     _write(
         "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, created_at, "
-        "updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, json(?))",
+        f"updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, {dialect.current().json_param()})",
         [ns.tenant, ns.plugin_id, ns.collection, doc_id, stamp, stamp, text],
     )
     return render(doc_id, 1, now, now, data)
@@ -380,9 +381,11 @@ def patch_document(ns: Namespace, doc_id: str, patch: object, *, if_match: str |
             return render(doc_id, doc.version, doc.created_at, doc.updated_at, doc.data)
         now = utcnow()
         changed = _write(
-            Document.update(data=fn.json(text), version=Document.version + 1, updated_at=now).where(
-                (Document.pk == doc.pk) & (Document.version == doc.version)
-            )
+            Document.update(
+                data=dialect.current().json_value(text),
+                version=Document.version + 1,
+                updated_at=now,
+            ).where((Document.pk == doc.pk) & (Document.version == doc.version))
         )
         if changed == 1:
             return render(doc_id, doc.version + 1, doc.created_at, now, merged)
@@ -440,8 +443,8 @@ def query_documents(ns: Namespace, args: Iterable[tuple[str, str]], *, secret_ke
 
 
 def explain(ns: Namespace, args: Iterable[tuple[str, str]]) -> list[str]:
-    """Return SQLite's plan for a query, so tests and operators can see which index it uses."""
+    """Return the engine's plan for a query, so tests and operators can see which index it uses."""
     spec = query.parse(args, ns.schema)
     scope = query.Scope(ns.tenant, ns.plugin_id, ns.collection, ns.indexes)
     sql, params = query.build(scope, spec, None)
-    return [row[3] for row in database.execute_sql("EXPLAIN QUERY PLAN " + sql, params)]
+    return dialect.current().plan(database, sql, params)
