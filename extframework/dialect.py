@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from peewee import SQL, AutoField, Cast, Field, Node, NodeList, Value, fn
+from peewee import SQL, AutoField, Cast, Expression, Field, Node, NodeList, Value, fn
 from playhouse.migrate import SchemaMigrator
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 from psycopg.adapt import Loader
@@ -46,6 +46,10 @@ class JSONField(Field):
         if isinstance(value, str):
             return json.loads(value)
         return value
+
+    def __getitem__(self, key: str) -> Node:
+        """A top-level member, for a Peewee ``where`` (on PostgreSQL: as text)."""
+        return current().json_member(self, key)
 
 
 class AutoIncrementField(AutoField):
@@ -132,6 +136,9 @@ class Sqlite:
 
     def autoincrement(self, node_list: NodeList) -> NodeList:
         return NodeList((node_list, SQL("AUTOINCREMENT")))
+
+    def json_member(self, field: Field, key: str) -> Node:
+        return fn.json_extract(field, f"$.{key}")
 
     def sort_key(self, dotted: str) -> list[tuple[str, str]]:
         """The (expression, placeholder) parts one field sorts by, in order."""
@@ -230,6 +237,9 @@ class Postgres(Sqlite):
 
     def autoincrement(self, node_list: NodeList) -> NodeList:
         return node_list  # SERIAL: a sequence never hands a value out twice
+
+    def json_member(self, field: Field, key: str) -> Node:
+        return Expression(field, "->>", Cast(Value(key, converter=False), "text"))
 
     # A JSON value sorts as SQLite's json_extract() sorts it: missing and null first, then
     # numbers (true and false as 1 and 0), then strings in byte order (COLLATE "C", whatever

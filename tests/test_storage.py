@@ -375,3 +375,41 @@ def test_documents_come_back_with_their_keys_in_the_order_written(
         headers={"Authorization": f"Bearer {user_token('op@example.com')}"},
     )
     assert export.get_data(as_text=True).rstrip("\n").endswith(f'"data":{expected}}}')
+
+
+def test_nul_is_refused_in_documents_filter_values_and_ids(
+    api, app, client, make_storage_plugin, plugin_api
+):
+    """U+0000: PostgreSQL cannot read a JSON path of a document holding it, SQLite's json_extract
+    ends the text there; so neither engine stores it (400), and an id or filter holding it
+    matches nothing."""
+    kept = api.create("notes", {"title": "kept"}).get_json()["id"]
+    for doc in (
+        {"title": "a\u0000b"},
+        {"title": "t", "tags": ["\u0000"]},
+        {"title": "t", "a\u0000": 1},
+    ):
+        refused = api.create("notes", doc)
+        assert refused.status_code == 400 and refused.mimetype == PROBLEM, refused.get_json()
+        assert "U+0000" in refused.get_json()["detail"]
+    assert api.create("notes", {"title": "a\\u0000b"}).status_code == 201  # backslash, u0000
+    assert api.patch("notes", kept, {"note": "x\u0000"}).status_code == 400
+    batch = client.post(
+        "/api/storage/notes/_batch",
+        json={"operations": [{"op": "create", "data": {"title": "\u0000"}}]},
+        headers=api.headers(),
+    )
+    assert batch.status_code == 400
+    assert stored_count(app) == 2
+    refused = api.query("notes", {"title": "x\u0000y"})
+    assert refused.status_code == 400 and "U+0000" in refused.get_json()["detail"]
+    assert api.read("notes", kept + "\u0000").status_code == 404
+    assert api.patch("notes", kept + "\u0000", {"title": "t"}).status_code == 404
+    assert api.delete("notes", kept + "\u0000").status_code == 404
+    batch = client.post(
+        "/api/storage/notes/_batch",
+        json={"operations": [{"op": "delete", "id": kept + "\u0000"}]},
+        headers=api.headers(),
+    )
+    assert batch.status_code == 404, batch.get_json()
+    assert api.read("notes", kept).get_json()["data"] == {"title": "kept"}

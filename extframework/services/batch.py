@@ -174,7 +174,7 @@ def _snapshot(ns: Namespace, doc_ids: set[str]) -> dict[str, tuple]:
     """Read the named documents of the namespace: doc_id -> (pk, version, JSON text)."""
     rows = {}
     lock = dialect.current().for_update() if database.in_transaction() else ""
-    ids = sorted(doc_ids)
+    ids = sorted(i for i in doc_ids if "\x00" not in i)  # none exists (ids are hex)
     for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))

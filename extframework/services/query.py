@@ -130,6 +130,8 @@ def parse_filter(key: str, raw: str, schema: dict) -> Filter:
             operator=tail,
         )
     types = field_types(schema, field)
+    if "\x00" in raw:  # no engine matches it: SQLite ends JSON text there, PostgreSQL refuses it
+        raise _invalid(f"{key}: a filter value cannot hold U+0000 (NUL).", parameter=key)
     if op == "exists":
         if raw not in ("true", "false"):
             raise _invalid(f"{key} takes true or false (got {raw!r}).", parameter=key)

@@ -136,10 +136,14 @@ def open_collection(
     """Resolve the namespace of a call in SPEC §5's order: tenant, lifecycle, collection."""
     tenant = resolve_tenant(plugin, tenant_header)
     check_access(plugin, write=write, migration_context=migration_context)
-    row = database.execute_sql(
-        "SELECT name, schema, indexes FROM collection WHERE plugin_id = ? AND name = ?",
-        [plugin.id, collection],
-    ).fetchone()  # raw SQL: this runs on every call, and building it with Peewee costs more
+    row = (
+        None
+        if "\x00" in collection
+        else database.execute_sql(
+            "SELECT name, schema, indexes FROM collection WHERE plugin_id = ? AND name = ?",
+            [plugin.id, collection],
+        ).fetchone()
+    )  # raw SQL: this runs on every call, and building it with Peewee costs more
     if row is None:
         raise NotFound(
             f"Plugin {plugin.plugin_id!r} declares no collection {collection!r}.",
@@ -236,11 +240,29 @@ def validate(ns: Namespace, data: object) -> None:
 
 def _dump(data: dict) -> str:
     try:
-        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
     except ValueError:
         raise BadRequest(
             "NaN and Infinity are not JSON numbers; send finite numbers.", kind="invalid-body"
         ) from None
+    if "\\u0000" in text and _holds_nul(data):
+        # PostgreSQL cannot read a JSON path of a document holding it; SQLite ends the text there.
+        raise BadRequest(
+            "A string or member name holds U+0000 (NUL), which documents cannot hold; "
+            "remove it or encode it.",
+            kind="invalid-body",
+        )
+    return text
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 # --- documents --------------------------------------------------------------------
@@ -320,7 +342,8 @@ def _in_namespace(ns: Namespace, doc_id: str):
 
 
 def _load(ns: Namespace, doc_id: str) -> Document:
-    doc = Document.get_or_none(_in_namespace(ns, doc_id))
+    # No id holds U+0000 (ids are hex), and PostgreSQL cannot even be asked for one.
+    doc = None if "\x00" in doc_id else Document.get_or_none(_in_namespace(ns, doc_id))
     if doc is None:
         raise NotFound(f"No document {doc_id!r} in collection {ns.collection!r}.")
     return doc
