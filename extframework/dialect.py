@@ -178,6 +178,13 @@ class Sqlite:
     def for_update(self) -> str:
         return ""
 
+    def locked(self, query):
+        """A Peewee select that locks the rows it reads until the transaction ends.
+
+        SQLite's write transaction already holds the whole database.
+        """
+        return query
+
     def total(self, expr: str) -> str:
         return f"total({expr})"
 
@@ -356,6 +363,9 @@ class Postgres(Sqlite):
 
     def for_update(self) -> str:
         return " FOR UPDATE"
+
+    def locked(self, query):
+        return query.for_update()
 
     def total(self, expr: str) -> str:
         return f"COALESCE(SUM({expr}), 0)"

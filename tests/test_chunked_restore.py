@@ -249,13 +249,13 @@ def test_the_restore_lookups_and_the_purge_seek_instead_of_scanning(app, archive
     """Each batch costs its own documents, not the namespace (else a restore is quadratic)."""
     _, archive_id = archived(30)
     seen = []
-    original = database.execute_sql
+    original = database.obj.execute_sql  # the proxy's database: the proxy takes no attributes
 
     def recording(sql, params=None, *args, **kwargs):
         seen.append((sql, list(params or [])))
         return original(sql, params, *args, **kwargs)
 
-    monkeypatch.setattr(database, "execute_sql", recording)
+    monkeypatch.setattr(database.obj, "execute_sql", recording)
     with app.app_context(), database.connection_context():
         archives.restore(archive_id, actor="test", root=archives.archive_root(app.instance_path))
         assert uninstall._purge("test-plugin", "default") == 30

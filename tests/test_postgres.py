@@ -1,9 +1,15 @@
 """The core on PostgreSQL: selecting it, its schema, and what dialect.py makes alike."""
 
+import threading
+import time
+
+import psycopg
 import pytest
 
 from extframework import create_app, db, dialect
-from extframework.models import ALL_MODELS, Document
+from extframework.errors import Conflict
+from extframework.models import ALL_MODELS, Document, Plugin
+from extframework.services import lifecycle
 from extframework.settings import SettingsError
 
 pytestmark = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
@@ -90,3 +96,47 @@ def test_documents_are_stored_as_json_text_and_times_read_as_on_sqlite(app, make
         ).fetchone()
         assert data == '{"b":1}' and isinstance(created, str)
         assert Document.get(Document.doc_id == "d1").data == {"b": 1}
+
+
+def test_a_transition_waits_for_a_racing_one_and_re_reads_the_state(app, make_storage_plugin):
+    """Two admins: a disable holds the row; a degrade that read ``active`` must not win after it.
+
+    Without a row lock, READ COMMITTED lets the second transaction read the old state, wait for
+    the row at its UPDATE, then overwrite ``disabled`` with ``degraded``.
+    """
+    make_storage_plugin("acme-notes")
+    outcome: dict = {}
+
+    def degrade() -> None:
+        with app.app_context(), db.database.connection_context():
+            plugin = Plugin.get(Plugin.plugin_id == "acme-notes")
+            try:
+                lifecycle.transition(plugin, "degraded", cause="health", actor="monitor")
+                outcome["degrade"] = "applied"
+            except Conflict:
+                outcome["degrade"] = "refused"
+
+    with app.app_context(), db.database.connection_context():
+        plugin = Plugin.get(Plugin.plugin_id == "acme-notes")
+        with db.write_transaction():
+            lifecycle.transition(plugin, "disabled", cause="admin", actor="admin", verb="disable")
+            racer = threading.Thread(target=degrade)
+            racer.start()
+            deadline = time.monotonic() + 10
+            while not _waiting_on_a_lock() and racer.is_alive():
+                assert time.monotonic() < deadline, "the degrade never reached the row"
+                time.sleep(0.01)
+        racer.join(10)
+        assert outcome == {"degrade": "refused"}
+        assert Plugin.get(Plugin.plugin_id == "acme-notes").state == "disabled"
+
+
+def _waiting_on_a_lock() -> bool:
+    """Another session of this database waits for a row lock (read on its own connection)."""
+    with psycopg.connect(db.database.obj.database, autocommit=True) as con:
+        return bool(
+            con.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+        )
