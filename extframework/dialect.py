@@ -80,7 +80,8 @@ class _NumberLoader(Loader):
             return float(text)
 
 
-def _adapters() -> psycopg.adapt.AdaptersMap:
+def adapters() -> psycopg.adapt.AdaptersMap:
+    """psycopg adapters that read values as SQLite returns them (see the module docstring)."""
     adapters = psycopg.adapt.AdaptersMap(psycopg.adapters)
     for name in ("json", "jsonb", "timestamp"):
         adapters.register_loader(name, TextLoader)
@@ -230,7 +231,7 @@ class Postgres(Sqlite):
             timeout=busy_timeout_ms / 1000,
             field_types=self.field_types,
             prefer_psycopg3=True,
-            context=_adapters(),
+            context=adapters(),
         )
 
     def sql(self, text: str) -> str:
