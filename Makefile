@@ -30,12 +30,14 @@ $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
 NODE_DEPS := tests/node/node_modules/.installed examples/node-plugin/node_modules/.installed
 
 # Browser tests use Debian's chromium (never a browser downloaded by a test tool); the
-# deployment test runs Debian's nginx in front of gunicorn.
+# deployment test runs Debian's nginx in front of gunicorn; the storage suites also run on a
+# throwaway cluster of Debian's PostgreSQL (tests/support/postgres.py), whichever version is there.
 SUDO := $(if $(shell [ "$$(id -u)" = 0 ] || echo sudo),sudo)
-APT_PACKAGES := /usr/bin/chromium /usr/sbin/nginx
+PG_INITDB := $(or $(lastword $(sort $(wildcard /usr/lib/postgresql/*/bin/initdb))),/usr/lib/postgresql/initdb)
+APT_PACKAGES := /usr/bin/chromium /usr/sbin/nginx $(PG_INITDB)
 $(APT_PACKAGES):
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium nginx-light
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium nginx-light postgresql
 
 run: $(VENV)/.runtime examples/node-plugin/node_modules/.installed
 	PORT=$(PORT) scripts/run_demo.sh

@@ -97,11 +97,9 @@ def alternating_here(fns: list, repeats: int) -> list[float]:
 
 def use(path: str) -> None:
     """Point the process's database handle at another file (between timed rounds)."""
-    if not database.deferred:
-        if not database.is_closed():
-            database.close()
-        database.close_all()
-    database.init(path, pragmas=db.pragmas(5000), check_same_thread=False)
+    if database.obj is not None and not database.is_closed():
+        database.close()
+    db.bind(None, path, {"SQLITE_BUSY_TIMEOUT_MS": 5000, "DATABASE_POOL_SIZE": 8})
 
 
 def alternating(sides: list[tuple[str, object]], repeats: int, calls: int) -> list[float]:

@@ -10,15 +10,23 @@ from contextlib import contextmanager
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from peewee import BooleanField, CharField, IntegerField, Model, OperationalError
-from playhouse.migrate import SqliteMigrator, migrate
-from playhouse.pool import PooledSqliteDatabase
+from peewee import (
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    IntegerField,
+    Model,
+    OperationalError,
+    ProgrammingError,
+)
+from playhouse.migrate import migrate
+
+from extframework import dialect
 
 log = logging.getLogger(__name__)
 
-# Pooled: a request's close() hands the connection back instead of closing the file, which
-# would run a WAL checkpoint (and an fsync) after every write and redo the pragmas each time.
-database = PooledSqliteDatabase(None, max_connections=64, stale_timeout=300)
+# Bound by init_app to a pooled SQLite file or a pooled PostgreSQL database (dialect.py).
+database = DatabaseProxy()
 
 
 class BaseModel(Model):
@@ -33,30 +41,14 @@ class SchemaVersion(BaseModel):
     version = IntegerField()
 
 
-def pragmas(busy_timeout_ms: int) -> dict[str, object]:
-    return {
-        "journal_mode": "wal",
-        "foreign_keys": 1,
-        "busy_timeout": busy_timeout_ms,
-        "synchronous": "normal",
-    }
-
-
 def init_app(app: Flask) -> None:
-    """Bind the database to the app's file and take a pooled connection per request."""
-    if not database.deferred:
-        database.close_all()  # connections of an earlier init point at another file
-    create_private_database(app.config["DATABASE"])
-    database.init(
-        app.config["DATABASE"],
-        pragmas=pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]),
-        check_same_thread=False,  # the pool hands a connection to one thread at a time
-    )
+    """Bind the database to the app's file or URL and take a pooled connection per request."""
+    bind(app.config.get("DATABASE_URL"), app.config["DATABASE"], app.config)
     try:
         with database.connection_context():
             refuse_newer(current_version())
     except OperationalError as exc:  # unreachable now: /healthz and each request say so
-        log.warning("database %s cannot be read at start: %s", app.config["DATABASE"], exc)
+        log.warning("database %s cannot be read at start: %s", describe(), exc)
 
     @app.before_request
     def _connect() -> None:
@@ -68,6 +60,29 @@ def init_app(app: Flask) -> None:
             database.close()
 
     app.cli.add_command(init_db_command)
+
+
+def bind(url: str | None, path: str, config: dict) -> None:
+    """Point ``database`` at PostgreSQL (``url``) or the SQLite file ``path``."""
+    if database.obj is not None:
+        database.obj.close_all()  # connections of an earlier init point at another database
+    engine = dialect.for_url(url)
+    if url is None:
+        create_private_database(path)
+    dialect.use(engine)
+    database.initialize(
+        engine.open(
+            url or path,
+            busy_timeout_ms=config["SQLITE_BUSY_TIMEOUT_MS"],
+            pool_size=config["DATABASE_POOL_SIZE"],
+        )
+    )
+
+
+def describe() -> str:
+    """The database for a log line, without the password a URL may hold."""
+    name = database.obj.database if database.obj is not None else ""
+    return name.split("@", 1)[-1] if "://" in name else name
 
 
 def _is_file_path(path: str | None) -> bool:
@@ -134,12 +149,17 @@ def write_transaction() -> Iterator[None]:
         with database.atomic():
             yield
         return
+    engine = dialect.current()
+    if not engine.write_queue:  # PostgreSQL: writers do not queue for one lock
+        with engine.write_transaction(database):
+            yield
+        return
     lock, fd = _write_lock()
     with lock:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            with _original_error_kept(), database.atomic("IMMEDIATE"):
+            with _original_error_kept(), engine.write_transaction(database):
                 yield
         finally:
             if fd is not None:
@@ -177,12 +197,8 @@ def read_transaction() -> Iterator[None]:
         with database.atomic():
             yield
         return
-    database.execute_sql("PRAGMA query_only = 1")
-    try:
-        with database.atomic():
-            yield
-    finally:
-        database.execute_sql("PRAGMA query_only = 0")
+    with dialect.current().read_transaction(database):
+        yield
 
 
 def _migration_1() -> None:
@@ -197,7 +213,7 @@ def _migration_2() -> None:
     Step 1 creates the current tables, so a new database already has the column.
     """
     if "available" not in {column.name for column in database.get_columns("installation")}:
-        migrator = SqliteMigrator(database)
+        migrator = dialect.current().migrator(database)
         migrate(migrator.add_column("installation", "available", BooleanField(default=True)))
 
 
@@ -209,7 +225,7 @@ def _migration_3() -> None:
     from extframework.models import PendingUpdate
 
     if "plugin_id" not in {column.name for column in database.get_columns("enrolment_key")}:
-        migrator = SqliteMigrator(database)
+        migrator = dialect.current().migrator(database)
         migrate(migrator.add_column("enrolment_key", "plugin_id", CharField(null=True)))
     database.create_tables([PendingUpdate])
 
@@ -244,7 +260,7 @@ def _migration_5() -> None:
     Independent of the other steps: adds the column only when it is missing.
     """
     if "session_generation" not in {column.name for column in database.get_columns("user")}:
-        migrator = SqliteMigrator(database)
+        migrator = dialect.current().migrator(database)
         migrate(migrator.add_column("user", "session_generation", IntegerField(default=0)))
 
 
@@ -324,8 +340,8 @@ def current_version() -> int:
     """The core schema version the database holds (0 before ``init-db``), in one statement."""
     try:
         row = database.execute_sql("SELECT version FROM schema_version").fetchone()
-    except OperationalError as exc:
-        if "no such table" not in str(exc):
+    except (OperationalError, ProgrammingError) as exc:
+        if not dialect.current().is_missing_table(exc):
             raise
         return 0
     return row[0] if row else 0
@@ -334,7 +350,7 @@ def current_version() -> int:
 def upgrade() -> tuple[int, int]:
     """Bring the core's tables to the newest version; return (before, after)."""
     with database.connection_context():
-        with database.atomic("EXCLUSIVE"):
+        with dialect.current().upgrade_transaction(database):
             database.create_tables([SchemaVersion])
             before = current_version()
             refuse_newer(before)

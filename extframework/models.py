@@ -12,9 +12,9 @@ from peewee import (
     IntegerField,
     TextField,
 )
-from playhouse.sqlite_ext import AutoIncrementField, JSONField
 
 from extframework.db import BaseModel
+from extframework.dialect import AutoIncrementField, JSONField
 
 ROLES = ("viewer", "member", "admin")
 PLUGIN_STATES = ("registered", "active", "degraded", "disabled", "migrating", "deregistered")

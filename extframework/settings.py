@@ -71,6 +71,14 @@ SETTINGS: tuple[Setting, ...] = (
        optional=True, default_text="<instance>/archives"),
     _s("SQLITE_BUSY_TIMEOUT_MS", int, 5000, "how long a writer waits for the lock",
        minimum=0),
+    _s("DATABASE_URL", str, None,
+       "`postgresql://user:password@host/dbname` (or `?host=/socket/folder`): store everything "
+       "in PostgreSQL instead of the SQLite file `DATABASE` (docs/scaling.md)",
+       optional=True, secret=True, default_text="none: SQLite"),
+    _s("DATABASE_POOL_SIZE", int, 8,
+       "PostgreSQL connections one server process may hold; hosts x workers x this must stay "
+       "below the server's `max_connections` (docs/scaling.md); SQLite ignores it",
+       minimum=1, maximum=1000),
     _s("SECRET_KEY", str, None,
        "signs sessions, CSRF tokens and storage cursors, and seals the JWT signing keys in the "
        "database; every app host must have the same one (docs/identity.md)",
@@ -252,6 +260,11 @@ def check(values: dict[str, object], sources: dict[str, str]) -> dict[str, objec
             checked[name] = coerce(setting, value, sources.get(name, "the defaults"))
         except SettingsError as exc:
             problems.append(str(exc))
+    url = checked.get("DATABASE_URL")
+    if isinstance(url, str) and not url.startswith(("postgresql://", "postgres://")):
+        problems.append(
+            "DATABASE_URL is wrong: it takes a postgresql:// URL (leave it unset for SQLite)."
+        )
     base_url = checked.get("BASE_URL")
     if isinstance(base_url, str) and not base_url.startswith(("http://", "https://")):
         problems.append(f"BASE_URL = {base_url!r} is wrong: it takes an http:// or https:// URL.")

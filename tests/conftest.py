@@ -24,12 +24,59 @@ os.environ["EXTFW_HEALTH_MONITOR"] = "false"
 accounts.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1"
 
 
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "both_engines: run the module's app tests on SQLite and on PostgreSQL (a throwaway "
+        "cluster, tests/support/postgres.py)",
+    )
+    config.addinivalue_line("markers", "postgres: the test runs on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc):
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+        metafunc.parametrize("engine", ENGINES, indirect=True)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("engine") == "postgresql":
+            item.add_marker("postgres")
+
+
 @pytest.fixture
-def app(tmp_path):
+def engine(request):
+    """The engine the test's app stores into: SQLite unless the module runs on both."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database_url(engine):
+    """A fresh, empty PostgreSQL database's URL for a PostgreSQL test, else None."""
+    if engine != "postgresql":
+        yield None
+        return
+    from tests.support import postgres
+
+    cluster = postgres.cluster()
+    url = cluster.create_database()
+    yield url
+    if db.database.obj is not None and db.database.obj.database == url:
+        db.database.obj.close_all()
+    cluster.drop_database(url)
+
+
+@pytest.fixture
+def app(tmp_path, database_url):
     app = create_app(
         {
             "TESTING": True,
             "DATABASE": str(tmp_path / "core.sqlite3"),
+            "DATABASE_URL": database_url,
             "BASE_URL": "http://core.test",
             "HEALTH_MONITOR": False,
             "WTF_CSRF_ENABLED": False,

@@ -11,6 +11,9 @@ from extframework.services.secrets import MIGRATION_TOKEN_PREFIX, new_secret
 from extframework_sdk import StorageClient, StorageError
 from tests.support.storage_fixtures import set_state
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 PROBLEM = "application/problem+json"
 
 

@@ -9,6 +9,9 @@ import requests
 from tests.support.processes import start_core
 from tests.support.storage_fixtures import provision_in_instance
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 THREADS = 8
 DURATION_S = 5.0
 COUNTER = [{"collection": "counters", "schema": {"type": "object"}}]

@@ -7,6 +7,9 @@ from extframework.models import HealthCheck, Plugin
 from extframework.services import health, lifecycle
 from tests.support.registry_fixtures import sample_manifest
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 
 @pytest.fixture
 def sweep(app):

@@ -10,6 +10,9 @@ from extframework.models import Document, Plugin
 from extframework.services import lifecycle, plugin_admin, plugin_tokens, tokens
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, new_secret
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 MARKER = "B-SECRET-7f3a"
 METHODS = ("POST", "GET", "PATCH", "DELETE")
 

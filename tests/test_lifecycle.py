@@ -9,6 +9,9 @@ from extframework.errors import Conflict
 from extframework.models import PLUGIN_STATES, AuditEvent, Plugin, PluginToken, Transition
 from extframework.services import lifecycle
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 SPEC_TRANSITIONS = {
     ("registered", "active"),
     ("registered", "deregistered"),

@@ -17,6 +17,9 @@ from tests.support.migration_fixtures import (
     wait_for,
 )
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 PROBLEM = "application/problem+json"
 MESSY = ["OPEN", "Closed", "done", "open", "todo", "closed"]
 

@@ -1,24 +1,28 @@
 """A long migration check reports its progress and keeps its lease (issue 14)."""
 
 import json
-import sqlite3
 import time
+
+import pytest
 
 from extframework.db import database
 from extframework.models import Document, MigrationRun, Plugin, utcnow
 from extframework.services import migration_checks, storage
+from tests.support.engines import raw_connection
 from tests.support.storage_fixtures import NOTES_SCHEMA
+
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 DOCUMENTS = 1200
 
 
-def _row(path: str, run_id: int) -> tuple[dict, str]:
+def _row(app, run_id: int) -> tuple[dict, str]:
     """Read the run through a connection of its own: the check's snapshot would hide writes."""
-    with sqlite3.connect(path) as con:
+    with raw_connection(app) as con:
         report, lease = con.execute(
             "SELECT report, lease_expires_at FROM migration_run WHERE id = ?", (run_id,)
         ).fetchone()
-    con.close()
     return json.loads(report), lease
 
 
@@ -47,8 +51,7 @@ def test_a_running_check_records_checked_of_total_and_renews_its_lease(
             manifest={},
             lease_expires_at=utcnow(),
         )
-    path = app.config["DATABASE"]
-    _, lease_before = _row(path, run.id)
+    _, lease_before = _row(app, run.id)
     monkeypatch.setattr(migration_checks, "KEEPER_INTERVAL_S", 0.01)
     seen_mid_check = []
     validate = storage.validation_errors
@@ -57,7 +60,7 @@ def test_a_running_check_records_checked_of_total_and_renews_its_lease(
         if data["title"] == f"note {DOCUMENTS // 2 + 10}":
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:  # the keeper thread writes meanwhile
-                report, lease = _row(path, run.id)
+                report, lease = _row(app, run.id)
                 # Progress is counted per batch of rows read: 500 before this one.
                 if report.get("progress", {}).get("checked", 0) >= migration_checks.BATCH:
                     seen_mid_check.append((report["progress"], lease))

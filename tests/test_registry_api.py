@@ -1,7 +1,6 @@
 """Registration, reading and driving plugins over the registry API (SPEC §3, §6)."""
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,11 @@ from extframework.models import (
 )
 from extframework.services import enrolment, migrations, plugin_tokens
 from extframework.services.secrets import hash_secret
+from tests.support.engines import raw_connection
 from tests.support.registry_fixtures import sample_manifest
+
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 PROBLEM = "application/problem+json"
 
@@ -40,9 +43,31 @@ def counts(app) -> dict:
 
 
 def sqlite_indexes(app) -> set[str]:
-    with sqlite3.connect(app.config["DATABASE"]) as conn:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type='index'").fetchall()
+    """The collection indexes the database holds (either engine)."""
+    with raw_connection(app) as conn:
+        if app.config.get("DATABASE_URL"):
+            rows = conn.execute("SELECT indexname FROM pg_indexes").fetchall()
+        else:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type='index'").fetchall()
     return {name for (name,) in rows if name.startswith("ixdoc_")}
+
+
+def stored_anywhere(app, secret: str) -> bool:
+    """Whether any byte of the database (SQLite: its files; PostgreSQL: any row) holds it."""
+    if not app.config.get("DATABASE_URL"):
+        raw = b"".join(
+            path.read_bytes() for path in Path(app.config["DATABASE"]).parent.glob("core.sqlite3*")
+        )
+        return secret.encode() in raw
+    with raw_connection(app) as conn:
+        tables = [
+            t
+            for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        return any(
+            conn.execute(f'SELECT 1 FROM "{t}" r WHERE strpos(r::text, ?) > 0', [secret]).fetchone()
+            for t in tables
+        )
 
 
 NOTHING = {"Plugin": 0, "Route": 0, "Collection": 0, "ManifestVersion": 0, "Transition": 0}
@@ -85,10 +110,8 @@ def test_registration_stores_everything_and_returns_the_token_once(
         assert (transition.from_state, transition.to_state) == (None, "registered")
         assert transition.actor.startswith("enrolment-key:")
     assert len(sqlite_indexes(app)) == 1
-    raw = b"".join(
-        path.read_bytes() for path in Path(app.config["DATABASE"]).parent.glob("core.sqlite3*")
-    )
-    assert token.encode() not in raw and enrolment_key.encode() not in raw
+    assert not stored_anywhere(app, token) and not stored_anywhere(app, enrolment_key)
+    assert stored_anywhere(app, healthy_plugin_server.url)  # the check can see stored text
 
 
 def test_a_plugin_token_reads_its_own_record(client, enrolment_key, healthy_plugin_server):

@@ -26,17 +26,18 @@ SERVING = (db.NAMESPACE_INDEX, "document_tenant_plugin_id_collection_doc_id")
 def recorded_statements():
     """Record every (sql, params) the code sends through the database handle."""
     seen: list[tuple[str, list]] = []
-    original = database.execute_sql
+    bound = database.obj  # the proxy's database: an attribute cannot be set on the proxy
+    original = bound.execute_sql
 
     def execute_sql(sql, params=None, *args, **kwargs):
         seen.append((sql, list(params or [])))
         return original(sql, params, *args, **kwargs)
 
-    database.execute_sql = execute_sql
+    bound.execute_sql = execute_sql
     try:
         yield seen
     finally:
-        del database.execute_sql  # the instance attribute goes; the method shows again
+        del bound.execute_sql  # the instance attribute goes; the method shows again
 
 
 def plans(seen: list[tuple[str, list]]) -> list[tuple[str, str]]:

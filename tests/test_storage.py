@@ -10,6 +10,9 @@ from extframework.models import AuditEvent, Document, Plugin
 from extframework.services import storage
 from tests.support.storage_fixtures import set_state
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 PROBLEM = "application/problem+json"
 
 
@@ -333,3 +336,80 @@ def test_operator_exports_every_document_per_tenant_and_collection_as_json_lines
         headers={"Authorization": f"Bearer {user_token('op@example.com')}"},
     )
     assert missing.status_code == 404
+
+
+def test_documents_come_back_with_their_keys_in_the_order_written(
+    app, make_storage_plugin, plugin_api, client, make_user, user_token
+):
+    """Byte for byte on both engines (PostgreSQL's jsonb would sort keys by length).
+
+    The API's JSON responses sort keys (Flask's default), so the service's dicts and the
+    export's lines, which splice the stored text, are what keep the order.
+    """
+    _, token = make_storage_plugin("keys-plugin", [{"collection": "docs", "schema": {}}])
+    written = '{"zeta":1,"a":{"yy":2,"b":[{"k2":1,"k1":2}]},"mid":"x","a2":null}'
+    created = client.post(
+        "/api/storage/docs",
+        data=written,
+        headers=plugin_api(token).headers({"Content-Type": "application/json"}),
+    )
+    assert created.status_code == 201
+    doc_id = created.get_json()["id"]
+
+    def compact(value) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+    with app.app_context(), database.connection_context():
+        plugin = Plugin.get(Plugin.plugin_id == "keys-plugin")
+        ns = storage.open_collection(plugin, None, "docs", write=True)
+        assert compact(storage.get_document(ns, doc_id)["data"]) == written
+        page = storage.query_documents(ns, [], secret_key=b"k")
+        assert compact(page["items"][0]["data"]) == written
+        patched = storage.patch_document(ns, doc_id, {"mid": "y", "new": 1}, if_match=None)
+        expected = written.replace('"x"', '"y"')[:-1] + ',"new":1}'
+        assert compact(patched["data"]) == expected
+        assert compact(storage.get_document(ns, doc_id)["data"]) == expected
+    make_user("op@example.com", operator=True, role="admin")
+    export = client.get(
+        "/api/registry/plugins/keys-plugin/export",
+        headers={"Authorization": f"Bearer {user_token('op@example.com')}"},
+    )
+    assert export.get_data(as_text=True).rstrip("\n").endswith(f'"data":{expected}}}')
+
+
+def test_nul_is_refused_in_documents_filter_values_and_ids(
+    api, app, client, make_storage_plugin, plugin_api
+):
+    """U+0000: PostgreSQL cannot read a JSON path of a document holding it, SQLite's json_extract
+    ends the text there; so neither engine stores it (400), and an id or filter holding it
+    matches nothing."""
+    kept = api.create("notes", {"title": "kept"}).get_json()["id"]
+    for doc in (
+        {"title": "a\u0000b"},
+        {"title": "t", "tags": ["\u0000"]},
+        {"title": "t", "a\u0000": 1},
+    ):
+        refused = api.create("notes", doc)
+        assert refused.status_code == 400 and refused.mimetype == PROBLEM, refused.get_json()
+        assert "U+0000" in refused.get_json()["detail"]
+    assert api.create("notes", {"title": "a\\u0000b"}).status_code == 201  # backslash, u0000
+    assert api.patch("notes", kept, {"note": "x\u0000"}).status_code == 400
+    batch = client.post(
+        "/api/storage/notes/_batch",
+        json={"operations": [{"op": "create", "data": {"title": "\u0000"}}]},
+        headers=api.headers(),
+    )
+    assert batch.status_code == 400
+    assert stored_count(app) == 2
+    refused = api.query("notes", {"title": "x\u0000y"})
+    assert refused.status_code == 400 and "U+0000" in refused.get_json()["detail"]
+    assert api.read("notes", kept + "\u0000").status_code == 404
+    assert api.patch("notes", kept + "\u0000", {"title": "t"}).status_code == 404
+    assert api.delete("notes", kept + "\u0000").status_code == 404
+    batch = client.post(
+        "/api/storage/notes/_batch",
+        json={"operations": [{"op": "delete", "id": kept + "\u0000"}]},
+        headers=api.headers(),
+    )
+    assert batch.status_code == 404, batch.get_json()
+    assert api.read("notes", kept).get_json()["data"] == {"title": "kept"}

@@ -17,6 +17,9 @@ from extframework_sdk import register_or_update
 from tests.support.processes import Process, free_port
 from tests.support.registry_fixtures import sample_manifest
 
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 PROBLEM = "application/problem+json"
 NAMED_SERVER = Path(__file__).resolve().parent / "support" / "plugins" / "named_server.py"
 VIEW = "/plugin-proxy/test-plugin/items"

@@ -286,8 +286,7 @@ def test_a_busy_database_does_not_fail_a_call_for_its_last_use(app, client, make
     app.config["SQLITE_BUSY_TIMEOUT_MS"] = 0
     try:
         with app.app_context():
-            database.close_all()
-            database.init(app.config["DATABASE"], pragmas=db.pragmas(50), check_same_thread=False)
+            db.bind(None, app.config["DATABASE"], {**app.config, "SQLITE_BUSY_TIMEOUT_MS": 50})
         assert storage_answer(client, token).status_code == 200
     finally:
         blocker.rollback()

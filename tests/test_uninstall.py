@@ -4,14 +4,17 @@ import gzip
 import hashlib
 import json
 import shutil
-import sqlite3
 
 import pytest
 
 from extframework.db import database
 from extframework.models import Archive, Installation, ManifestVersion, Plugin, Transition
 from extframework.services import enrolment, health
+from tests.support.engines import raw_connection
 from tests.support.registry_fixtures import sample_manifest
+
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 PROBLEM = "application/problem+json"
 COLUMNS = "tenant, plugin_id, collection, doc_id, version, created_at, updated_at, data"
@@ -28,7 +31,7 @@ def raw_rows(app, tenant: str | None = None) -> list[tuple]:
     if tenant is not None:
         sql += " AND tenant = ?"
         params.append(tenant)
-    with sqlite3.connect(app.config["DATABASE"]) as conn:
+    with raw_connection(app) as conn:
         return sorted(conn.execute(sql, params).fetchall())
 
 

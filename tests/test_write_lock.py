@@ -115,13 +115,17 @@ def test_tenants_and_uninstall_policy_writes_meet_no_503_while_the_health_monito
 
 
 def test_no_service_opens_a_transaction_but_through_db():
-    """The rule's guard: a plain ``database.atomic()`` (deferred) would upgrade its lock late."""
+    """The rule's guard: a plain ``database.atomic()`` (deferred) would upgrade its lock late.
+
+    dialect.py holds each engine's form of the transactions, and only db.py asks for them.
+    """
     offenders = [
         f"{path.relative_to(ROOT)}:{number}"
         for path in sorted((ROOT / "extframework").rglob("*.py"))
         if path.name != "db.py"
         for number, line in enumerate(path.read_text().splitlines(), start=1)
-        if re.search(r"\.atomic\(|\.transaction\(|BEGIN", line)
+        if (path.name != "dialect.py" and re.search(r"\.atomic\(|\.transaction\(|BEGIN", line))
+        or re.search(r"\b(write|read|upgrade)_transaction\(database\)", line)
     ]
     assert offenders == [], "use db.write_transaction() or db.read_transaction()"
 

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from extframework import dialect
 from extframework.config import ensure_private_dir
 from extframework.db import database, read_transaction, write_transaction
 from extframework.errors import BadRequest, Conflict, NotFound
@@ -274,8 +275,10 @@ def _insert(path: Path, raw, header: dict, total: int, row, actor: str) -> int:
                 )
             missing = [line for line in current if (line[0], line[1]) not in same]
             database.cursor().executemany(
-                "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, "
-                "created_at, updated_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                dialect.current().sql(
+                    "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, "
+                    "created_at, updated_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
                 [(header["tenant"], header["plugin_id"], *line) for line in missing],
             )
             if batch is None:

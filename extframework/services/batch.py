@@ -21,6 +21,7 @@ from datetime import datetime
 
 from peewee import OperationalError
 
+from extframework import dialect
 from extframework.db import database, write_transaction
 from extframework.errors import (
     BadRequest,
@@ -172,13 +173,14 @@ def _at(error: DomainError, index: int) -> DomainError:
 def _snapshot(ns: Namespace, doc_ids: set[str]) -> dict[str, tuple]:
     """Read the named documents of the namespace: doc_id -> (pk, version, JSON text)."""
     rows = {}
-    ids = sorted(doc_ids)
+    lock = dialect.current().for_update() if database.in_transaction() else ""
+    ids = sorted(i for i in doc_ids if "\x00" not in i)  # none exists (ids are hex)
     for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for doc_id, pk, version, text in database.execute_sql(
             "SELECT doc_id, pk, version, data FROM document WHERE tenant = ? AND plugin_id = ? "
-            f"AND collection = ? AND doc_id IN ({marks})",
+            f"AND collection = ? AND doc_id IN ({marks}){lock}",
             [ns.tenant, ns.plugin_id, ns.collection, *chunk],
         ):
             rows[doc_id] = (pk, version, text)
@@ -265,10 +267,13 @@ def _versions(rows: dict[str, tuple]) -> dict[str, tuple[int, int]]:
 
 def _apply(ns: Namespace, planned: Plan, now: datetime) -> None:
     stamp = now.isoformat(" ")  # the text Peewee's DateTimeField stores
+    engine = dialect.current()
     if planned.inserts:
         database.cursor().executemany(
-            "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, created_at, "
-            "updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, json(?))",
+            engine.sql(
+                "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, "
+                f"created_at, updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, {engine.json_param()})"
+            ),
             [
                 (ns.tenant, ns.plugin_id, ns.collection, doc_id, stamp, stamp, text)
                 for doc_id, text in planned.inserts
@@ -276,7 +281,7 @@ def _apply(ns: Namespace, planned: Plan, now: datetime) -> None:
         )
     deleted = [(d.pk,) for d in planned.docs.values() if d.deleted]
     if deleted:
-        database.cursor().executemany("DELETE FROM document WHERE pk = ?", deleted)
+        database.cursor().executemany(engine.sql("DELETE FROM document WHERE pk = ?"), deleted)
     updated = [
         (storage._dump(d.data), d.version, stamp, d.pk)
         for d in planned.docs.values()
@@ -284,6 +289,9 @@ def _apply(ns: Namespace, planned: Plan, now: datetime) -> None:
     ]
     if updated:
         database.cursor().executemany(
-            "UPDATE document SET data = json(?), version = ?, updated_at = ? WHERE pk = ?",
+            engine.sql(
+                f"UPDATE document SET data = {engine.json_param()}, version = ?, updated_at = ? "
+                "WHERE pk = ?"
+            ),
             updated,
         )

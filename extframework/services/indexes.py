@@ -1,13 +1,16 @@
-"""Declared collection indexes as real SQLite indexes, each scoped to its collection.
+"""Declared collection indexes as real database indexes, each scoped to its collection.
 
-Each index is a partial expression index on the ``document`` table:
-``(tenant, json_extract(data, '$.a'), ...) WHERE plugin_id = '<p>' AND collection = '<c>'``.
-Queries must repeat the same literal WHERE terms and expressions for SQLite to use it.
+Each index is a partial expression index on the ``document`` table: ``(tenant, <each
+field's sort key>) WHERE plugin_id = '<p>' AND collection = '<c>'`` — on SQLite the key is
+``json_extract(data, '$.a')``, on PostgreSQL three parts (dialect.Postgres.sort_key) and a
+trailing ``pk``. Queries repeat the same literal WHERE terms and expressions, so the engine
+uses the index.
 """
 
 import hashlib
 import re
 
+from extframework import dialect
 from extframework.db import database
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -20,12 +23,12 @@ def _literal(value: str) -> str:
     return f"'{value}'"
 
 
-def field_expression(dotted: str) -> str:
-    """Return the SQL expression for a dotted path: ``json_extract(data, '$.a.b')``."""
+def checked_path(dotted: str) -> str:
+    """Return a dotted path of plain names, safe to splice into SQL; ValueError otherwise."""
     segments = dotted.split(".")
     if not all(FIELD_SEGMENT.match(s) for s in segments):
         raise ValueError(f"not a plain dotted path: {dotted!r}")
-    return f"json_extract(data, '$.{dotted}')"
+    return dotted
 
 
 def scope_clause(plugin_id: str, collection: str) -> str:
@@ -40,15 +43,12 @@ def index_name(plugin_id: str, collection: str, fields: list[str]) -> str:
 
 def create_indexes(plugin_id: str, collection: str, indexes: list[dict]) -> list[str]:
     """Build each declared index (idempotent); return their names."""
+    engine = dialect.current()
     names = []
     for spec in indexes:
-        fields = list(spec["fields"])
+        fields = [checked_path(f) for f in spec["fields"]]
         name = index_name(plugin_id, collection, fields)
-        columns = ", ".join(["tenant", *(field_expression(f) for f in fields)])
-        database.execute_sql(
-            f'CREATE INDEX IF NOT EXISTS "{name}" ON document ({columns}) '
-            f"WHERE {scope_clause(plugin_id, collection)}"
-        )
+        database.execute_sql(engine.index_ddl(name, fields, scope_clause(plugin_id, collection)))
         names.append(name)
     return names
 

@@ -3,6 +3,7 @@
 import logging
 from dataclasses import dataclass
 
+from extframework import dialect
 from extframework.db import write_transaction
 from extframework.errors import Conflict
 from extframework.models import AuditEvent, Plugin, Transition, iso_utc, utcnow
@@ -152,7 +153,9 @@ def transition(
 def check_allowed(plugin: Plugin, to_state: str, *, actor: str, verb: str | None = None) -> str:
     """Return the plugin's current state, or raise 409 if SPEC §6 forbids moving to ``to_state``
     (by the operator action ``verb``, when one asks)."""
-    current = Plugin.select(Plugin.state).where(Plugin.id == plugin.id).scalar()
+    # Locked: on PostgreSQL a racing transition waits here and reads the state this one wrote.
+    current = dialect.current().locked(Plugin.select(Plugin.state).where(Plugin.id == plugin.id))
+    current = current.scalar()
     if current is None:
         raise Conflict(f"Plugin {plugin.plugin_id!r} no longer exists.", allowed=[])
     if verb is not None and verb not in STATES[current].verbs:

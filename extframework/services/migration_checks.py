@@ -12,6 +12,7 @@ import threading
 from contextlib import contextmanager
 from datetime import timedelta
 
+from extframework import dialect
 from extframework.db import database, read_transaction, write_transaction
 from extframework.errors import field_error
 from extframework.models import AuditEvent, MigrationRun, Plugin, utcnow
@@ -185,7 +186,8 @@ def _record_progress(run_id: int, checked: int, total: int) -> None:
 def _fingerprint(plugin_id: str) -> tuple:
     return tuple(
         database.execute_sql(
-            "SELECT count(*), total(version), max(pk) FROM document WHERE plugin_id = ?",
+            f"SELECT count(*), {dialect.current().total('version')}, max(pk) FROM document "
+            "WHERE plugin_id = ?",
             [plugin_id],
         ).fetchone()
     )

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from extframework import dialect
 from extframework.errors import BadRequest
 from extframework.services import indexes
 
@@ -129,6 +130,8 @@ def parse_filter(key: str, raw: str, schema: dict) -> Filter:
             operator=tail,
         )
     types = field_types(schema, field)
+    if "\x00" in raw:  # no engine matches it: SQLite ends JSON text there, PostgreSQL refuses it
+        raise _invalid(f"{key}: a filter value cannot hold U+0000 (NUL).", parameter=key)
     if op == "exists":
         if raw not in ("true", "false"):
             raise _invalid(f"{key} takes true or false (got {raw!r}).", parameter=key)
@@ -344,21 +347,25 @@ def choose_index(scope: Scope, query: Query) -> str | None:
 
 def build(scope: Scope, query: Query, after: dict | None) -> tuple[str, list]:
     """Return the SQL and parameters for one page (one row more than the limit)."""
+    engine = dialect.current()
     where = ["tenant = ?", indexes.scope_clause(scope.plugin_id, scope.collection)]
     params: list = [scope.tenant]
     for f in query.filters:
         sql, values = _condition(f)
         where.append(sql)
         params += values
-    sort_exprs = [(indexes.field_expression(k.field), k.descending) for k in query.sort]
+    sort_parts = [
+        (expr, placeholder, k.descending)
+        for k in query.sort
+        for expr, placeholder in engine.sort_key(indexes.checked_path(k.field))
+    ]
     if after is not None:
-        sql, values = _keyset(sort_exprs, after["k"], after["p"])
+        sql, values = _keyset(sort_parts, after["k"], after["p"])
         where.append(sql)
         params += values
-    order = [f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in sort_exprs] + ["pk ASC"]
-    extra = "".join(f", {expr}" for expr, _ in sort_exprs)
-    index = choose_index(scope, query)
-    indexed_by = f' INDEXED BY "{index}"' if index else ""
+    order = [engine.order(expr, desc) for expr, _, desc in sort_parts] + ["pk ASC"]
+    extra = "".join(f", {expr}" for expr, _, _ in sort_parts)
+    indexed_by = engine.indexed_by(choose_index(scope, query))
     sql = (
         f"SELECT pk, doc_id, version, created_at, updated_at, data{extra} "
         f"FROM document{indexed_by} WHERE {' AND '.join(where)} "
@@ -368,50 +375,53 @@ def build(scope: Scope, query: Query, after: dict | None) -> tuple[str, list]:
 
 
 def _condition(f: Filter) -> tuple[str, list]:
-    expr = indexes.field_expression(f.field)
-    kind = f"json_type(data, '$.{f.field}')"
+    engine = dialect.current()
+    path = indexes.checked_path(f.field)
     if f.op == "exists":
-        return f"{kind} IS {'NOT ' if f.value else ''}NULL", []
+        return engine.field_condition(path, "exists", f.value)
     if f.op == "eq":
-        return (f"{kind} = 'null'", []) if f.value is None else (f"{expr} = ?", [f.value])
+        return engine.field_condition(path, "=", f.value)
     if f.op == "ne":
-        if f.value is None:
-            return f"{kind} IS NOT 'null'", []
-        return f"{expr} IS NOT ?", [f.value]  # missing fields count as "not equal"
+        return engine.field_condition(path, "!=", f.value)
     if f.op == "in":
-        values = [v for v in f.value if v is not None]
-        terms = [f"{expr} IN ({', '.join('?' * len(values))})"] if values else []
+        values = tuple(v for v in f.value if v is not None)
+        terms, params = [], []
+        if values:
+            sql, params = engine.field_condition(path, "in", values)
+            terms.append(sql)
         if len(values) != len(f.value):
-            terms.append(f"{kind} = 'null'")
-        return f"({' OR '.join(terms)})", values
-    return f"{expr} {COMPARISONS[f.op]} ?", [f.value]
+            terms.append(engine.field_condition(path, "=", None)[0])
+        return f"({' OR '.join(terms)})", params
+    return engine.field_condition(path, COMPARISONS[f.op], f.value)
 
 
-def _keyset(sort_exprs: list[tuple[str, bool]], values: list, pk: int) -> tuple[str, list]:
-    """Rows strictly after the cursor in ORDER BY order; SQLite sorts NULL first ascending."""
-    keys = [*sort_exprs, ("pk", False)]
+def _keyset(sort_parts: list[tuple[str, str, bool]], values: list, pk: int) -> tuple[str, list]:
+    """Rows strictly after the cursor in ORDER BY order; NULL sorts first ascending."""
+    same = dialect.current().same
+    keys = [*sort_parts, ("pk", "?", False)]
     values = [*values, pk]
     alternatives, params = [], []
-    for i, (expr, desc) in enumerate(keys):
+    for i, (expr, placeholder, desc) in enumerate(keys):
         terms, term_params = [], []
-        for prior_expr, _ in keys[:i]:
-            terms.append(f"{prior_expr} IS ?")
+        for prior_expr, prior_placeholder, _ in keys[:i]:
+            terms.append(same(prior_expr, prior_placeholder))
         term_params += values[:i]
         value = values[i]
         if value is None:
-            terms.append("0" if desc else f"{expr} IS NOT NULL")
+            terms.append("1 = 0" if desc else f"{expr} IS NOT NULL")
         elif desc:
-            terms.append(f"({expr} < ? OR {expr} IS NULL)")
+            terms.append(f"({expr} < {placeholder} OR {expr} IS NULL)")
             term_params.append(value)
         else:
-            terms.append(f"{expr} > ?")
+            terms.append(f"{expr} > {placeholder}")
             term_params.append(value)
         alternatives.append("(" + " AND ".join(terms) + ")")
         params += term_params
     sql = "(" + " OR ".join(alternatives) + ")"
-    first_expr, first_desc = keys[0]
+    first_expr, first_placeholder, first_desc = keys[0]
     if not first_desc and values[0] is not None:
-        sql = f"{first_expr} >= ? AND {sql}"  # lets SQLite seek instead of scanning from the start
+        # lets the engine seek instead of scanning from the start
+        sql = f"{first_expr} >= {first_placeholder} AND {sql}"
         params.insert(0, values[0])
     return sql, params
 

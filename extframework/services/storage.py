@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from peewee import OperationalError, fn
+from peewee import OperationalError
 
+from extframework import dialect
 from extframework.db import database, write_transaction
 from extframework.errors import (
     BadRequest,
@@ -137,10 +138,14 @@ def open_collection(
     """Resolve the namespace of a call in SPEC §5's order: tenant, lifecycle, collection."""
     tenant = resolve_tenant(plugin, tenant_header)
     check_access(plugin, write=write, migration_context=migration_context)
-    row = database.execute_sql(
-        "SELECT name, schema, indexes FROM collection WHERE plugin_id = ? AND name = ?",
-        [plugin.id, collection],
-    ).fetchone()  # raw SQL: this runs on every call, and building it with Peewee costs more
+    row = (
+        None
+        if "\x00" in collection
+        else database.execute_sql(
+            "SELECT name, schema, indexes FROM collection WHERE plugin_id = ? AND name = ?",
+            [plugin.id, collection],
+        ).fetchone()
+    )  # raw SQL: this runs on every call, and building it with Peewee costs more
     if row is None:
         raise NotFound(
             f"Plugin {plugin.plugin_id!r} declares no collection {collection!r}.",
@@ -254,11 +259,29 @@ def validate(ns: Namespace, data: object) -> None:
 
 def _dump(data: dict) -> str:
     try:
-        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
     except ValueError:
         raise BadRequest(
             "NaN and Infinity are not JSON numbers; send finite numbers.", kind="invalid-body"
         ) from None
+    if "\\u0000" in text and _holds_nul(data):
+        # PostgreSQL cannot read a JSON path of a document holding it; SQLite ends the text there.
+        raise BadRequest(
+            "A string or member name holds U+0000 (NUL), which documents cannot hold; "
+            "remove it or encode it.",
+            kind="invalid-body",
+        )
+    return text
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 # --- documents --------------------------------------------------------------------
@@ -338,7 +361,8 @@ def _in_namespace(ns: Namespace, doc_id: str):
 
 
 def _load(ns: Namespace, doc_id: str) -> Document:
-    doc = Document.get_or_none(_in_namespace(ns, doc_id))
+    # No id holds U+0000 (ids are hex), and PostgreSQL cannot even be asked for one.
+    doc = None if "\x00" in doc_id else Document.get_or_none(_in_namespace(ns, doc_id))
     if doc is None:
         raise NotFound(f"No document {doc_id!r} in collection {ns.collection!r}.")
     return doc
@@ -370,7 +394,7 @@ def create_document(ns: Namespace, data: object) -> dict:
     stamp = now.isoformat(" ")  # the text Peewee's DateTimeField stores
     _write(
         "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, created_at, "
-        "updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, json(?))",
+        f"updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, {dialect.current().json_param()})",
         [ns.tenant, ns.plugin_id, ns.collection, doc_id, stamp, stamp, text],
     )
     return render(doc_id, 1, now, now, data)
@@ -399,9 +423,11 @@ def patch_document(ns: Namespace, doc_id: str, patch: object, *, if_match: str |
             return render(doc_id, doc.version, doc.created_at, doc.updated_at, doc.data)
         now = utcnow()
         changed = _write(
-            Document.update(data=fn.json(text), version=Document.version + 1, updated_at=now).where(
-                (Document.pk == doc.pk) & (Document.version == doc.version)
-            )
+            Document.update(
+                data=dialect.current().json_value(text),
+                version=Document.version + 1,
+                updated_at=now,
+            ).where((Document.pk == doc.pk) & (Document.version == doc.version))
         )
         if changed == 1:
             return render(doc_id, doc.version + 1, doc.created_at, now, merged)
@@ -469,8 +495,8 @@ def query_documents(
 
 
 def explain(ns: Namespace, args: Iterable[tuple[str, str]]) -> list[str]:
-    """Return SQLite's plan for a query, so tests and operators can see which index it uses."""
+    """Return the engine's plan for a query, so tests and operators can see which index it uses."""
     spec = query.parse(args, ns.schema)
     scope = query.Scope(ns.tenant, ns.plugin_id, ns.collection, ns.indexes)
     sql, params = query.build(scope, spec, None)
-    return [row[3] for row in database.execute_sql("EXPLAIN QUERY PLAN " + sql, params)]
+    return dialect.current().plan(database, sql, params)

@@ -8,6 +8,7 @@ confirms. See docs/migrations.md.
 import logging
 from pathlib import Path
 
+from extframework import dialect
 from extframework.db import database, write_transaction
 from extframework.errors import BadRequest, Conflict, NotFound, field_error
 from extframework.models import (
@@ -246,8 +247,10 @@ def _delete_archived(plugin: Plugin, archive: dict, actor: str, recorded: set) -
                 )
             cursor = database.cursor()
             cursor.executemany(
-                "DELETE FROM document WHERE tenant = ? AND plugin_id = ? AND collection = ? "
-                "AND doc_id = ? AND version = ?",
+                dialect.current().sql(
+                    "DELETE FROM document WHERE tenant = ? AND plugin_id = ? AND collection = ? "
+                    "AND doc_id = ? AND version = ?"
+                ),
                 [(archive["tenant"], plugin.plugin_id, *key) for key in keys],
             )
         recorded.add(archive["relative"])

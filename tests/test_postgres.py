@@ -1,0 +1,142 @@
+"""The core on PostgreSQL: selecting it, its schema, and what dialect.py makes alike."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from extframework import create_app, db, dialect
+from extframework.errors import Conflict
+from extframework.models import ALL_MODELS, Document, Plugin
+from extframework.services import lifecycle
+from extframework.settings import SettingsError
+
+pytestmark = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+
+
+def schema_of(app) -> dict[str, tuple[list[str], list[str]]]:
+    """table -> (column names, index names), read from the database itself."""
+    with app.app_context(), db.database.connection_context():
+        return {
+            table: (
+                sorted(c.name for c in db.database.get_columns(table)),
+                sorted(
+                    i.name for i in db.database.get_indexes(table) if not i.name.endswith("_pkey")
+                ),
+            )
+            for table in db.database.get_tables()
+            if table != "sqlite_sequence"
+        }
+
+
+def sqlite_app(tmp_path):
+    app = create_app(
+        {"TESTING": True, "DATABASE": str(tmp_path / "lite.sqlite3"), "HEALTH_MONITOR": False},
+        instance_path=str(tmp_path / "lite"),
+    )
+    with app.app_context():
+        db.upgrade()
+    return app
+
+
+def test_upgrade_builds_the_same_tables_columns_and_indexes_as_on_sqlite(app, tmp_path):
+    postgres = schema_of(app)
+    assert dialect.current().name == "postgresql"
+    expected = {m._meta.table_name for m in ALL_MODELS} | {"schema_version"}
+    assert set(postgres) == expected
+    assert postgres == schema_of(sqlite_app(tmp_path))
+
+
+def test_upgrade_is_idempotent_and_records_the_version(app):
+    with app.app_context():
+        assert db.upgrade() == (len(db.MIGRATIONS), len(db.MIGRATIONS))
+        with db.database.connection_context():
+            assert db.current_version() == len(db.MIGRATIONS)
+            assert db.schema_problem() is None
+
+
+def test_an_empty_database_says_upgrade_needed_and_the_upgrade_fixes_it(tmp_path, database_url):
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": database_url, "HEALTH_MONITOR": False},
+        instance_path=str(tmp_path / "instance"),
+    )
+    client = app.test_client()
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert "init-db" in response.get_json()["detail"]
+    result = app.test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+    assert f"upgraded from version 0 to {len(db.MIGRATIONS)}" in result.output
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_database_url_that_is_not_postgresql_stops_the_start(tmp_path, database_url):
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        create_app(
+            {"TESTING": True, "DATABASE_URL": "mysql://x/y"},
+            instance_path=str(tmp_path / "instance"),
+        )
+
+
+def test_documents_are_stored_as_json_text_and_times_read_as_on_sqlite(app, make_storage_plugin):
+    """The ``json`` type keeps the text; raw SQL gets text for JSON and times on both engines."""
+    plugin_id, _ = make_storage_plugin("acme-notes")
+    with app.app_context(), db.database.connection_context():
+        kind = db.database.execute_sql(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'document' AND column_name = 'data'"
+        ).fetchone()[0]
+        assert kind == "json"
+        Document.create(
+            tenant="default", plugin_id=plugin_id, collection="notes", doc_id="d1", data={"b": 1}
+        )
+        data, created = db.database.execute_sql(
+            "SELECT data, created_at FROM document WHERE doc_id = ?", ["d1"]
+        ).fetchone()
+        assert data == '{"b":1}' and isinstance(created, str)
+        assert Document.get(Document.doc_id == "d1").data == {"b": 1}
+
+
+def test_a_transition_waits_for_a_racing_one_and_re_reads_the_state(app, make_storage_plugin):
+    """Two admins: a disable holds the row; a degrade that read ``active`` must not win after it.
+
+    Without a row lock, READ COMMITTED lets the second transaction read the old state, wait for
+    the row at its UPDATE, then overwrite ``disabled`` with ``degraded``.
+    """
+    make_storage_plugin("acme-notes")
+    outcome: dict = {}
+
+    def degrade() -> None:
+        with app.app_context(), db.database.connection_context():
+            plugin = Plugin.get(Plugin.plugin_id == "acme-notes")
+            try:
+                lifecycle.transition(plugin, "degraded", cause="health", actor="monitor")
+                outcome["degrade"] = "applied"
+            except Conflict:
+                outcome["degrade"] = "refused"
+
+    with app.app_context(), db.database.connection_context():
+        plugin = Plugin.get(Plugin.plugin_id == "acme-notes")
+        with db.write_transaction():
+            lifecycle.transition(plugin, "disabled", cause="admin", actor="admin", verb="disable")
+            racer = threading.Thread(target=degrade)
+            racer.start()
+            deadline = time.monotonic() + 10
+            while not _waiting_on_a_lock() and racer.is_alive():
+                assert time.monotonic() < deadline, "the degrade never reached the row"
+                time.sleep(0.01)
+        racer.join(10)
+        assert outcome == {"degrade": "refused"}
+        assert Plugin.get(Plugin.plugin_id == "acme-notes").state == "disabled"
+
+
+def _waiting_on_a_lock() -> bool:
+    """Another session of this database waits for a row lock (read on its own connection)."""
+    with psycopg.connect(db.database.obj.database, autocommit=True) as con:
+        return bool(
+            con.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+        )
