@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import click
 from flask import Flask, current_app
@@ -334,6 +335,21 @@ def schema_problem() -> tuple[str, str] | None:
             f"{len(MIGRATIONS)}. Run 'flask --app app init-db' to upgrade it."
         )
     return None
+
+
+def database_time() -> float:
+    """Unix time by the database's clock, which every app host shares.
+
+    Leases and credential deadlines are set and compared on it, so a host whose clock runs
+    ahead cannot take over another's work early (nor one running behind late).
+    """
+    row = database.execute_sql("SELECT " + dialect.current().epoch_now()).fetchone()
+    return float(row[0])
+
+
+def database_now() -> datetime:
+    """``database_time`` as the naive UTC datetime the tables store."""
+    return datetime.fromtimestamp(database_time(), UTC).replace(tzinfo=None)
 
 
 def current_version() -> int:

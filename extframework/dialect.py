@@ -189,6 +189,10 @@ class Sqlite:
     def total(self, expr: str) -> str:
         return f"total({expr})"
 
+    def epoch_now(self) -> str:
+        """The database's clock as Unix time, in seconds with a fraction."""
+        return "(julianday('now') - 2440587.5) * 86400.0"
+
     def is_missing_table(self, exc: Exception) -> bool:
         return "no such table" in str(exc)
 
@@ -370,6 +374,9 @@ class Postgres(Sqlite):
 
     def total(self, expr: str) -> str:
         return f"COALESCE(SUM({expr}), 0)"
+
+    def epoch_now(self) -> str:
+        return "extract(epoch from clock_timestamp())"
 
     def is_missing_table(self, exc: Exception) -> bool:
         return "does not exist" in str(exc)

@@ -1,9 +1,12 @@
 """Health sweeps against real plugin processes on loopback (SPEC §6)."""
 
+import time
+
 import pytest
 
+from extframework import db
 from extframework.db import database
-from extframework.models import HealthCheck, Plugin
+from extframework.models import HealthCheck, Lease, Plugin
 from extframework.services import health, lifecycle
 from tests.support.registry_fixtures import sample_manifest
 
@@ -182,3 +185,16 @@ def test_two_monitors_in_one_database_sweep_once_per_interval(
     assert len(record.read_text().splitlines()) == 1
     with app.app_context(), database.connection_context():
         assert Plugin.get_by_id(plugin.id).state == "active"
+
+
+def test_a_host_whose_clock_runs_ahead_takes_the_lease_no_sooner(app, monkeypatch):
+    """Leases are set and compared on the database's clock, not each host's (issue 15)."""
+    app.config.update(HEALTH_INTERVAL_S=3600, HEALTH_TIMEOUT_S=1)
+    first, second = health.Monitor(app), health.Monitor(app)
+    assert first.tick()
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 7200)  # two hours ahead
+    assert not second.tick()  # by its own clock the lease ran out an hour ago
+    with app.app_context(), database.connection_context():
+        expires = Lease.get(Lease.name == health.LEASE_NAME).expires_at
+        assert abs(expires - (db.database_time() + 3600)) < 60

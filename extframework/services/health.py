@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from extframework import observability
-from extframework.db import database, write_transaction
+from extframework.db import database, database_time, write_transaction
 from extframework.models import HealthCheck, Lease, Plugin, utcnow
 from extframework.services import lifecycle, plugin_http
 
@@ -235,8 +234,11 @@ def recent_checks(plugin: Plugin, limit: int = 100) -> list[HealthCheck]:
 
 
 def acquire_lease(name: str, holder: str, ttl_s: float, *, now: float | None = None) -> bool:
-    """Take the named lease if it has expired (compare-and-set); True if this holder has it now."""
-    now = time.time() if now is None else now
+    """Take the named lease if it has expired (compare-and-set); True if this holder has it now.
+
+    ``now`` is the database's clock (``db.database_time``) unless a test gives it.
+    """
+    now = database_time() if now is None else now
     with write_transaction():
         Lease.insert(name=name, holder="", expires_at=0.0).on_conflict_ignore().execute()
         taken = (
@@ -299,13 +301,14 @@ class Monitor:
         with self.app.app_context(), database.connection_context():
             count = Plugin.select().where(Plugin.state.in_(PROBED_STATES)).count()
             bound = sweep_bound(max(count, 1), timeout) + LEASE_MARGIN_S
-            started = time.time()
+            started = database_time()  # one clock for every host that sweeps
             if not acquire_lease(LEASE_NAME, self.holder, max(interval, bound), now=started):
                 return False
             try:
                 sweep(config)
             finally:
-                hold_lease_until(LEASE_NAME, self.holder, max(started + interval, time.time()))
+                ended = database_time()
+                hold_lease_until(LEASE_NAME, self.holder, max(started + interval, ended))
             return True
 
 

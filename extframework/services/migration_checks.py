@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from extframework import dialect
-from extframework.db import database, read_transaction, write_transaction
+from extframework.db import database, database_now, read_transaction, write_transaction
 from extframework.errors import field_error
 from extframework.models import AuditEvent, MigrationRun, Plugin, utcnow
 from extframework.services import lifecycle, schema_limits, storage
@@ -37,9 +37,9 @@ def check_and_finish(run: MigrationRun) -> MigrationRun:
     unchanged since (same count, version sum and highest row), so nothing slips in between.
     """
     plugin = run.plugin
-    MigrationRun.update(lease_expires_at=utcnow() + timedelta(seconds=VALIDATION_LEASE_S)).where(
-        MigrationRun.id == run.id
-    ).execute()
+    MigrationRun.update(
+        lease_expires_at=database_now() + timedelta(seconds=VALIDATION_LEASE_S)
+    ).where(MigrationRun.id == run.id).execute()
     schemas = {entry["collection"]: entry["schema"] for entry in run.manifest["data_schemas"]}
     for _ in range(CHECK_ROUNDS):
         checked, invalid, invalid_count, seen = check_documents(
@@ -179,7 +179,7 @@ def _record_progress(run_id: int, checked: int, total: int) -> None:
             return
         report = {**run.report, "progress": {"checked": checked, "total": total}}
         MigrationRun.update(
-            report=report, lease_expires_at=utcnow() + timedelta(seconds=VALIDATION_LEASE_S)
+            report=report, lease_expires_at=database_now() + timedelta(seconds=VALIDATION_LEASE_S)
         ).where((MigrationRun.id == run_id) & (MigrationRun.state == "running")).execute()
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from flask import Flask
 
-from extframework.db import database, write_transaction
+from extframework.db import database, database_now, write_transaction
 from extframework.errors import Conflict, NotFound
 from extframework.models import (
     AuditEvent,
@@ -159,7 +159,7 @@ def _attempt(credential: str, timeout_s: float) -> dict:
     a real deadline); the lease, after which a retry may start elsewhere, is kept at twice the
     timeout so that it still outlasts the credential and the document checks that follow.
     """
-    now = utcnow()
+    now = database_now()  # the lease is read by other hosts: one clock for all of them
     return {
         "credential_hash": hash_secret(credential),
         "credential_expires_at": now + timedelta(seconds=timeout_s + CREDENTIAL_SLACK_S),
@@ -364,7 +364,7 @@ def is_abandoned(run: MigrationRun, *, now: datetime | None = None) -> bool:
     """
     if run.state != "running":
         return False
-    now = now or utcnow()
+    now = now or database_now()
     if run.lease_expires_at is not None and run.lease_expires_at <= now:
         return True
     host, _, rest = run.owner.partition(":")
@@ -405,7 +405,7 @@ def plugin_for_credential(token: str) -> Plugin | None:
         .where(
             (MigrationRun.credential_hash == hash_secret(token))
             & (MigrationRun.state == "running")
-            & (MigrationRun.credential_expires_at > utcnow())
+            & (MigrationRun.credential_expires_at > database_now())
             & (Plugin.state == "migrating")
         )
         .first()
