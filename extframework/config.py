@@ -11,6 +11,7 @@ from extframework.settings import (  # noqa: F401  (JWKS_MAX_AGE_S: re-exported)
     DEFAULTS,
     ENV_PREFIX,
     JWKS_MAX_AGE_S,
+    SettingsError,
     check,
     parse_environment,
 )
@@ -54,6 +55,15 @@ def load_config(app: Flask, test_config: dict | None) -> None:
     app.config["REMEMBER_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
     app.config["SESSION_COOKIE_HTTPONLY"] = app.config["REMEMBER_COOKIE_HTTPONLY"] = True
     if not app.config.get("SECRET_KEY"):
+        if app.config.get("DATABASE_URL"):
+            # A secret generated into one host's instance folder would differ on every host:
+            # each would refuse the others' sessions and cursors and their signing keys.
+            raise SettingsError(
+                "Settings are wrong:\n  SECRET_KEY is required with DATABASE_URL: every app "
+                "host must sign sessions and cursors and seal the signing keys with the same "
+                "secret. Set EXTFW_SECRET_KEY (e.g. `python3 -c 'import secrets; "
+                "print(secrets.token_hex(32))'`) on every host (docs/scaling.md)."
+            )
         app.config["SECRET_KEY"] = instance_secret(app.instance_path, "secret_key")
     # Flask reads a list (sessions); the setting is text, one secret per word.
     app.config["SECRET_KEY_FALLBACKS"] = (app.config["SECRET_KEY_FALLBACKS"] or "").split()

@@ -77,6 +77,8 @@ def app(tmp_path, database_url):
             "TESTING": True,
             "DATABASE": str(tmp_path / "core.sqlite3"),
             "DATABASE_URL": database_url,
+            # PostgreSQL needs a configured secret (several hosts); SQLite generates its own.
+            "SECRET_KEY": "a secret shared by every host" if database_url else None,
             "BASE_URL": "http://core.test",
             "HEALTH_MONITOR": False,
             "WTF_CSRF_ENABLED": False,

@@ -58,7 +58,12 @@ def test_upgrade_is_idempotent_and_records_the_version(app):
 
 def test_an_empty_database_says_upgrade_needed_and_the_upgrade_fixes_it(tmp_path, database_url):
     app = create_app(
-        {"TESTING": True, "DATABASE_URL": database_url, "HEALTH_MONITOR": False},
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "HEALTH_MONITOR": False,
+            "SECRET_KEY": "shared-by-every-host",
+        },
         instance_path=str(tmp_path / "instance"),
     )
     client = app.test_client()
@@ -69,6 +74,16 @@ def test_an_empty_database_says_upgrade_needed_and_the_upgrade_fixes_it(tmp_path
     assert result.exit_code == 0, result.output
     assert f"upgraded from version 0 to {len(db.MIGRATIONS)}" in result.output
     assert client.get("/healthz").status_code == 200
+
+
+def test_postgresql_without_a_configured_secret_key_stops_the_start(tmp_path, database_url):
+    """A secret generated per instance folder would differ on every host (issue 15)."""
+    with pytest.raises(SettingsError, match="SECRET_KEY is required with DATABASE_URL"):
+        create_app(
+            {"TESTING": True, "DATABASE_URL": database_url, "HEALTH_MONITOR": False},
+            instance_path=str(tmp_path / "instance"),
+        )
+    assert not (tmp_path / "instance" / "secret_key").exists()
 
 
 def test_a_database_url_that_is_not_postgresql_stops_the_start(tmp_path, database_url):
