@@ -224,7 +224,9 @@ class Sqlite:
 class Postgres(Sqlite):
     name = "postgresql"
     write_queue = False
-    field_types = {"JSONTEXT": "JSON"}
+    # FloatField is Unix times here (leases, signing keys): PostgreSQL's REAL (4 bytes) keeps
+    # them to 128 s; DOUBLE PRECISION is SQLite's REAL.
+    field_types = {"JSONTEXT": "JSON", "FLOAT": "DOUBLE PRECISION"}
 
     def open(self, url: str, *, busy_timeout_ms: int, pool_size: int) -> PostgresDatabase:
         # timeout: a thread over the pool's size waits for a connection instead of failing.

@@ -198,3 +198,11 @@ def test_a_host_whose_clock_runs_ahead_takes_the_lease_no_sooner(app, monkeypatc
     with app.app_context(), database.connection_context():
         expires = Lease.get(Lease.name == health.LEASE_NAME).expires_at
         assert abs(expires - (db.database_time() + 3600)) < 60
+
+
+def test_a_lease_keeps_its_expiry_to_the_microsecond(app):
+    """Unix times need 8-byte floats: PostgreSQL's REAL kept them to 128 s (issue 15)."""
+    now = 1_796_159_550.427747
+    with app.app_context(), database.connection_context():
+        assert health.acquire_lease("job", "a", 10, now=now)
+        assert Lease.get(Lease.name == "job").expires_at == now + 10

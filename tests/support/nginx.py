@@ -82,7 +82,7 @@ class Nginx:
     process: subprocess.Popen
     url: str
     http_url: str
-    cert: Path
+    cert: Path | None  # None: a plain-HTTP balancer
     folder: Path
 
     def stop(self) -> None:
@@ -149,15 +149,49 @@ def start_nginx(folder: Path, upstream_port: int) -> Nginx:
     nginx = Nginx(
         process, f"https://127.0.0.1:{https_port}", f"http://127.0.0.1:{http_port}", cert, folder
     )
+    return _listening(nginx, https_port)
+
+
+def _listening(nginx: Nginx, port: int) -> Nginx:
     deadline = time.monotonic() + 20
     while True:
-        assert process.poll() is None, f"nginx exited: {nginx.error_log()}"
+        assert nginx.process.poll() is None, f"nginx exited: {nginx.error_log()}"
         try:
-            socket.create_connection(("127.0.0.1", https_port), timeout=1).close()
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return nginx
         except OSError:
             assert time.monotonic() < deadline, "nginx did not listen"
             time.sleep(0.05)
+
+
+def start_balancer(folder: Path, port: int, upstream_ports: list[int]) -> Nginx:
+    """nginx as the load balancer in front of several app hosts (docs/scaling.md).
+
+    Round robin with no stickiness; a host that refuses connections is skipped for the next
+    (``proxy_next_upstream error``), as a balancer's passive health check does.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    servers = "".join(
+        f"    server 127.0.0.1:{upstream} max_fails=1 fail_timeout=2s;\n"
+        for upstream in upstream_ports
+    )
+    site = folder / "balancer.conf"
+    site.write_text(
+        f"upstream app_hosts {{\n{servers}}}\n"
+        f"server {{\n  listen 127.0.0.1:{port};\n  location / {{\n"
+        "    proxy_pass http://app_hosts;\n    proxy_set_header Host $http_host;\n"
+        "    proxy_next_upstream error timeout;\n  }\n}\n"
+    )
+    config = main_config(folder, site)
+    checked = check_config(config, folder)
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen(
+        [NGINX, "-p", str(folder), "-c", str(config), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    return _listening(Nginx(process, url, url, None, folder), port)
 
 
 class FromAddress(HTTPAdapter):
