@@ -11,7 +11,7 @@ from flask import Flask
 from peewee import OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from extframework import authn, backup_cli, caching, cli, db, observability, registry_cli
+from extframework import authn, backup_cli, caching, cli, db, db_cli, observability, registry_cli
 from extframework.blueprints import auth, registry, shell, storage
 from extframework.config import load_config
 from extframework.errors import register_error_handlers
@@ -46,6 +46,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     cli.init_app(app)
     registry_cli.init_app(app)
     backup_cli.init_app(app)
+    db_cli.init_app(app)
     configure_health(app)
     return app
 
