@@ -3,7 +3,9 @@
     .venv/bin/python bench/storage.py [--seconds 4] [--clients 2] [--workers 2]
 
 Starts the core under gunicorn on a loopback port (with BENCH_ROUTES=true, which adds a
-no-op JSON route), then prints:
+no-op JSON route), once on SQLite and once on PostgreSQL (a throwaway cluster with fsync off,
+as the tests start; ``--engines sqlite`` for one), then prints each engine's figures side by
+side:
 
 1. single-document create throughput vs the no-op JSON route (goal >= 0.6);
 2. indexed equality query latency (median) at 200k documents vs at 10k (goal <= 1.5);
@@ -25,11 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from extframework import create_app  # noqa: E402
 from extframework.db import database  # noqa: E402
 from extframework.models import Collection, Document, Plugin, utcnow  # noqa: E402
 from extframework.services import storage  # noqa: E402
+from tests.support import postgres  # noqa: E402
 from tests.support.processes import start_core  # noqa: E402
-from tests.support.storage_fixtures import provision_in_instance  # noqa: E402
+from tests.support.storage_fixtures import provision_in_instance, provision_plugin  # noqa: E402
 
 SCHEMA = {
     "type": "object",
@@ -153,20 +157,29 @@ def direct_inserts(seconds: float) -> float:
     return done / (time.monotonic() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="per throughput round")
-    parser.add_argument("--clients", type=int, default=2, help="client processes")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--samples", type=int, default=300, help="queries per size")
-    options = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)  # keep the report readable
+SECRET = "bench-secret-shared-by-the-core-and-this-process"
 
+
+def provision(instance: Path, database_url: str | None) -> str:
+    """Provision the bench plugin in the core's database (either engine); return its token."""
+    if database_url is None:
+        return provision_in_instance(instance, "bench-plugin", COLLECTIONS)
+    app = create_app(
+        {"DATABASE_URL": database_url, "SECRET_KEY": SECRET, "HEALTH_MONITOR": False},
+        instance_path=str(instance),
+    )
+    with app.app_context():
+        return provision_plugin("bench-plugin", COLLECTIONS)[1]
+
+
+def measure(options, database_url: str | None) -> dict[str, float]:
+    """Every figure of one engine, against the core under gunicorn on that engine."""
+    engine = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET} if database_url else {}
     with tempfile.TemporaryDirectory(prefix="extfw-bench-") as tmp:
         tmp_path = Path(tmp)
-        core = start_core(tmp_path, workers=options.workers, BENCH_ROUTES="true")
+        core = start_core(tmp_path, workers=options.workers, BENCH_ROUTES="true", **engine)
         try:
-            token = provision_in_instance(tmp_path / "instance", "bench-plugin", COLLECTIONS)
+            token = provision(tmp_path / "instance", database_url)
             database.connect(reuse_if_open=True)
             port = core.port
             pool = multiprocessing.get_context("fork").Pool(options.clients)
@@ -178,7 +191,6 @@ def main() -> None:
                 create.append(throughput(pool, run[0], "/api/storage/items", token, 201, *run[2:]))
             pool.close()
             pool.join()
-            noop_rps, create_rps = statistics.mean(noop), statistics.mean(create)
 
             bulk_load(0, 10_000)
             small = query_latency(port, token, 10_000 // PER_CUSTOMER, options.samples)
@@ -191,19 +203,62 @@ def main() -> None:
             database.close()
         finally:
             core.stop()
+    return {
+        "noop": statistics.mean(noop),
+        "create": statistics.mean(create),
+        "small": small,
+        "large": large,
+        "load_s": load_s,
+        "direct": direct,
+    }
+
+
+ROWS = [  # label, figure, format
+    ("no-op JSON route (req/s)", lambda m: m["noop"], "{:.0f}"),
+    ("create document (req/s)", lambda m: m["create"], "{:.0f}"),
+    ("ratio create / no-op (goal >= 0.6)", lambda m: m["create"] / m["noop"], "{:.2f}"),
+    ("indexed query p50, 10k docs (ms)", lambda m: m["small"], "{:.2f}"),
+    ("indexed query p50, 200k docs (ms)", lambda m: m["large"], "{:.2f}"),
+    ("ratio 200k / 10k (goal <= 1.5)", lambda m: m["large"] / m["small"], "{:.2f}"),
+    ("190k documents bulk-loaded in (s)", lambda m: m["load_s"], "{:.1f}"),
+    ("direct Peewee inserts, 1 process (docs/s)", lambda m: m["direct"], "{:.0f}"),
+    ("ratio create / direct", lambda m: m["create"] / m["direct"], "{:.2f}"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="per throughput round")
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--samples", type=int, default=300, help="queries per size")
+    parser.add_argument(
+        "--engines", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
+    )
+    options = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)  # keep the report readable
+
+    engines = [e.strip() for e in options.engines.split(",") if e.strip()]
+    results, cluster = {}, None
+    try:
+        for engine in engines:
+            url = None
+            if engine == "postgresql":  # a throwaway cluster, as the tests start (fsync off)
+                cluster = postgres.Cluster()
+                url = cluster.create_database()
+            results[engine] = measure(options, url)
+    finally:
+        if cluster is not None:
+            cluster.stop()
 
     print(
         f"storage bench: gunicorn {options.workers} workers, {options.clients} client "
         f"processes, loopback, {options.seconds:g} s rounds"
     )
-    print(f"  no-op JSON route            {noop_rps:8.0f} req/s")
-    print(f"  create document             {create_rps:8.0f} req/s")
-    print(f"  ratio create / no-op        {create_rps / noop_rps:8.2f}   (goal >= 0.6)")
-    print(f"  indexed query p50, 10k docs {small:8.2f} ms")
-    print(f"  indexed query p50, 200k docs{large:8.2f} ms   (190k bulk-loaded in {load_s:.1f} s)")
-    print(f"  ratio 200k / 10k            {large / small:8.2f}   (goal <= 1.5)")
-    print(f"  direct Peewee inserts       {direct:8.0f} docs/s (same validation, 1 process)")
-    print(f"  ratio create / direct       {create_rps / direct:8.2f}")
+    print(f"  {'':44}" + "".join(f"{engine:>12}" for engine in results))
+    for label, figure, shape in ROWS:
+        cells = "".join(f"{shape.format(figure(m)):>12}" for m in results.values())
+        print(f"  {label:44}{cells}")
 
 
 if __name__ == "__main__":
