@@ -32,19 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scale import COLLECTIONS  # noqa: E402  (the same plugin as the scale bench)
 from extframework import create_app, db  # noqa: E402
 from extframework.db import database  # noqa: E402
 from extframework.models import Plugin, utcnow  # noqa: E402
 from extframework.services import archives  # noqa: E402
 from tests.support.processes import core_env, start_core  # noqa: E402
 from tests.support.storage_fixtures import provision_in_instance  # noqa: E402
-
-SCHEMA = {
-    "type": "object",
-    "properties": {"title": {"type": "string"}, "n": {"type": "integer"}},
-    "required": ["title"],
-}
-COLLECTIONS = [{"collection": "items", "schema": SCHEMA, "indexes": []}]
 
 
 def seed_and_archive(instance: Path, docs: int) -> Path:

@@ -3,6 +3,7 @@
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -335,6 +336,21 @@ def schema_problem() -> tuple[str, str] | None:
             f"{len(MIGRATIONS)}. Run 'flask --app app init-db' to upgrade it."
         )
     return None
+
+
+@contextmanager
+def sqlite_file_locked(path: str, timeout_s: float) -> Iterator[sqlite3.Connection]:
+    """A connection of its own to a SQLite file, holding its write lock until the block ends.
+
+    What it reads is one snapshot, and no other process can write to the file meanwhile (a
+    writer waits, then fails): ``db copy`` reads a stopped installation this way.
+    """
+    connection = sqlite3.connect(path, timeout=timeout_s)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield connection
+    finally:
+        connection.close()
 
 
 def database_time() -> float:

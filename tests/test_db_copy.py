@@ -11,12 +11,8 @@ from tests.support.engines import raw_connection
 
 @pytest.fixture
 def target():
-    cluster = postgres.cluster()
-    url = cluster.create_database()
-    yield url
-    if db.database.obj is not None and db.database.obj.database == url:
-        db.database.obj.close_all()
-    cluster.drop_database(url)
+    with postgres.empty_database() as url:
+        yield url
 
 
 def on_postgresql(app, url: str, tmp_path, **config):

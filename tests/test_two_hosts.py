@@ -39,19 +39,15 @@ WRITER = Path(__file__).resolve().parent / "support" / "writer.py"
 @pytest.fixture
 def shared(tmp_path):
     """What every host's configuration shares: the database, the secret, archives, the URL."""
-    cluster = postgres.cluster()
-    url = cluster.create_database()
-    yield {
-        "DATABASE_URL": url,
-        "SECRET_KEY": SECRET,
-        "ARCHIVE_PATH": tmp_path / "archives",
-        # The load balancer's address: the `iss` of every JWT, whichever host minted it, and
-        # where plugins call the core (tests that need it start the balancer there).
-        "BASE_URL": f"http://127.0.0.1:{free_port()}",
-    }
-    if database.obj is not None and database.obj.database == url:
-        database.obj.close_all()
-    cluster.drop_database(url)
+    with postgres.empty_database() as url:
+        yield {
+            "DATABASE_URL": url,
+            "SECRET_KEY": SECRET,
+            "ARCHIVE_PATH": tmp_path / "archives",
+            # The load balancer's address: the `iss` of every JWT, whichever host minted it, and
+            # where plugins call the core (tests that need it start the balancer there).
+            "BASE_URL": f"http://127.0.0.1:{free_port()}",
+        }
 
 
 def start_host(tmp_path: Path, name: str, shared: dict, **config):

@@ -51,15 +51,14 @@ def copy(
         raise CopyError(f"--to must be a postgresql:// URL, not {url.split(':', 1)[0]}://…")
     if not Path(sqlite_path).is_file():
         raise CopyError(f"There is no SQLite database at {sqlite_path}.")
-    source = sqlite3.connect(sqlite_path, timeout=config["SQLITE_BUSY_TIMEOUT_MS"] / 1000)
-    try:
-        source.execute("BEGIN IMMEDIATE")  # writers of a core still running wait, then fail
+    timeout_s = config["SQLITE_BUSY_TIMEOUT_MS"] / 1000
+    with db.sqlite_file_locked(sqlite_path, timeout_s) as source:
         version = _source_version(source)
         db.bind(url, sqlite_path, config)
         with db.database.connection_context():
             _refuse_non_empty()
             db.upgrade()
-            with db.database.atomic():
+            with db.write_transaction():
                 _empty_core_tables()
                 for model in ALL_MODELS:
                     _copy_table(source, model)
@@ -67,8 +66,6 @@ def copy(
                 _move_sequences()
                 db.database.execute_sql("UPDATE schema_version SET version = ?", [version])
             copied = [_verify(source, model) for model in ALL_MODELS]
-    finally:
-        source.close()
     if archives_to is not None:
         _copy_archives(archives_from, archives_to)
     return copied

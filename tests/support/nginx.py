@@ -138,18 +138,23 @@ def start_nginx(folder: Path, upstream_port: int) -> Nginx:
     http_port, https_port = free_port(), free_port()
     site = folder / "extframework.conf"
     site.write_text(render_site(upstream_port, http_port, https_port, cert, key))
-    config = main_config(folder, site)
-    checked = check_config(config, folder)
-    assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(
-        [NGINX, "-p", str(folder), "-c", str(config), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = _run(folder, site)
     nginx = Nginx(
         process, f"https://127.0.0.1:{https_port}", f"http://127.0.0.1:{http_port}", cert, folder
     )
     return _listening(nginx, https_port)
+
+
+def _run(folder: Path, site: Path) -> subprocess.Popen:
+    """nginx in the foreground with ``site`` as its only server, once ``nginx -t`` passes."""
+    config = main_config(folder, site)
+    checked = check_config(config, folder)
+    assert checked.returncode == 0, checked.stderr
+    return subprocess.Popen(
+        [NGINX, "-p", str(folder), "-c", str(config), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _listening(nginx: Nginx, port: int) -> Nginx:
@@ -182,14 +187,7 @@ def start_balancer(folder: Path, port: int, upstream_ports: list[int]) -> Nginx:
         "    proxy_pass http://app_hosts;\n    proxy_set_header Host $http_host;\n"
         "    proxy_next_upstream error timeout;\n  }\n}\n"
     )
-    config = main_config(folder, site)
-    checked = check_config(config, folder)
-    assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(
-        [NGINX, "-p", str(folder), "-c", str(config), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = _run(folder, site)
     url = f"http://127.0.0.1:{port}"
     return _listening(Nginx(process, url, url, None, folder), port)
 
