@@ -12,7 +12,8 @@ from extframework.models import ALL_MODELS, Document, Plugin
 from extframework.services import lifecycle
 from extframework.settings import SettingsError
 
-pytestmark = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+pytestmark = pytest.mark.postgres
+ON_POSTGRES = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 
 
 def schema_of(app) -> dict[str, tuple[list[str], list[str]]]:
@@ -40,7 +41,15 @@ def sqlite_app(tmp_path):
     return app
 
 
-def test_upgrade_builds_the_same_tables_columns_and_indexes_as_on_sqlite(app, tmp_path):
+def test_upgrade_builds_the_same_tables_columns_and_indexes_as_on_sqlite(
+    tmp_path, empty_database_url
+):
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": empty_database_url, "HEALTH_MONITOR": False},
+        instance_path=str(tmp_path / "instance"),
+    )
+    with app.app_context():
+        db.upgrade()
     postgres = schema_of(app)
     assert dialect.current().name == "postgresql"
     expected = {m._meta.table_name for m in ALL_MODELS} | {"schema_version"}
@@ -48,6 +57,7 @@ def test_upgrade_builds_the_same_tables_columns_and_indexes_as_on_sqlite(app, tm
     assert postgres == schema_of(sqlite_app(tmp_path))
 
 
+@ON_POSTGRES
 def test_upgrade_is_idempotent_and_records_the_version(app):
     with app.app_context():
         assert db.upgrade() == (len(db.MIGRATIONS), len(db.MIGRATIONS))
@@ -56,9 +66,11 @@ def test_upgrade_is_idempotent_and_records_the_version(app):
             assert db.schema_problem() is None
 
 
-def test_an_empty_database_says_upgrade_needed_and_the_upgrade_fixes_it(tmp_path, database_url):
+def test_an_empty_database_says_upgrade_needed_and_the_upgrade_fixes_it(
+    tmp_path, empty_database_url
+):
     app = create_app(
-        {"TESTING": True, "DATABASE_URL": database_url, "HEALTH_MONITOR": False},
+        {"TESTING": True, "DATABASE_URL": empty_database_url, "HEALTH_MONITOR": False},
         instance_path=str(tmp_path / "instance"),
     )
     client = app.test_client()
@@ -71,7 +83,7 @@ def test_an_empty_database_says_upgrade_needed_and_the_upgrade_fixes_it(tmp_path
     assert client.get("/healthz").status_code == 200
 
 
-def test_a_database_url_that_is_not_postgresql_stops_the_start(tmp_path, database_url):
+def test_a_database_url_that_is_not_postgresql_stops_the_start(tmp_path):
     with pytest.raises(SettingsError, match="DATABASE_URL"):
         create_app(
             {"TESTING": True, "DATABASE_URL": "mysql://x/y"},
@@ -79,6 +91,7 @@ def test_a_database_url_that_is_not_postgresql_stops_the_start(tmp_path, databas
         )
 
 
+@ON_POSTGRES
 def test_documents_are_stored_as_json_text_and_times_read_as_on_sqlite(app, make_storage_plugin):
     """The ``json`` type keeps the text; raw SQL gets text for JSON and times on both engines."""
     plugin_id, _ = make_storage_plugin("acme-notes")
@@ -98,6 +111,7 @@ def test_documents_are_stored_as_json_text_and_times_read_as_on_sqlite(app, make
         assert Document.get(Document.doc_id == "d1").data == {"b": 1}
 
 
+@ON_POSTGRES
 def test_a_transition_waits_for_a_racing_one_and_re_reads_the_state(app, make_storage_plugin):
     """Two admins: a disable holds the row; a degrade that read ``active`` must not win after it.
 
