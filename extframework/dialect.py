@@ -11,8 +11,9 @@ fields parses them, as on SQLite) and ``numeric`` as ``int`` or ``float``.
 
 import functools
 import json
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 import psycopg
 from peewee import SQL, AutoField, Cast, Expression, Field, Node, NodeList, Value, fn
@@ -178,6 +179,14 @@ class Sqlite:
 
     def for_update(self) -> str:
         return ""
+
+    def stream(self, database, sql: str, params: list):
+        """A cursor to ``fetchmany`` from that does not hold the whole result in memory, as
+        a context manager that closes it. Use inside a transaction.
+
+        SQLite steps through the result as rows are fetched.
+        """
+        return closing(database.execute_sql(sql, params))
 
     def locked(self, query):
         """A Peewee select that locks the rows it reads until the transaction ends.
@@ -364,6 +373,15 @@ class Postgres(Sqlite):
 
     def for_update(self) -> str:
         return " FOR UPDATE"
+
+    def stream(self, database, sql: str, params: list):
+        # psycopg's ordinary cursor receives the whole result at execute(); a named (server-
+        # side) cursor fetches it in itersize batches, inside the caller's transaction.
+        if not database.in_transaction():
+            raise RuntimeError("stream() needs a transaction (db.read_transaction)")
+        cursor = database.connection().cursor(name=f"extfw_stream_{uuid.uuid4().hex}")
+        cursor.execute(translate(sql), params)
+        return closing(cursor)
 
     def locked(self, query):
         return query.for_update()

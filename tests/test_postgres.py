@@ -9,7 +9,7 @@ import pytest
 from extframework import create_app, db, dialect
 from extframework.errors import Conflict
 from extframework.models import ALL_MODELS, Document, Plugin
-from extframework.services import lifecycle
+from extframework.services import archives, export, lifecycle, storage
 from extframework.settings import SettingsError
 
 pytestmark = pytest.mark.postgres
@@ -154,3 +154,22 @@ def _waiting_on_a_lock() -> bool:
                 "AND wait_event_type = 'Lock'"
             ).fetchone()[0]
         )
+
+
+@ON_POSTGRES
+def test_export_and_archive_stream_through_a_server_side_cursor(app, make_storage_plugin, tmp_path):
+    """psycopg's ordinary cursor would receive the whole namespace at execute() (the issue
+    measured 359 MiB for 1M documents against 24 MiB through a named cursor)."""
+    plugin_id, token = make_storage_plugin("acme-notes")
+    with app.app_context(), db.database.connection_context():
+        plugin = Plugin.get(Plugin.plugin_id == plugin_id)
+        ns = storage.open_collection(plugin, None, "notes", write=True)
+        for n in range(export.BATCH + 1):
+            storage.create_document(ns, {"title": f"t{n}"})
+        lines = export.export_plugin(plugin_id, actor="test")
+        next(lines)  # the first batch is out; the cursor is open for the rest
+        open_cursors = db.database.execute_sql("SELECT name FROM pg_cursors").fetchall()
+        assert [name for (name,) in open_cursors if name.startswith("extfw_stream_")]
+        assert sum(chunk.count("\n") for chunk in lines) == 1  # the rest: one document
+        written = archives.write_archive(plugin, "default", tmp_path)
+        assert written["documents"] == export.BATCH + 1
