@@ -16,7 +16,18 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 
 import psycopg
-from peewee import SQL, AutoField, Cast, Expression, Field, Node, NodeList, Value, fn
+from peewee import (
+    SQL,
+    AutoField,
+    Cast,
+    CharField,
+    Expression,
+    Field,
+    Node,
+    NodeList,
+    Value,
+    fn,
+)
 from playhouse.migrate import SchemaMigrator
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 from psycopg.adapt import Loader
@@ -51,6 +62,16 @@ class JSONField(Field):
     def __getitem__(self, key: str) -> Node:
         """A top-level member, for a Peewee ``where`` (on PostgreSQL: as text)."""
         return current().json_member(self, key)
+
+
+class ByteOrderCharField(CharField):
+    """Text that compares and sorts by its bytes on both engines (``COLLATE "C"`` on
+    PostgreSQL, whose default follows the database's locale)."""
+
+    def ddl_datatype(self, ctx):
+        data_type = super().ddl_datatype(ctx)
+        collation = current().byte_collation
+        return NodeList((data_type, SQL(f"COLLATE {collation}"))) if collation else data_type
 
 
 class AutoIncrementField(AutoField):
@@ -105,6 +126,7 @@ class PostgresDatabase(PooledPostgresqlDatabase):
 class Sqlite:
     name = "sqlite"
     write_queue = True  # writers queue on a lock file first (db.write_transaction)
+    byte_collation = ""  # BINARY, SQLite's default
     field_types = {"JSONTEXT": "TEXT"}
 
     def open(self, path: str, *, busy_timeout_ms: int, pool_size: int) -> PooledSqliteDatabase:
@@ -229,6 +251,7 @@ class Sqlite:
 class Postgres(Sqlite):
     name = "postgresql"
     write_queue = False
+    byte_collation = '"C"'
     field_types = {"JSONTEXT": "JSON"}
 
     def open(self, url: str, *, busy_timeout_ms: int, pool_size: int) -> PostgresDatabase:
