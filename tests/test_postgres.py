@@ -5,12 +5,14 @@ import time
 
 import psycopg
 import pytest
+import requests
 
 from extframework import create_app, db, dialect
 from extframework.errors import Conflict
 from extframework.models import ALL_MODELS, Document, Plugin
 from extframework.services import archives, export, lifecycle, storage
 from extframework.settings import SettingsError
+from tests.support.processes import flask_cli, start_core
 
 pytestmark = pytest.mark.postgres
 ON_POSTGRES = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
@@ -173,3 +175,26 @@ def test_export_and_archive_stream_through_a_server_side_cursor(app, make_storag
         assert sum(chunk.count("\n") for chunk in lines) == 1  # the rest: one document
         written = archives.write_archive(plugin, "default", tmp_path)
         assert written["documents"] == export.BATCH + 1
+
+
+def test_a_real_core_runs_on_the_database_url_from_its_environment(tmp_path, empty_database_url):
+    """init-db, a CLI command and two gunicorn workers, all on EXTFW_DATABASE_URL."""
+    core = start_core(tmp_path, workers=2, threads=2, DATABASE_URL=empty_database_url)
+    try:
+        instance = tmp_path / "instance"
+        env = {"EXTFW_DATABASE_URL": empty_database_url, "EXTFW_PASSWORD": "a long password"}
+        made = flask_cli(instance, "users", "create", "ops@example.com", "--role", "admin", env=env)
+        assert made.returncode == 0, made.stderr
+        for _ in range(4):  # both workers answer from PostgreSQL
+            answer = requests.post(
+                f"{core.url}/api/auth/token",
+                json={"email": "ops@example.com", "password": "a long password"},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+        assert requests.get(f"{core.url}/healthz", timeout=10).status_code == 200
+    finally:
+        core.stop()
+    assert not list(instance.glob("*.sqlite3*")), "a SQLite file was created"
+    with psycopg.connect(empty_database_url) as con:
+        assert con.execute('SELECT email FROM "user"').fetchall() == [("ops@example.com",)]
