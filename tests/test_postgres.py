@@ -198,3 +198,29 @@ def test_a_real_core_runs_on_the_database_url_from_its_environment(tmp_path, emp
     assert not list(instance.glob("*.sqlite3*")), "a SQLite file was created"
     with psycopg.connect(empty_database_url) as con:
         assert con.execute('SELECT email FROM "user"').fetchall() == [("ops@example.com",)]
+
+
+def test_two_hosts_upgrading_at_once_take_turns(tmp_path, empty_database_url):
+    """The upgrade holds an advisory lock: the second waits, then finds nothing to do."""
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": empty_database_url, "HEALTH_MONITOR": False},
+        instance_path=str(tmp_path / "instance"),
+    )
+    results, errors = [], []
+    start = threading.Barrier(2)
+
+    def upgrade() -> None:
+        try:
+            with app.app_context():
+                start.wait(10)
+                results.append(db.upgrade())
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert sorted(results) == [(0, len(db.MIGRATIONS)), (len(db.MIGRATIONS), len(db.MIGRATIONS))]
