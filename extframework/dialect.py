@@ -11,6 +11,7 @@ fields parses them, as on SQLite) and ``numeric`` as ``int`` or ``float``.
 
 import functools
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -127,6 +128,8 @@ class Sqlite:
     name = "sqlite"
     write_queue = True  # writers queue on a lock file first (db.write_transaction)
     byte_collation = ""  # BINARY, SQLite's default
+    # Why `flask backup create|restore` (a copy of the database file) cannot serve, or "".
+    file_backup_refusal = ""
     field_types = {"JSONTEXT": "TEXT"}
 
     def open(self, path: str, *, busy_timeout_ms: int, pool_size: int) -> PooledSqliteDatabase:
@@ -202,6 +205,20 @@ class Sqlite:
     def for_update(self) -> str:
         return ""
 
+    def text_length(self, field: Field) -> Node:
+        """Characters of a JSON column's text."""
+        return fn.LENGTH(field)
+
+    def database_bytes(self, database, path: str) -> int:
+        """The database's size: SQLite's file and its WAL."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(path + suffix)
+            except OSError:
+                pass
+        return total
+
     def stream(self, database, sql: str, params: list):
         """A cursor to ``fetchmany`` from that does not hold the whole result in memory, as
         a context manager that closes it. Use inside a transaction.
@@ -252,6 +269,10 @@ class Postgres(Sqlite):
     name = "postgresql"
     write_queue = False
     byte_collation = '"C"'
+    file_backup_refusal = (
+        "The core stores its data in PostgreSQL (DATABASE_URL): 'backup' copies a SQLite file. "
+        "Back the database up with pg_dump (docs/scaling.md)."
+    )
     field_types = {"JSONTEXT": "JSON"}
 
     def open(self, url: str, *, busy_timeout_ms: int, pool_size: int) -> PostgresDatabase:
@@ -396,6 +417,12 @@ class Postgres(Sqlite):
 
     def for_update(self) -> str:
         return " FOR UPDATE"
+
+    def text_length(self, field: Field) -> Node:
+        return fn.LENGTH(Cast(field, "text"))
+
+    def database_bytes(self, database, path: str) -> int:
+        return database.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0]
 
     def stream(self, database, sql: str, params: list):
         # psycopg's ordinary cursor receives the whole result at execute(); a named (server-

@@ -1,5 +1,7 @@
 """The core on PostgreSQL: selecting it, its schema, and what dialect.py makes alike."""
 
+import json
+import re
 import threading
 import time
 
@@ -224,3 +226,29 @@ def test_two_hosts_upgrading_at_once_take_turns(tmp_path, empty_database_url):
         thread.join(30)
     assert errors == []
     assert sorted(results) == [(0, len(db.MIGRATIONS)), (len(db.MIGRATIONS), len(db.MIGRATIONS))]
+
+
+@ON_POSTGRES
+def test_metrics_count_documents_and_the_database_size(
+    app, client, make_storage_plugin, plugin_api
+):
+    _, token = make_storage_plugin("acme-notes")
+    assert plugin_api(token).create("notes", {"title": "héllo"}).status_code == 201
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'extfw_documents{plugin="acme-notes",tenant="default"} 1.0' in text, text
+    stored = len(json.dumps({"title": "héllo"}, separators=(",", ":")))  # as SQLite counts it
+    assert f'extfw_document_bytes{{plugin="acme-notes",tenant="default"}} {stored}.0' in text
+    size = re.search(r"^extfw_database_bytes (\S+)$", text, re.MULTILINE)
+    assert size and float(size.group(1)) > 1_000_000  # the database, not a missing file
+
+
+@ON_POSTGRES
+def test_a_file_backup_refuses_a_postgresql_installation(app, tmp_path):
+    result = app.test_cli_runner().invoke(args=["backup", "create", str(tmp_path / "b.tar.gz")])
+    assert result.exit_code != 0
+    assert "pg_dump" in result.output
+    assert not (tmp_path / "b.tar.gz").exists()
+    assert not list(tmp_path.rglob("*.sqlite3")), "an empty SQLite file was created"
+    (tmp_path / "old.tar.gz").write_bytes(b"not used")
+    result = app.test_cli_runner().invoke(args=["backup", "restore", str(tmp_path / "old.tar.gz")])
+    assert result.exit_code != 0 and "pg_dump" in result.output
