@@ -7,6 +7,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from extframework import dialect
 from extframework.db import MIGRATIONS, database
 from extframework.models import utcnow
 from extframework.services import backup
@@ -33,6 +34,8 @@ def _describe(manifest: dict) -> str:
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def create(path: Path | None) -> None:
     """Write a backup while the core runs (default: <instance>/backups/<UTC time>.tar.gz)."""
+    if dialect.current().file_backup_refusal:
+        raise click.ClickException(dialect.current().file_backup_refusal)
     if path is None:
         stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
         path = Path(current_app.instance_path) / "backups" / f"extframework-{stamp}.tar.gz"
@@ -66,6 +69,8 @@ def verify(path: Path) -> None:
 @click.option("--force", is_flag=True, help="Replace an instance that holds data already.")
 def restore(path: Path, force: bool) -> None:
     """Restore a backup into this instance folder; stop the core first."""
+    if dialect.current().file_backup_refusal:
+        raise click.ClickException(dialect.current().file_backup_refusal)
     database.close_all()  # this process's pooled connections point at the file being replaced
     try:
         manifest = backup.restore(

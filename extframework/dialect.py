@@ -11,11 +11,24 @@ fields parses them, as on SQLite) and ``numeric`` as ``int`` or ``float``.
 
 import functools
 import json
+import os
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 import psycopg
-from peewee import SQL, AutoField, Cast, Expression, Field, Node, NodeList, Value, fn
+from peewee import (
+    SQL,
+    AutoField,
+    Cast,
+    CharField,
+    Expression,
+    Field,
+    Node,
+    NodeList,
+    Value,
+    fn,
+)
 from playhouse.migrate import SchemaMigrator
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 from psycopg.adapt import Loader
@@ -50,6 +63,16 @@ class JSONField(Field):
     def __getitem__(self, key: str) -> Node:
         """A top-level member, for a Peewee ``where`` (on PostgreSQL: as text)."""
         return current().json_member(self, key)
+
+
+class ByteOrderCharField(CharField):
+    """Text that compares and sorts by its bytes on both engines (``COLLATE "C"`` on
+    PostgreSQL, whose default follows the database's locale)."""
+
+    def ddl_datatype(self, ctx):
+        data_type = super().ddl_datatype(ctx)
+        collation = current().byte_collation
+        return NodeList((data_type, SQL(f"COLLATE {collation}"))) if collation else data_type
 
 
 class AutoIncrementField(AutoField):
@@ -104,6 +127,9 @@ class PostgresDatabase(PooledPostgresqlDatabase):
 class Sqlite:
     name = "sqlite"
     write_queue = True  # writers queue on a lock file first (db.write_transaction)
+    byte_collation = ""  # BINARY, SQLite's default
+    # Why `flask backup create|restore` (a copy of the database file) cannot serve, or "".
+    file_backup_refusal = ""
     field_types = {"JSONTEXT": "TEXT"}
 
     def open(self, path: str, *, busy_timeout_ms: int, pool_size: int) -> PooledSqliteDatabase:
@@ -179,6 +205,28 @@ class Sqlite:
     def for_update(self) -> str:
         return ""
 
+    def text_length(self, field: Field) -> Node:
+        """Characters of a JSON column's text."""
+        return fn.LENGTH(field)
+
+    def database_bytes(self, database, path: str) -> int:
+        """The database's size: SQLite's file and its WAL."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(path + suffix)
+            except OSError:
+                pass
+        return total
+
+    def stream(self, database, sql: str, params: list):
+        """A cursor to ``fetchmany`` from that does not hold the whole result in memory, as
+        a context manager that closes it. Use inside a transaction.
+
+        SQLite steps through the result as rows are fetched.
+        """
+        return closing(database.execute_sql(sql, params))
+
     def locked(self, query):
         """A Peewee select that locks the rows it reads until the transaction ends.
 
@@ -224,6 +272,11 @@ class Sqlite:
 class Postgres(Sqlite):
     name = "postgresql"
     write_queue = False
+    byte_collation = '"C"'
+    file_backup_refusal = (
+        "The core stores its data in PostgreSQL (DATABASE_URL): 'backup' copies a SQLite file. "
+        "Back the database up with pg_dump (docs/scaling.md)."
+    )
     # FloatField is Unix times here (leases, signing keys): PostgreSQL's REAL (4 bytes) keeps
     # them to 128 s; DOUBLE PRECISION is SQLite's REAL.
     field_types = {"JSONTEXT": "JSON", "FLOAT": "DOUBLE PRECISION"}
@@ -370,6 +423,21 @@ class Postgres(Sqlite):
 
     def for_update(self) -> str:
         return " FOR UPDATE"
+
+    def text_length(self, field: Field) -> Node:
+        return fn.LENGTH(Cast(field, "text"))
+
+    def database_bytes(self, database, path: str) -> int:
+        return database.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0]
+
+    def stream(self, database, sql: str, params: list):
+        # psycopg's ordinary cursor receives the whole result at execute(); a named (server-
+        # side) cursor fetches it in itersize batches, inside the caller's transaction.
+        if not database.in_transaction():
+            raise RuntimeError("stream() needs a transaction (db.read_transaction)")
+        cursor = database.connection().cursor(name=f"extfw_stream_{uuid.uuid4().hex}")
+        cursor.execute(translate(sql), params)
+        return closing(cursor)
 
     def locked(self, query):
         return query.for_update()

@@ -14,7 +14,7 @@ from peewee import (
 )
 
 from extframework.db import BaseModel
-from extframework.dialect import AutoIncrementField, JSONField
+from extframework.dialect import AutoIncrementField, ByteOrderCharField, JSONField
 
 ROLES = ("viewer", "member", "admin")
 PLUGIN_STATES = ("registered", "active", "degraded", "disabled", "migrating", "deregistered")
@@ -257,10 +257,11 @@ class Document(BaseModel):
     """One JSON document; (tenant, plugin_id, collection) is its namespace."""
 
     pk = AutoField()
-    tenant = CharField()
-    plugin_id = CharField()
-    collection = CharField()
-    doc_id = CharField()
+    # Byte order on both engines: exports and archives list namespaces in it.
+    tenant = ByteOrderCharField()
+    plugin_id = ByteOrderCharField()
+    collection = ByteOrderCharField()
+    doc_id = ByteOrderCharField()
     version = IntegerField(default=1)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)

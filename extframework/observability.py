@@ -28,6 +28,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+from extframework import dialect
+from extframework.db import database as db_handle
 from extframework.errors import Forbidden, request_id
 from extframework.models import Document, Plugin
 
@@ -186,7 +188,7 @@ class DatabaseCollector:
                 Document.tenant,
                 Document.plugin_id,
                 fn.COUNT(Document.pk),
-                fn.SUM(fn.LENGTH(Document.data)),
+                fn.SUM(dialect.current().text_length(Document.data)),
             )
             .group_by(Document.tenant, Document.plugin_id)
             .tuples()
@@ -199,18 +201,8 @@ class DatabaseCollector:
         database = GaugeMetricFamily(
             "extfw_database_bytes", "Size of the database files (with the WAL)"
         )
-        database.add_metric([], _database_bytes(self.database_path))
+        database.add_metric([], dialect.current().database_bytes(db_handle, self.database_path))
         yield database
-
-
-def _database_bytes(path: str) -> int:
-    total = 0
-    for suffix in ("", "-wal"):
-        try:
-            total += os.path.getsize(path + suffix)
-        except OSError:
-            pass
-    return total
 
 
 class JsonFormatter(logging.Formatter):

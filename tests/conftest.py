@@ -54,20 +54,31 @@ def engine(request):
     return getattr(request, "param", "sqlite")
 
 
-@pytest.fixture
-def database_url(engine):
-    """A fresh, empty PostgreSQL database's URL for a PostgreSQL test, else None."""
-    if engine != "postgresql":
-        yield None
-        return
+def _postgres_database(empty: bool):
     from tests.support import postgres
 
     cluster = postgres.cluster()
-    url = cluster.create_database()
+    url = cluster.create_database() if empty else cluster.create_database(cluster.core_template())
     yield url
     if db.database.obj is not None and db.database.obj.database == url:
         db.database.obj.close_all()
     cluster.drop_database(url)
+
+
+@pytest.fixture
+def database_url(engine):
+    """For a PostgreSQL test, a fresh database's URL, at the core's schema (a copy of one
+    ``db.upgrade()`` built); else None."""
+    if engine != "postgresql":
+        yield None
+        return
+    yield from _postgres_database(empty=False)
+
+
+@pytest.fixture
+def empty_database_url():
+    """A fresh, empty PostgreSQL database's URL."""
+    yield from _postgres_database(empty=True)
 
 
 @pytest.fixture

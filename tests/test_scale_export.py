@@ -4,10 +4,15 @@ import json
 import tracemalloc
 import uuid
 
-from extframework import db
+import pytest
+
+from extframework import db, dialect
 from extframework.db import database
 from extframework.models import Plugin
 from extframework.services import export, storage
+
+# Each test runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}}}
 
@@ -25,10 +30,13 @@ def _seed(plugin_id: str, count: int) -> None:
         )
         for n in range(count)
     ]
+    engine = dialect.current()
     with db.write_transaction():
         database.cursor().executemany(
-            "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, created_at, "
-            "updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, json(?))",
+            engine.sql(
+                "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, "
+                f"created_at, updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, {engine.json_param()})"
+            ),
             rows,
         )
 

@@ -145,3 +145,12 @@ def test_healthz_says_when_the_health_monitor_died(tmp_path, monkeypatch):
     answer = client.get("/healthz")
     assert answer.status_code == 503
     assert answer.get_json()["type"] == "urn:extframework:problem:health-monitor-stopped"
+
+
+def test_config_show_redacts_the_database_url_it_may_hold_a_password(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXTFW_DATABASE_URL", "postgresql://extfw:hunter2@127.0.0.1:1/extfw")
+    monkeypatch.setenv("EXTFW_SECRET_KEY", "shared-by-every-host")
+    app = create_app(instance_path=str(tmp_path / "instance"))
+    result = app.test_cli_runner().invoke(args=["config", "show"])
+    assert "DATABASE_URL = <redacted>  (EXTFW_DATABASE_URL)" in result.output, result.output
+    assert "hunter2" not in result.output

@@ -413,3 +413,23 @@ def test_nul_is_refused_in_documents_filter_values_and_ids(
     )
     assert batch.status_code == 404, batch.get_json()
     assert api.read("notes", kept).get_json()["data"] == {"title": "kept"}
+
+
+def test_export_orders_namespaces_in_byte_order_whatever_the_collation(
+    client, make_user, user_token, make_storage_plugin, plugin_api
+):
+    """Bytes put "a1" before "a_b" ("1" < "_"); ICU English puts punctuation first."""
+    names = ["a_b", "a1", "ab"]
+    _, token = make_storage_plugin(
+        "order-plugin", [{"collection": name, "schema": {}} for name in names]
+    )
+    api = plugin_api(token)
+    for name in names:
+        assert api.create(name, {"n": name}).status_code == 201
+    make_user("op@example.com", operator=True, role="admin")
+    export = client.get(
+        "/api/registry/plugins/order-plugin/export",
+        headers={"Authorization": f"Bearer {user_token('op@example.com')}"},
+    )
+    lines = [json.loads(line) for line in export.get_data(as_text=True).splitlines()]
+    assert [line["collection"] for line in lines] == sorted(names, key=str.encode)

@@ -99,16 +99,18 @@ def write_archive(plugin: Plugin, tenant: str, root: Path) -> dict:
                 for c in plugin.manifest.get("data_schemas", [])
             ],
         }
-        cursor = database.execute_sql(
+        sql = (
             f"SELECT {COLUMNS} FROM document WHERE plugin_id = ? AND tenant = ? "
-            "ORDER BY collection, pk",
-            [plugin.plugin_id, tenant],
+            "ORDER BY collection, pk"
         )
 
         def write(raw) -> None:
-            with gzip.GzipFile(
-                filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL
-            ) as gz:
+            with (
+                dialect.current().stream(database, sql, [plugin.plugin_id, tenant]) as cursor,
+                gzip.GzipFile(
+                    filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL
+                ) as gz,
+            ):
                 gz.write((json.dumps(header, separators=(",", ":")) + "\n").encode())
                 while rows := cursor.fetchmany(BATCH):
                     gz.write("".join(_line(*row) for row in rows).encode())

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as json_string
 
+from extframework import dialect
 from extframework.db import database, read_transaction
 from extframework.errors import NotFound
 from extframework.models import AuditEvent, Plugin
@@ -40,12 +41,15 @@ def _lines(plugin_id: str) -> Iterator[str]:
     # One cursor over the namespace index, BATCH rows at a time: memory stays flat however many
     # documents the plugin holds. ``data`` is spliced in as the database holds it (minified by
     # SQLite's json()), as archives do: decoding and re-encoding it was most of the export's time.
-    with read_transaction():  # one read snapshot, so the export is consistent
-        cursor = database.execute_sql(
+    with (
+        read_transaction(),  # one read snapshot, so the export is consistent
+        dialect.current().stream(
+            database,
             "SELECT tenant, collection, doc_id, version, created_at, updated_at, data "
             "FROM document WHERE plugin_id = ? ORDER BY tenant, collection, pk",
             [plugin_id],
-        )
+        ) as cursor,
+    ):
         while rows := cursor.fetchmany(BATCH):
             yield "".join(
                 [

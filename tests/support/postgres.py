@@ -59,6 +59,7 @@ class Cluster:
             for path in (self.root, self.socket_dir):
                 os.chown(path, self._user.pw_uid, self._user.pw_gid)
         self._names = itertools.count(1)
+        self._template: str | None = None
         self._started = False
         atexit.register(self.stop)  # also when the session ends without its finalizer
         self._run(
@@ -97,20 +98,48 @@ class Cluster:
     def url(self, dbname: str) -> str:
         return f"postgresql://postgres@/{dbname}?host={self.socket_dir}"
 
+    @staticmethod
+    def name(url: str) -> str:
+        return url.split("?", 1)[0].rsplit("/", 1)[1]
+
     def admin(self) -> psycopg.Connection:
         return psycopg.connect(self.url("postgres"), autocommit=True)
 
-    def create_database(self) -> str:
-        """Create an empty database (from template0) and return its URL."""
+    def create_database(self, template: str = "template0") -> str:
+        """Create a database (empty: from template0) and return its URL."""
         name = f"t{os.getpid()}_{next(self._names)}"
         with self.admin() as con:
-            con.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+            con.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.url(name)
 
+    def core_template(self) -> str:
+        """A database ``db.upgrade()`` brought to the current schema, built once, to copy.
+
+        Copying it costs what creating an empty database costs; upgrading each test's empty
+        database took longer than that again (measured: 0.11-0.20 s against 0.07-0.16 s).
+        """
+        if self._template is None:
+            from extframework import create_app, db
+
+            url = self.create_database()
+            app = create_app(
+                {
+                    "TESTING": True,
+                    "DATABASE_URL": url,
+                    "HEALTH_MONITOR": False,
+                    "SECRET_KEY": "only builds the template's tables",
+                },
+                instance_path=str(self.root / "template-instance"),
+            )
+            with app.app_context():
+                db.upgrade()
+            db.database.obj.close_all()  # a template must have no connections to be copied
+            self._template = self.name(url)
+        return self._template
+
     def drop_database(self, url: str) -> None:
-        name = url.rsplit("/", 1)[1].split("?", 1)[0]
         with self.admin() as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            con.execute(f'DROP DATABASE "{self.name(url)}" WITH (FORCE)')
 
     def stop(self) -> None:
         if self._started:
