@@ -263,6 +263,38 @@ def _migration_6() -> None:
     )
 
 
+# What the in-process caches of views read (services/registry_cache.py): a change to any of it
+# bumps the one-row registry version in the same transaction, whoever writes it (docs/shell.md).
+REGISTRY_TRIGGERS = {
+    "plugin": ("INSERT", "DELETE", "UPDATE OF plugin_id, name, base_url, state, restricted"),
+    "route": ("INSERT", "DELETE", "UPDATE"),
+    "installation": ("INSERT", "DELETE", "UPDATE"),
+    "tenant": ("INSERT", "DELETE", "UPDATE OF slug"),
+}
+
+
+def _migration_7() -> None:
+    """``registry_version``: one row that SQLite triggers bump on every registry change.
+
+    ``epoch`` is random per database, so a cache never mistakes another file's version for its
+    own. Independent of the other steps: creates only what is missing.
+    """
+    database.execute_sql(
+        'CREATE TABLE IF NOT EXISTS "registry_version" ("id" INTEGER NOT NULL PRIMARY KEY '
+        'CHECK ("id" = 1), "epoch" TEXT NOT NULL, "version" INTEGER NOT NULL)'
+    )
+    database.execute_sql(
+        'INSERT OR IGNORE INTO "registry_version" VALUES (1, lower(hex(randomblob(8))), 0)'
+    )
+    for table, events in REGISTRY_TRIGGERS.items():
+        for event in events:
+            database.execute_sql(
+                f'CREATE TRIGGER IF NOT EXISTS "{table}_{event.split()[0].lower()}_bumps_registry"'
+                f' AFTER {event} ON "{table}" BEGIN'
+                ' UPDATE "registry_version" SET "version" = "version" + 1 WHERE "id" = 1; END'
+            )
+
+
 # Append-only: each entry upgrades the previous version's tables without losing rows
 # (use playhouse.migrate for columns). Never edit a step that has shipped.
 MIGRATIONS: list[Callable[[], None]] = [
@@ -272,6 +304,7 @@ MIGRATIONS: list[Callable[[], None]] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 ]
 
 

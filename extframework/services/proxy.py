@@ -20,7 +20,16 @@ from extframework import observability
 from extframework.errors import Forbidden, NotFound, Unavailable
 from extframework.models import Plugin, Route
 from extframework.problems import problem_type
-from extframework.services import catalog, deadlines, fragments, lifecycle, markup, tokens, urls
+from extframework.services import (
+    catalog,
+    deadlines,
+    fragments,
+    lifecycle,
+    markup,
+    registry_cache,
+    tokens,
+    urls,
+)
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
@@ -139,23 +148,32 @@ def resolve(plugin_id: str, method: str, path: str, *, role: str, tenant: str) -
             f"{plugin.name} is {plugin.state} and cannot be opened right now.",
             headers={"Retry-After": "30"},
         )
-    routes = list(Route.raw(_ROUTES_SQL, plugin.id, method))
-    for route in sorted(routes, key=_specificity, reverse=True):
+    routes = registry_cache.cached(("routes", plugin.id, method), lambda: _routes(plugin, method))
+    for route in routes:
         params = match_path(route.path, path)
         if params is not None:
             break
     else:
         raise NotFound(f"{plugin.name} declares no {method} {path}.")
-    route.plugin = plugin
     if role_rank(role) < role_rank(route.role):
         kind = "view" if route.action_id is None else f"action {route.action_id!r}"
         raise Forbidden(f"Your role ({role}) may not use this {kind}; it needs {route.role}.")
     return Target(plugin, route, concrete_path(route.path, params), params)
 
 
+def _routes(plugin: Plugin, method: str) -> list[Route]:
+    """The plugin's routes for one method, most specific first (cached: do not change them)."""
+    routes = sorted(Route.raw(_ROUTES_SQL, plugin.id, method), key=_specificity, reverse=True)
+    for route in routes:
+        route.plugin = plugin
+    return routes
+
+
 def _installed(plugin: Plugin, tenant: str) -> bool:
     """Every logged-in user's tenant exists, so only a restricted plugin needs the lookup."""
-    return not plugin.restricted or is_installed(plugin, tenant)
+    return not plugin.restricted or registry_cache.cached(
+        ("installed", plugin.id, tenant), lambda: is_installed(plugin, tenant)
+    )
 
 
 # --- calling --------------------------------------------------------------------------
