@@ -161,7 +161,7 @@ def main() -> None:
                 "menu_items": [{"id": "items", "label": "Items", "view": {"path": "/items"}}],
             }
             demo.register(manifest)
-            notebook = demo.start_python_plugin()
+            notebook = demo.start_python_plugin(gunicorn=True)  # as make run serves it
             tasks = demo.start_node_plugin()
             for plugin_id in ("static", "notebook", "tasks"):
                 demo.wait_for_state(plugin_id, "active", timeout_s=60)

@@ -131,8 +131,25 @@ def _write_lock() -> tuple[threading.Lock, int | None]:
     return current[2], current[3]
 
 
+_writes = threading.local()
+
+
+def writes_committed() -> int:
+    """How many write transactions this thread has committed: a cache of what the database
+    held earlier in a request compares it to see whether the request changed anything."""
+    return getattr(_writes, "count", 0)
+
+
 @contextmanager
 def write_transaction() -> Iterator[None]:
+    """One write transaction (``_write_transaction`` says how), counted once it commits."""
+    with _write_transaction():
+        yield
+    _writes.count = writes_committed() + 1
+
+
+@contextmanager
+def _write_transaction() -> Iterator[None]:
     """One write transaction that waits its turn behind the instance's other writers.
 
     SQLite admits one writer at a time, and a writer that finds the lock taken polls it with
@@ -293,6 +310,29 @@ def _migration_7() -> None:
     database.create_tables([SigningKeyRow])
 
 
+# What the in-process caches of views read (services/registry_cache.py): a change to any of it
+# bumps the one-row registry version in the same transaction, whoever writes it (docs/shell.md).
+# The signing keys count too: a rotation on one host is used by every host's next request.
+REGISTRY_TRIGGERS = {
+    "plugin": ("INSERT", "DELETE", "UPDATE OF plugin_id, name, base_url, state, restricted"),
+    "route": ("INSERT", "DELETE", "UPDATE"),
+    "installation": ("INSERT", "DELETE", "UPDATE"),
+    "tenant": ("INSERT", "DELETE", "UPDATE OF slug"),
+    "signing_key": ("INSERT", "DELETE", "UPDATE"),
+}
+
+
+def _migration_8() -> None:
+    """``registry_version``: one row that triggers bump on every registry change.
+
+    ``epoch`` is random per database, so a cache never mistakes another database's version
+    for its own. Independent of the other steps: creates only what is missing. The DDL is
+    each engine's own (``dialect.registry_version_ddl``).
+    """
+    for statement in dialect.current().registry_version_ddl(REGISTRY_TRIGGERS):
+        database.execute_sql(statement)
+
+
 # Append-only: each entry upgrades the previous version's tables without losing rows
 # (use playhouse.migrate for columns). Never edit a step that has shipped.
 MIGRATIONS: list[Callable[[], None]] = [
@@ -303,6 +343,7 @@ MIGRATIONS: list[Callable[[], None]] = [
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
 ]
 
 

@@ -241,6 +241,22 @@ class Sqlite:
         """The database's clock as Unix time, in seconds with a fraction."""
         return "(julianday('now') - 2440587.5) * 86400.0"
 
+    def registry_version_ddl(self, triggers: dict[str, tuple[str, ...]]) -> list[str]:
+        """The ``registry_version`` row and the triggers that bump it (db.REGISTRY_TRIGGERS)."""
+        statements = [
+            'CREATE TABLE IF NOT EXISTS "registry_version" ("id" INTEGER NOT NULL PRIMARY KEY '
+            'CHECK ("id" = 1), "epoch" TEXT NOT NULL, "version" INTEGER NOT NULL)',
+            'INSERT OR IGNORE INTO "registry_version" VALUES (1, lower(hex(randomblob(8))), 0)',
+        ]
+        for table, events in triggers.items():
+            for event in events:
+                statements.append(
+                    f'CREATE TRIGGER IF NOT EXISTS "{table}_{event.split()[0].lower()}'
+                    f'_bumps_registry" AFTER {event} ON "{table}" BEGIN UPDATE '
+                    '"registry_version" SET "version" = "version" + 1 WHERE "id" = 1; END'
+                )
+        return statements
+
     def is_missing_table(self, exc: Exception) -> bool:
         return "no such table" in str(exc)
 
@@ -447,6 +463,25 @@ class Postgres(Sqlite):
 
     def epoch_now(self) -> str:
         return "extract(epoch from clock_timestamp())"
+
+    def registry_version_ddl(self, triggers: dict[str, tuple[str, ...]]) -> list[str]:
+        statements = [
+            'CREATE TABLE IF NOT EXISTS "registry_version" ("id" INTEGER NOT NULL PRIMARY KEY '
+            'CHECK ("id" = 1), "epoch" TEXT NOT NULL, "version" BIGINT NOT NULL)',
+            'INSERT INTO "registry_version" VALUES (1, substr(md5(random()::text), 1, 16), 0) '
+            "ON CONFLICT DO NOTHING",
+            "CREATE OR REPLACE FUNCTION extfw_bump_registry() RETURNS trigger LANGUAGE plpgsql "
+            'AS $$ BEGIN UPDATE "registry_version" SET "version" = "version" + 1 '
+            'WHERE "id" = 1; RETURN NULL; END $$',
+        ]
+        for table, events in triggers.items():
+            for event in events:  # once per statement: a bulk change bumps it once
+                statements.append(
+                    f'CREATE OR REPLACE TRIGGER "{table}_{event.split()[0].lower()}'
+                    f'_bumps_registry" AFTER {event} ON "{table}" FOR EACH STATEMENT '
+                    "EXECUTE FUNCTION extfw_bump_registry()"
+                )
+        return statements
 
     def is_missing_table(self, exc: Exception) -> bool:
         return "does not exist" in str(exc)

@@ -74,9 +74,11 @@ trap cleanup EXIT INT TERM
 PIDS+=($!)
 wait_for "$EXTFW_BASE_URL/healthz" "${PIDS[-1]}" "the core"
 
+# Notebook under gunicorn (gthread: keep-alive; werkzeug's server closes every connection).
 EXTFW_CORE_URL="$EXTFW_BASE_URL" EXTFW_ENROLMENT_KEY="$ENROLMENT_KEY" PORT="$PY_PORT" \
-  PLUGIN_TOKEN_FILE="$EXTFW_INSTANCE_PATH/plugins/notebook.token" \
-  "$VENV/bin/python" examples/python-plugin/plugin.py >"$LOGS/notebook.log" 2>&1 &
+  PLUGIN_HOST="$HOST" PLUGIN_TOKEN_FILE="$EXTFW_INSTANCE_PATH/plugins/notebook.token" \
+  "$VENV/bin/gunicorn" -c examples/python-plugin/gunicorn.conf.py -b "$HOST:$PY_PORT" \
+  >"$LOGS/notebook.log" 2>&1 &
 PIDS+=($!)
 wait_for "http://$HOST:$PY_PORT/health" "${PIDS[-1]}" "the Python demo plugin"
 

@@ -58,7 +58,7 @@ def test_upgrade_builds_the_same_tables_columns_and_indexes_as_on_sqlite(
         db.upgrade()
     postgres = schema_of(app)
     assert dialect.current().name == "postgresql"
-    expected = {m._meta.table_name for m in ALL_MODELS} | {"schema_version"}
+    expected = {m._meta.table_name for m in ALL_MODELS} | {"schema_version", "registry_version"}
     assert set(postgres) == expected
     assert postgres == schema_of(sqlite_app(tmp_path))
 

@@ -211,7 +211,7 @@ def test_connections_are_pooled(ctx, shell_plugin, stub_plugin):
     target = proxy.resolve("notes", "GET", "/notes", role="member", tenant="default")
     for _ in range(3):
         call(ctx, target)
-    assert proxy.http_session() is proxy.http_session()
+    assert proxy.http_pool() is proxy.http_pool()
     assert len({c.client_port for c in stub_plugin.calls}) == 1
 
 

@@ -249,14 +249,17 @@ def create_app(core_url: str, token_file: str) -> Flask:
     return app
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+def _settings() -> tuple[str, str, str, int]:
     core_url = os.environ.get("EXTFW_CORE_URL", "http://127.0.0.1:5000").rstrip("/")
     token_file = os.environ.get("PLUGIN_TOKEN_FILE", "instance/notebook.token")
     host = os.environ.get("PLUGIN_HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "9101"))
-    server = make_server(host, port, create_app(core_url, token_file), threaded=True)
-    the_manifest = manifest(f"http://{host}:{port}")
+    return core_url, token_file, host, port
+
+
+def enrol_in_background(core_url: str, token_file: str, base_url: str, give_up) -> None:
+    """Register (or update) with the core from a thread, once the server is listening."""
+    the_manifest = manifest(base_url)
 
     def enrol() -> None:
         try:
@@ -268,10 +271,34 @@ def main() -> None:
             )
         except EnrolmentError as exc:
             log.error("cannot enrol with the core: %s", exc)
-            server.shutdown()
-            os._exit(1)
+            give_up()
 
     threading.Thread(target=enrol, daemon=True).start()
+
+
+def wsgi() -> Flask:
+    """The app for gunicorn, as ``make run`` serves it (see ``gunicorn.conf.py`` beside this).
+
+    Exit status 3 tells gunicorn the worker cannot boot, so a
+    refused enrolment stops the server instead of restarting the worker for ever.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    core_url, token_file, host, port = _settings()
+    app = create_app(core_url, token_file)
+    enrol_in_background(core_url, token_file, f"http://{host}:{port}", lambda: os._exit(3))
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    core_url, token_file, host, port = _settings()
+    server = make_server(host, port, create_app(core_url, token_file), threaded=True)
+
+    def give_up() -> None:
+        server.shutdown()
+        os._exit(1)
+
+    enrol_in_background(core_url, token_file, f"http://{host}:{port}", give_up)
     log.info("serving on http://%s:%d", host, port)
     try:
         server.serve_forever()

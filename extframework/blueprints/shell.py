@@ -41,18 +41,19 @@ def healthz():
 
 @bp.app_context_processor
 def menu_context() -> dict:
-    if not current_user.is_authenticated:
+    user = current_user._get_current_object()  # one proxy lookup, not one per attribute
+    if not user.is_authenticated:
         return {"plugin_menu": []}
-    return {"plugin_menu": menu.menu_for(current_user.role, current_user.tenant)}
+    return {"plugin_menu": menu.menu_for(user.role, user.tenant)}
 
 
-def _caller() -> proxy.Caller:
+def _caller(user) -> proxy.Caller:
     return proxy.Caller(
-        user_id=current_user.id,
-        name=current_user.display_name,
-        email=current_user.email,
-        tenant=current_user.tenant,
-        role=current_user.role,
+        user_id=user.id,
+        name=user.display_name,
+        email=user.email,
+        tenant=user.tenant,
+        role=user.role,
         request_id=observability.request_id(),
     )
 
@@ -68,26 +69,27 @@ def _effective_method() -> str:
     return override
 
 
-def _resolve(plugin_id: str, subpath: str, method: str) -> proxy.Target:
-    return proxy.resolve(
-        plugin_id, method, "/" + subpath, role=current_user.role, tenant=current_user.tenant
-    )
+def _resolve(plugin_id: str, subpath: str, method: str, user) -> proxy.Target:
+    return proxy.resolve(plugin_id, method, "/" + subpath, role=user.role, tenant=user.tenant)
 
 
-def _forward(target: proxy.Target, method: str) -> proxy.Outcome:
-    hidden = (fragments.CSRF_FIELD, fragments.METHOD_FIELD)
-    form = [(k, v) for k, v in request.form.items(multi=True) if k not in hidden]
+def _forward(target: proxy.Target, method: str, user) -> proxy.Outcome:
+    form = []
+    if method != "GET":  # a GET form travels in the query string; don't parse an empty body
+        hidden = (fragments.CSRF_FIELD, fragments.METHOD_FIELD)
+        form = [(k, v) for k, v in request.form.items(multi=True) if k not in hidden]
+    config = current_app.config
     return proxy.forward(
         target,
-        _caller(),
+        _caller(user),
         method=method,
         query_string=request.query_string.decode("utf-8", "replace"),
         form=form,
         store=keystore(),
-        issuer=current_app.config["BASE_URL"],
-        jwt_ttl_s=int(current_app.config["REQUEST_JWT_TTL_S"]),
-        timeout_s=float(current_app.config["PROXY_TIMEOUT_S"]),
-        max_concurrent=int(current_app.config["PROXY_MAX_CONCURRENT_PER_PLUGIN"]),
+        issuer=config["BASE_URL"],
+        jwt_ttl_s=int(config["REQUEST_JWT_TTL_S"]),
+        timeout_s=float(config["PROXY_TIMEOUT_S"]),
+        max_concurrent=int(config["PROXY_MAX_CONCURRENT_PER_PLUGIN"]),
     )
 
 
@@ -97,14 +99,16 @@ def _forward(target: proxy.Target, method: str) -> proxy.Outcome:
 @login_required
 def plugin_proxy(plugin_id: str, subpath: str):
     method = _effective_method()
-    target = _resolve(plugin_id, subpath, method)
+    user = current_user._get_current_object()
+    target = _resolve(plugin_id, subpath, method, user)
     page = _page(target, method)
     if target.route.mode == "iframe" and method == "GET":
         frame_src = f"/plugin-frame/{plugin_id}{target.path}"
         if request.query_string:
             frame_src += "?" + request.query_string.decode("utf-8", "replace")
         return render_template("plugin_view.html", frame_src=frame_src, **page)
-    return _render(_forward(target, method), target, page, fragments.proxy_prefix(plugin_id))
+    outcome = _forward(target, method, user)
+    return _render(outcome, target, page, fragments.proxy_prefix(plugin_id))
 
 
 @bp.get("/plugin-frame/<plugin_id>/", defaults={"subpath": ""})
@@ -112,10 +116,15 @@ def plugin_proxy(plugin_id: str, subpath: str):
 @login_required
 def plugin_frame(plugin_id: str, subpath: str):
     """Serve an ``iframe`` view as its own sandboxed document (opaque origin, no script)."""
-    target = _resolve(plugin_id, subpath, "GET")
+    user = current_user._get_current_object()
+    target = _resolve(plugin_id, subpath, "GET", user)
     page = _page(target, "GET")
     response = _render(
-        _forward(target, "GET"), target, page, f"/plugin-frame/{plugin_id}", "plugin_frame.html"
+        _forward(target, "GET", user),
+        target,
+        page,
+        f"/plugin-frame/{plugin_id}",
+        "plugin_frame.html",
     )
     response.headers["Content-Security-Policy"] = FRAME_CONTENT_SECURITY_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"

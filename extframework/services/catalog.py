@@ -17,6 +17,7 @@ from extframework.services import (
     manifest_records,
     migrations,
     plugin_tokens,
+    registry_cache,
     schema_diff,
     uninstall,
 )
@@ -46,8 +47,11 @@ def _serving(column: str, value: str) -> Plugin | None:
 
 
 def serving_plugin(plugin_id: str) -> Plugin | None:
-    """The plugin's identity and state, read cheaply (see ``_SERVING_COLUMNS``)."""
-    return _serving("plugin_id", plugin_id)
+    """The plugin's identity and state, read cheaply (see ``_SERVING_COLUMNS``).
+
+    Cached while the registry version holds (``registry_cache``): do not change the row.
+    """
+    return registry_cache.cached(("plugin", plugin_id), lambda: _serving("plugin_id", plugin_id))
 
 
 def list_plugins() -> list[Plugin]:

@@ -1,9 +1,9 @@
 """Every call to a plugin ends by its deadline, and one plugin gets a bounded share of threads.
 
-``requests`` bounds connecting and each socket read, never a whole answer: a plugin that
+``urllib3`` bounds connecting and each socket read, never a whole answer: a plugin that
 trickles its status line, headers or body a byte at a time holds the caller for as long as
 it likes. Here a ``Deadline`` covers one call from connect to last byte. The connection
-classes of ``DeadlineAdapter`` attach their socket to the calling thread's deadline right
+classes of ``pool_manager()``'s pools attach their socket to the calling thread's deadline right
 after connecting (or when a pooled connection is reused), and one watchdog thread per
 process shuts that socket down when the deadline passes, which ends any read or write in
 progress. The caller then asks ``finish()`` whether the deadline fired, and treats the
@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 
-from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -198,15 +198,14 @@ class _HTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
-class DeadlineAdapter(HTTPAdapter):
-    """An ``HTTPAdapter`` whose connections obey the calling thread's ``Deadline``."""
+def pool_manager(**kwargs: object) -> PoolManager:
+    """A ``urllib3.PoolManager`` whose connections obey the calling thread's ``Deadline``.
 
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _HTTPConnectionPool,
-            "https": _HTTPSConnectionPool,
-        }
+    A bare ``PoolManager`` reads no environment proxy and keeps no cookies.
+    """
+    manager = PoolManager(**kwargs)
+    manager.pool_classes_by_scheme = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
+    return manager
 
 
 # --- how many calls to one plugin at once ------------------------------------------------------

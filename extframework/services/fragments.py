@@ -15,6 +15,7 @@ pass over the form tags of its (well-formed, escaped) output then
   shell's own ids.
 """
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -138,6 +139,21 @@ def proxy_prefix(plugin_id: str) -> str:
 
 
 def rewrite_url(url: str, *, prefix: str, current_path: str, base_url: str) -> str | None:
+    """Map a URL found in a fragment to the shell (``_rewrite``), remembering short ones.
+
+    A view's links mostly repeat from one request to the next (and between users); mapping
+    one costs ~2,000 instructions even on the fast path. The answer depends on the four
+    strings only, so up to 4096 of them are kept per process (issue 14).
+    """
+    if len(url) > MAX_REMEMBERED_URL:
+        return _rewrite(url, prefix, current_path, base_url)
+    return _remembered_rewrite(url, prefix, current_path, base_url)
+
+
+MAX_REMEMBERED_URL = 512  # longer URLs are rare and would make the cache costly to hold
+
+
+def _rewrite(url: str, prefix: str, current_path: str, base_url: str) -> str | None:
     """Map a URL found in a fragment to the shell: plugin paths go through the proxy.
 
     ``/x`` is a path of the plugin (as in the manifest), ``x`` and ``?q`` resolve against
@@ -154,6 +170,9 @@ def rewrite_url(url: str, *, prefix: str, current_path: str, base_url: str) -> s
         return shell_url(path, prefix)
     resolved = urls.resolve(url, urls.PLUGIN_SPACE + (current_path or "/"))
     return resolved.href if resolved else None
+
+
+_remembered_rewrite = functools.lru_cache(maxsize=4096)(_rewrite)
 
 
 def shell_url(plugin_path: str, prefix: str) -> str:

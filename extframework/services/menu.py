@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from extframework.db import database
 from extframework.models import Plugin
-from extframework.services import lifecycle
+from extframework.services import lifecycle, registry_cache
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
@@ -42,8 +42,12 @@ def menu_for(role: str, tenant: str) -> list[PluginMenu]:
     """List the views of active plugins installed in the tenant that the role may open.
 
     A view whose path holds ``:params`` is reachable only from links inside the plugin, so it
-    gets no menu entry.
+    gets no menu entry. Cached while the registry version holds (``registry_cache``).
     """
+    return registry_cache.cached(("menu", role, tenant), lambda: _menu_for(role, tenant))
+
+
+def _menu_for(role: str, tenant: str) -> list[PluginMenu]:
     rank = role_rank(role)
     menus: dict[str, PluginMenu] = {}
     installed: dict[str, bool] = {}

@@ -1,17 +1,24 @@
 """Bounded calls from the core to a plugin outside the proxy: health probes, migration handlers.
 
-Each call uses its own session that never goes through an environment proxy, follows no
+Each call uses its own urllib3 pool that never goes through an environment proxy, follows no
 redirect, reads at most ``max_body`` bytes, and gives up when the whole answer, connect to
 last byte, has not arrived within ``timeout_s`` (a ``deadlines.Deadline``: the socket is shut
 at the deadline, however slowly the plugin trickles its status line, headers or body).
 Whatever goes wrong comes back as one sentence naming the URL.
 """
 
+import json as jsonlib
 import time
 from dataclasses import dataclass
 
-import requests
-from urllib3.exceptions import LocationValueError
+import urllib3
+from urllib3.exceptions import (
+    HTTPError,
+    LocationValueError,
+    NewConnectionError,
+    ProtocolError,
+)
+from urllib3.exceptions import TimeoutError as HTTPTimeout
 
 from extframework.services import deadlines
 
@@ -41,52 +48,67 @@ def call(
     def failed(reason: str, status_code: int | None = None) -> Answer:
         return Answer(status_code, "", b"", _ms(started), reason)
 
-    session = requests.Session()
-    session.trust_env = False  # plugins are reached directly, never through an env proxy
-    adapter = deadlines.DeadlineAdapter()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    headers = dict(headers or {})
+    body = None
+    if json is not None:
+        body = jsonlib.dumps(json).encode()
+        headers["Content-Type"] = "application/json"
+    # Its own pool, emptied after the call: probes and handlers are rare, and a connection
+    # that outlived a call could only carry a cut answer into the next one.
+    pools = deadlines.pool_manager(num_pools=1, maxsize=1)
+    timeout = urllib3.Timeout(
+        connect=min(connect_timeout_s or timeout_s, timeout_s), read=timeout_s
+    )
     status_code = None
     try:
         with deadlines.Deadline(timeout_s) as deadline:
             try:
-                with session.request(
+                response = pools.urlopen(
                     method,
                     url,
+                    body=body,
                     headers=headers,
-                    json=json,
-                    timeout=(min(connect_timeout_s or timeout_s, timeout_s), timeout_s),
-                    allow_redirects=False,
-                    stream=True,
-                ) as response:
-                    status_code = response.status_code
-                    body = b""
-                    for chunk in response.iter_content(8192):
-                        body += chunk
-                        if len(body) > max_body:
+                    retries=False,
+                    redirect=False,
+                    timeout=timeout,
+                    preload_content=False,
+                )
+                try:
+                    status_code = response.status
+                    content = b""
+                    for chunk in response.stream(8192):
+                        content += chunk
+                        if len(content) > max_body:
                             break
                     if deadline.finish():
                         return failed(incomplete(url, timeout_s), status_code)
-                    status = f"HTTP {response.status_code} {response.reason or ''}".strip()
-                    return Answer(status_code, status, body[:max_body], _ms(started), None)
-            except requests.RequestException:
+                    status = f"HTTP {response.status} {response.reason or ''}".strip()
+                    return Answer(status_code, status, content[:max_body], _ms(started), None)
+                finally:
+                    response.close()
+                    response.release_conn()
+            except HTTPError:
                 if not deadline.finish():
                     raise
                 if status_code is None:
                     return failed(f"{url} gave no answer within {timeout_s:g} s")
                 return failed(incomplete(url, timeout_s), status_code)
-    except requests.Timeout:
-        return failed(f"{url} gave no answer within {timeout_s:g} s")
-    except requests.ConnectionError as exc:
-        if "timed out" in str(exc).lower():  # a read timeout while streaming the body
-            return failed(incomplete(url, timeout_s))
-        return failed(f"could not connect to {url}: {_reason(exc)}")
-    except requests.RequestException as exc:
-        return failed(f"{url} failed: {_reason(exc)}")
     except LocationValueError as exc:  # a host the IDNA codec refuses (a label over 63 chars)
         return failed(f"{url} is not a URL the core can connect to: {exc}")
+    except NewConnectionError as exc:  # before HTTPTimeout: urllib3 makes it a subclass
+        return failed(f"could not connect to {url}: {_reason(exc)}")
+    except HTTPTimeout:
+        if status_code is None:
+            return failed(f"{url} gave no answer within {timeout_s:g} s")
+        return failed(incomplete(url, timeout_s), status_code)  # while streaming the body
+    except ProtocolError as exc:
+        if status_code is None:  # the connection broke before any answer
+            return failed(f"could not connect to {url}: {_reason(exc)}")
+        return failed(f"{url} failed: {_reason(exc)}")
+    except HTTPError as exc:
+        return failed(f"{url} failed: {_reason(exc)}")
     finally:
-        session.close()
+        pools.clear()
 
 
 def incomplete(url: str, timeout_s: float) -> str:

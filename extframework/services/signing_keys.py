@@ -9,8 +9,10 @@ has expired. An emergency rotation signs at once and withdraws every other key. 
 decides which key signs from these timestamps alone, so all workers and hosts switch at the
 same moment.
 
-A process re-reads the rows at most every ``RELOAD_S`` and at once when it meets a token with a
-kid it does not know, so a rotation on one host is used by all within a second. Keys are
+In a request, a process re-reads the rows when the registry version (``registry_cache``, read
+once per request anyway, and bumped by a trigger on ``signing_key``) has moved, so a rotation on
+one host is used by every host's next request; elsewhere (the CLI, the health thread) at most
+every ``RELOAD_S``, and at once when it meets a token with a kid it does not know. Keys are
 numbered (``generation``, unique): two hosts generating the first key, or rotating at once,
 cannot both succeed; the loser re-reads and retries.
 
@@ -38,11 +40,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import has_request_context
 from peewee import IntegrityError
 
 from extframework.db import database, write_transaction
 from extframework.errors import Invalid
 from extframework.models import SigningKeyRow
+from extframework.services import registry_cache
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +171,7 @@ class KeyStore:
         self._snapshot: tuple[list[dict], dict[str, object]] = ([], {})
         self._loaded_at: float | None = None  # time.monotonic() of the last read
         self._forced_at = float("-inf")  # of the last read an unknown kid asked for
+        self._loaded_version: tuple | None = None  # the registry version the rows were read at
         self._lock = threading.Lock()
 
     # --- writing --------------------------------------------------------------------------
@@ -312,11 +317,15 @@ class KeyStore:
         """Return the live entries, re-reading the rows when this copy is ``RELOAD_S`` old."""
         now = time.monotonic()
         stale = self._loaded_at is None or now - self._loaded_at >= self.reload_s
+        version = registry_cache.current() if has_request_context() else None
+        if version is not None and version != self._loaded_version:
+            stale = True  # a rotation bumps the registry version: every host's next request
         if force and now - self._forced_at >= UNKNOWN_KID_RELOAD_S:
             self._forced_at, stale = now, True
         if stale:
             with self._lock:
                 self._read()
+                self._loaded_version = version
         return [e for e in self._snapshot[0] if e["withdrawn_at"] is None]
 
     def _read(self) -> None:

@@ -12,7 +12,14 @@ import pytest
 import requests
 
 from extframework.models import Installation, Plugin, Route, Tenant
-from tests.support.processes import ROOT, Process, flask_cli, free_port, start_core
+from tests.support.processes import (
+    ROOT,
+    VENV_BIN,
+    Process,
+    flask_cli,
+    free_port,
+    start_core,
+)
 
 
 @dataclass
@@ -239,10 +246,15 @@ class Demo:
             "PYTHONPATH": str(ROOT / "sdk"),
         }
 
-    def start_python_plugin(self, port: int | None = None) -> Process:
+    def start_python_plugin(self, port: int | None = None, *, gunicorn: bool = False) -> Process:
+        """Notebook on werkzeug's server, or under gunicorn as ``make run`` serves it."""
         port = port or free_port()
+        command = [sys.executable, "examples/python-plugin/plugin.py"]
+        if gunicorn:
+            config = str(ROOT / "examples" / "python-plugin" / "gunicorn.conf.py")
+            command = [str(VENV_BIN / "gunicorn"), "-c", config, "-b", f"127.0.0.1:{port}"]
         process = Process(
-            [sys.executable, "examples/python-plugin/plugin.py"],
+            command,
             port,
             "/health",
             env={**self.plugin_env("notebook"), "PORT": str(port)},
