@@ -319,6 +319,7 @@ REGISTRY_TRIGGERS = {
     "installation": ("INSERT", "DELETE", "UPDATE"),
     "tenant": ("INSERT", "DELETE", "UPDATE OF slug"),
     "signing_key": ("INSERT", "DELETE", "UPDATE"),
+    "collection": ("INSERT", "DELETE", "UPDATE"),
 }
 
 

@@ -7,7 +7,15 @@ import pytest
 import requests
 
 from extframework import db
-from extframework.models import Installation, Plugin, Route, Tenant, utcnow
+from extframework.models import (
+    Collection,
+    Installation,
+    Plugin,
+    Route,
+    SigningKeyRow,
+    Tenant,
+    utcnow,
+)
 from extframework.services import menu, proxy, registry_cache
 from tests.support.processes import login_session
 from tests.support.shell_fixtures import PASSWORD, Demo, StubPlugin
@@ -47,6 +55,12 @@ CHANGES = {
     "a tenant created": lambda p: Tenant.create(slug="t3", name="T3"),
     "a tenant's slug": lambda p: Tenant.update(slug="t2b").where(Tenant.slug == "t2"),
     "a tenant deleted": lambda p: Tenant.delete().where(Tenant.slug == "t2"),
+    "a collection declared": lambda p: Collection.create(
+        plugin=p, name="more", schema={"type": "object"}, indexes=[]
+    ),
+    "a signing key rotated": lambda p: SigningKeyRow.create(
+        generation=99, kid="k99", alg="ES256", created_at=1.0, sign_from=1.0
+    ),
 }
 
 
@@ -259,3 +273,39 @@ def test_every_worker_sees_a_registry_change_on_its_next_request(demo):
         assert "Renamed notes" not in home
     finally:
         stub.close()
+
+
+def test_a_collection_changed_or_dropped_bumps_the_version(app, shell_plugin):
+    plugin = shell_plugin()
+    with app.app_context():
+        Collection.create(plugin=plugin, name="more", schema={"type": "object"}, indexes=[])
+    for change in (Collection.update(schema={"type": "array"}), Collection.delete()):
+        before = registry_version(app)
+        with app.app_context():
+            assert change.execute() == 1
+        assert registry_version(app) > before
+
+
+def test_a_storage_call_sees_a_schema_changed_by_another_host_at_once(
+    app, client, make_storage_plugin
+):
+    """The collection and the tenant check are cached for storage calls, under the version."""
+    _, token = make_storage_plugin("acme-notes")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (
+        client.post("/api/storage/notes", json={"title": "ok"}, headers=headers).status_code == 201
+    )
+    strict = '{"type": "object", "required": ["due"]}'
+    with sqlite3.connect(app.config["DATABASE"]) as other_host:
+        other_host.execute("UPDATE collection SET schema = ? WHERE name = 'notes'", [strict])
+    refused = client.post("/api/storage/notes", json={"title": "no due"}, headers=headers)
+    assert refused.status_code == 422, refused.get_json()
+    with sqlite3.connect(app.config["DATABASE"]) as other_host:
+        other_host.execute("DELETE FROM tenant WHERE slug = 'gone'")
+        other_host.execute(
+            "INSERT INTO tenant (slug, name, created_at) VALUES ('t9', 'T9', '2026-01-01')"
+        )
+    into_t9 = client.post(
+        "/api/storage/notes", json={"due": 1}, headers={**headers, "X-Tenant-ID": "t9"}
+    )
+    assert into_t9.status_code == 201, into_t9.get_json()

@@ -29,7 +29,13 @@ from extframework.errors import (
     json_pointer,
 )
 from extframework.models import Document, Plugin, utcnow
-from extframework.services import installations, lifecycle, query, schema_limits
+from extframework.services import (
+    installations,
+    lifecycle,
+    query,
+    registry_cache,
+    schema_limits,
+)
 from extframework.services.schema_validation import (
     FORMAT_CHECKER,
     BudgetedValidator,
@@ -117,7 +123,11 @@ def resolve_tenant(plugin: Plugin, header: str | None) -> str:
     tenant = DEFAULT_TENANT if header is None else header.strip()
     if not tenant:
         raise BadRequest("X-Tenant-ID is empty: name a tenant, or leave the header out.")
-    if not installations.is_installed(plugin, tenant):
+    installed = registry_cache.cached(
+        ("installed", plugin.id, plugin.restricted, tenant),
+        lambda: installations.is_installed(plugin, tenant),
+    )
+    if not installed:
         log.info("storage refused: %s is not installed in tenant %r", plugin.plugin_id, tenant)
         raise Forbidden(
             f"Plugin {plugin.plugin_id!r} is not installed in tenant {tenant!r}.",
@@ -138,14 +148,15 @@ def open_collection(
     """Resolve the namespace of a call in SPEC §5's order: tenant, lifecycle, collection."""
     tenant = resolve_tenant(plugin, tenant_header)
     check_access(plugin, write=write, migration_context=migration_context)
+    # Cached while the registry version holds (a trigger on `collection` bumps it): with the
+    # tenant check, a storage call reads one row (the version) before its own statements.
     row = (
         None
         if "\x00" in collection
-        else database.execute_sql(
-            "SELECT name, schema, indexes FROM collection WHERE plugin_id = ? AND name = ?",
-            [plugin.id, collection],
-        ).fetchone()
-    )  # raw SQL: this runs on every call, and building it with Peewee costs more
+        else registry_cache.cached(
+            ("collection", plugin.id, collection), lambda: _collection(plugin.id, collection)
+        )
+    )
     if row is None:
         raise NotFound(
             f"Plugin {plugin.plugin_id!r} declares no collection {collection!r}.",
@@ -154,6 +165,13 @@ def open_collection(
         )
     schema, indexes = _parsed_collection(row[1], row[2])
     return Namespace(tenant, plugin.plugin_id, row[0], schema, indexes)
+
+
+def _collection(plugin_pk: int, collection: str) -> tuple | None:
+    return database.execute_sql(  # raw SQL: building it with Peewee costs more
+        "SELECT name, schema, indexes FROM collection WHERE plugin_id = ? AND name = ?",
+        [plugin_pk, collection],
+    ).fetchone()
 
 
 def _parsed_collection(schema_text: str, indexes_text: str | None) -> tuple[dict, tuple]:
