@@ -320,6 +320,8 @@ REGISTRY_TRIGGERS = {
     "tenant": ("INSERT", "DELETE", "UPDATE OF slug"),
     "signing_key": ("INSERT", "DELETE", "UPDATE"),
     "collection": ("INSERT", "DELETE", "UPDATE"),
+    # A token's last use is written once a minute: that must not empty every cache.
+    "plugin_token": ("INSERT", "DELETE", "UPDATE OF plugin_id, token_hash, expires_at, revoked_at"),
 }
 
 

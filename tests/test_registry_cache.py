@@ -11,6 +11,7 @@ from extframework.models import (
     Collection,
     Installation,
     Plugin,
+    PluginToken,
     Route,
     SigningKeyRow,
     Tenant,
@@ -58,6 +59,7 @@ CHANGES = {
     "a collection declared": lambda p: Collection.create(
         plugin=p, name="more", schema={"type": "object"}, indexes=[]
     ),
+    "a plugin token issued": lambda p: PluginToken.create(plugin=p, token_hash="h2"),
     "a signing key rotated": lambda p: SigningKeyRow.create(
         generation=99, kid="k99", alg="ES256", created_at=1.0, sign_from=1.0
     ),
@@ -273,6 +275,23 @@ def test_every_worker_sees_a_registry_change_on_its_next_request(demo):
         assert "Renamed notes" not in home
     finally:
         stub.close()
+
+
+def test_a_plugin_tokens_grace_and_revocation_bump_the_version_and_its_last_use_not(
+    app, shell_plugin
+):
+    plugin = shell_plugin()
+    with app.app_context():
+        PluginToken.create(plugin=plugin, token_hash="h1")
+    for change, bumps in (
+        (PluginToken.update(last_used_at=utcnow()), False),  # once a minute: keep the caches
+        (PluginToken.update(expires_at=utcnow()), True),
+        (PluginToken.update(revoked_at=utcnow()), True),
+    ):
+        before = registry_version(app)
+        with app.app_context():
+            assert change.execute() == 1
+        assert (registry_version(app) > before) is bumps
 
 
 def test_a_collection_changed_or_dropped_bumps_the_version(app, shell_plugin):

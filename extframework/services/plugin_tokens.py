@@ -2,8 +2,9 @@
 
 Only hashes are stored. A plugin has one current token (no expiry) and, after a rotation, the
 tokens it replaced, each live until its grace ends unless revoked at once. Storage calls are a
-hot path: the lookup is one indexed query, and ``last_used_at`` is written at most once a
-minute per token, in its own short write after the lookup, never inside a document's write.
+hot path: the lookup is cached under the registry version (one row read per request), and
+``last_used_at`` is written at most once a minute per token and process, in its own short
+write after the lookup, never inside a document's write.
 """
 
 import logging
@@ -13,6 +14,7 @@ from peewee import OperationalError
 
 from extframework.db import database, write_transaction
 from extframework.models import Plugin, PluginToken, iso_utc, utcnow
+from extframework.services import registry_cache
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX, hash_secret, new_secret
 
 log = logging.getLogger(__name__)
@@ -24,11 +26,11 @@ MAX_TOKENS_IN_GRACE = 4
 
 # The serving columns of catalog._SERVING_COLUMNS plus the token's own, in one indexed lookup.
 _LOOKUP_SQL = (
-    "SELECT p.id, p.plugin_id, p.name, p.base_url, p.state, p.restricted, t.id, "
-    "(t.last_used_at IS NULL OR t.last_used_at < ?) "
+    "SELECT p.id, p.plugin_id, p.name, p.base_url, p.state, p.restricted, t.id, t.expires_at "
     "FROM plugin_token t JOIN plugin p ON p.id = t.plugin_id "
-    "WHERE t.token_hash = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?)"
+    "WHERE t.token_hash = ? AND t.revoked_at IS NULL"
 )
+_recorded: dict[str, datetime] = {}  # token hash -> when this process last wrote its use
 
 
 def store(plugin: Plugin, token: str, *, actor: str, now: datetime | None = None) -> None:
@@ -91,25 +93,40 @@ def rotate(
 def serving_plugin(token_hash: str) -> Plugin | None:
     """Return the plugin holding this live token, read cheaply (as catalog.serving_plugin).
 
-    Records the token's use when its ``last_used_at`` is a minute old or more.
+    The lookup is cached while the registry version holds (``registry_cache``: a trigger on
+    ``plugin_token`` bumps it when a token is issued, rotated or revoked, and one on ``plugin``
+    when its serving columns change); the expiry is compared at each call. Records the token's
+    use when this process has not for a minute.
     """
     now = utcnow()
-    row = database.execute_sql(
-        _LOOKUP_SQL, (now - LAST_USED_RESOLUTION, token_hash, now)
-    ).fetchone()
+    found = registry_cache.cached(("plugin-token", token_hash), lambda: _lookup(token_hash))
+    if found is None:
+        return None
+    columns, token_id, expires_at = found
+    if expires_at is not None and expires_at <= now:
+        return None
+    last = _recorded.get(token_hash)
+    if last is None or last < now - LAST_USED_RESOLUTION:
+        if len(_recorded) >= 4096:
+            _recorded.clear()
+        _recorded[token_hash] = now
+        _record_use(token_id, now)
+    return Plugin(**columns)  # a new object per call: the cached columns are shared
+
+
+def _lookup(token_hash: str) -> tuple | None:
+    row = database.execute_sql(_LOOKUP_SQL, (token_hash,)).fetchone()
     if row is None:
         return None
-    plugin = Plugin(
-        id=row[0],
-        plugin_id=row[1],
-        name=row[2],
-        base_url=row[3],
-        state=row[4],
-        restricted=bool(row[5]),
-    )
-    if row[7]:
-        _record_use(row[6], now)
-    return plugin
+    columns = {
+        "id": row[0],
+        "plugin_id": row[1],
+        "name": row[2],
+        "base_url": row[3],
+        "state": row[4],
+        "restricted": bool(row[5]),
+    }
+    return columns, row[6], PluginToken.expires_at.python_value(row[7])
 
 
 def _record_use(token_id: int, now: datetime) -> None:
