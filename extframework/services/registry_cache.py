@@ -40,10 +40,8 @@ def current() -> tuple | None:
     in_request = has_request_context()
     if in_request:
         memo = g.get("_registry_version")
-        if memo is not None:
-            connection, writes, version = memo
-            if connection is database.connection() and writes_committed() == writes:
-                return version
+        if memo is not None and memo[0] == writes_committed():
+            return memo[1]
     try:
         row = database.execute_sql(_VERSION_SQL).fetchone()
     except DatabaseError as exc:  # a database not upgraded yet: no caching
@@ -52,7 +50,7 @@ def current() -> tuple | None:
         row = None
     version = (database.database, row[0], row[1]) if row else None
     if in_request:
-        g._registry_version = (database.connection(), writes_committed(), version)
+        g._registry_version = (writes_committed(), version)
     return version
 
 
