@@ -273,3 +273,38 @@ def test_a_file_backup_refuses_a_postgresql_installation(app, tmp_path):
     (tmp_path / "old.tar.gz").write_bytes(b"not used")
     result = app.test_cli_runner().invoke(args=["backup", "restore", str(tmp_path / "old.tar.gz")])
     assert result.exit_code != 0 and "pg_dump" in result.output
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+def test_the_menu_lists_plugins_in_byte_order_of_their_names(app, make_plugin):
+    """PostgreSQL's ICU collation would put "beta" before "Zeta"; the menu sorts by bytes."""
+    from extframework.services import menu
+    from tests.support.registry_fixtures import sample_manifest
+
+    for plugin_id, name in (("p-beta", "beta"), ("p-zeta", "Zeta"), ("p-alpha", "alpha")):
+        make_plugin(sample_manifest(plugin_id=plugin_id, name=name))
+    with app.app_context(), db.database.connection_context():
+        assert [entry.name for entry in menu.menu_for("admin", "default")] == [
+            "Zeta",
+            "alpha",
+            "beta",
+        ]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+def test_an_update_checked_against_an_older_version_is_refused_not_applied(app, make_plugin):
+    """Two updates checked at once: the second to commit re-reads the locked row and stops."""
+    from extframework.errors import Conflict
+    from extframework.models import Plugin
+    from extframework.services import registry
+    from tests.support.registry_fixtures import sample_manifest
+
+    plugin, _ = make_plugin()
+    with app.app_context(), db.database.connection_context():
+        stale = registry.check_update(plugin, sample_manifest(version="1.1.0"))
+        current = Plugin.get_by_id(plugin.id)
+        fresh = registry.check_update(current, sample_manifest(version="1.2.0"))
+        registry.apply_update(current, fresh, actor="first", app=app)
+        with pytest.raises(Conflict, match="went from 1.0.0 to 1.2.0"):
+            registry.apply_update(plugin, stale, actor="second", app=app)
+        assert Plugin.get_by_id(plugin.id).version == "1.2.0"

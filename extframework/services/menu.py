@@ -2,21 +2,27 @@
 
 from dataclasses import dataclass, field
 
+from extframework import dialect
 from extframework.db import database
 from extframework.models import Plugin
 from extframework.services import lifecycle, registry_cache
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
 
+
 # Runs on every shell page: one plain statement, no query building; the states come from the
 # lifecycle table.
-_MENU_SQL = (
-    "SELECT r.menu_id, r.label, r.path, r.role, r.mode, p.id, p.plugin_id, p.name, p.restricted"
-    " FROM route r JOIN plugin p ON p.id = r.plugin_id"
-    " WHERE p.state IN (" + ", ".join("?" * len(lifecycle.MENU_STATES)) + ")"
-    " AND r.action_id IS NULL"
-    " ORDER BY p.name, p.plugin_id, r.position, r.id"
-)
+def _menu_sql(collation: str) -> str:
+    """The menu in byte order of names on either engine (PostgreSQL's default follows the
+    database's locale: "beta" would come before "Zeta")."""
+    collate = f" COLLATE {collation}" if collation else ""
+    return (
+        "SELECT r.menu_id, r.label, r.path, r.role, r.mode, p.id, p.plugin_id, p.name,"
+        " p.restricted FROM route r JOIN plugin p ON p.id = r.plugin_id"
+        " WHERE p.state IN (" + ", ".join("?" * len(lifecycle.MENU_STATES)) + ")"
+        f" AND r.action_id IS NULL ORDER BY p.name{collate}, p.plugin_id{collate},"
+        " r.position, r.id"
+    )
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def _menu_for(role: str, tenant: str) -> list[PluginMenu]:
         plugin_id,
         name,
         restricted,
-    ) in database.execute_sql(_MENU_SQL, lifecycle.MENU_STATES):
+    ) in database.execute_sql(_menu_sql(dialect.current().byte_collation), lifecycle.MENU_STATES):
         if plugin_id not in installed:
             installed[plugin_id] = not restricted or is_installed(
                 Plugin(id=pk, restricted=restricted), tenant

@@ -99,12 +99,12 @@ def check_documents(
     limits = schema_limits.current()  # read once: the settings do not change during a check
     with read_transaction():
         seen = _fingerprint(plugin_id)
-        cursor = database.execute_sql(
+        sql = (
             "SELECT tenant, collection, doc_id, data FROM document WHERE plugin_id = ? "
-            "ORDER BY tenant, collection, pk",
-            [plugin_id],
+            "ORDER BY tenant, collection, pk"
         )
-        with _kept_alive(run_id, total=seen[0]) as progress:
+        stream = dialect.current().stream(database, sql, [plugin_id])  # server-side on PG
+        with stream as cursor, _kept_alive(run_id, total=seen[0]) as progress:
             while rows := cursor.fetchmany(BATCH):
                 progress.checked = checked
                 for tenant, collection, doc_id, data in rows:

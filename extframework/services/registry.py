@@ -14,6 +14,7 @@ import semver
 from flask import Flask
 from peewee import IntegrityError
 
+from extframework import dialect
 from extframework.db import database, write_transaction
 from extframework.errors import BadGateway, BadRequest, Conflict, field_error
 from extframework.models import (
@@ -322,6 +323,7 @@ def apply_update(
         )
     old_version, new_version = plugin.version, manifest["version"]
     with write_transaction():
+        _still_at(plugin, old_version, new_version)
         take_pending()
         _apply_compatible(plugin, plugin.manifest, manifest)
         AuditEvent.create(
@@ -338,6 +340,21 @@ def apply_update(
         "state": plugin.state,
         "changes": [change.to_dict() for change in checked.changes],
     }
+
+
+def _still_at(plugin: Plugin, checked_version: str, new_version: str) -> None:
+    """Lock the plugin's row and check it is still at the version the update was checked
+    against: of two updates checked at once, the second to commit is refused, not applied
+    over the first (on SQLite the write transaction holds the database; on PostgreSQL the
+    row is locked until the update commits)."""
+    query = Plugin.select(Plugin.version).where(Plugin.id == plugin.id)
+    stored = dialect.current().locked(query).scalar()
+    if stored != checked_version:
+        raise Conflict(
+            f"{plugin.plugin_id} went from {checked_version} to {stored} while the update to "
+            f"{new_version} was checked; send the update again.",
+            kind="conflict",
+        )
 
 
 def begin_migration(
@@ -367,6 +384,7 @@ def begin_migration(
         )
     old_version = plugin.version
     with write_transaction():
+        _still_at(plugin, old_version, manifest["version"])
         if before is not None:
             before()
         run, credential = migrations.begin(
