@@ -55,6 +55,22 @@ def make_app(instance: Path, database: Path, algorithm: str):
     )
 
 
+def write_key(instance: Path, algorithm: str) -> None:
+    """One signing key in the instance's ``keys`` folder, which each counted process imports
+    into its fresh database (``signing_keys`` reads that folder once): generating a key is
+    random work, and it must not be counted."""
+    import json
+
+    from extframework.services import signing_keys
+
+    folder = instance / "keys"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = signing_keys.KeyStore(signing_keys.Sealer("-"), algorithm, 3600)._generate(0.0)
+    (folder / f"{key['kid']}.pem").write_bytes(key["pem"])
+    entry = {"kid": key["kid"], "alg": algorithm, "created_at": 0.0, "sign_from": 0.0}
+    (folder / "keyset.json").write_text(json.dumps([entry]))
+
+
 def run_requests(instance: Path, algorithm: str, plugin_url: str, path: str, count: int) -> None:
     """The counted process: a fresh database, a logged-in admin, then ``count`` requests."""
     from extframework import db
@@ -65,6 +81,7 @@ def run_requests(instance: Path, algorithm: str, plugin_url: str, path: str, cou
         app = make_app(instance, Path(tmp) / "core.sqlite3", algorithm)
         with app.app_context():
             db.upgrade()
+            app.extensions["extframework.keys"].ensure_key()  # imports the key write_key made
             accounts.create_user(
                 "admin@example.com", PASSWORD, role="admin", operator=True, tenant="default"
             )
@@ -122,7 +139,7 @@ def main() -> None:
         instances = {}
         for algorithm in sorted({case[1] for case in CASES}):
             instances[algorithm] = Path(tmp) / algorithm
-            make_app(instances[algorithm], Path(tmp) / f"{algorithm}.sqlite3", algorithm)
+            write_key(instances[algorithm], algorithm)
         port = free_port()
         static = [sys.executable, str(ROOT / "bench" / "proxy.py"), "--serve", str(port)]
         plugin = Process(static, port, "/health")
