@@ -5,14 +5,13 @@ import pytest
 from extframework import create_app, db
 from extframework.services import db_copy
 from tests.conftest import PASSWORD
-from tests.support import postgres
 from tests.support.engines import raw_connection
 
 
 @pytest.fixture
-def target():
-    with postgres.empty_database() as url:
-        yield url
+def target(empty_database_url):
+    """The empty PostgreSQL database a copy goes into."""
+    return empty_database_url
 
 
 def on_postgresql(app, url: str, tmp_path, **config):

@@ -17,7 +17,6 @@ import requests
 from extframework import create_app
 from extframework.db import database
 from extframework.services import lifecycle, registry
-from tests.support import postgres
 from tests.support.migration_fixtures import (
     ENUM_STATUS,
     STRING_STATUS,
@@ -37,17 +36,16 @@ WRITER = Path(__file__).resolve().parent / "support" / "writer.py"
 
 
 @pytest.fixture
-def shared(tmp_path):
+def shared(tmp_path, empty_database_url):
     """What every host's configuration shares: the database, the secret, archives, the URL."""
-    with postgres.empty_database() as url:
-        yield {
-            "DATABASE_URL": url,
-            "SECRET_KEY": SECRET,
-            "ARCHIVE_PATH": tmp_path / "archives",
-            # The load balancer's address: the `iss` of every JWT, whichever host minted it, and
-            # where plugins call the core (tests that need it start the balancer there).
-            "BASE_URL": f"http://127.0.0.1:{free_port()}",
-        }
+    return {
+        "DATABASE_URL": empty_database_url,
+        "SECRET_KEY": SECRET,
+        "ARCHIVE_PATH": tmp_path / "archives",
+        # The load balancer's address: the `iss` of every JWT, whichever host minted it, and
+        # where plugins call the core (tests that need it start the balancer there).
+        "BASE_URL": f"http://127.0.0.1:{free_port()}",
+    }
 
 
 def start_host(tmp_path: Path, name: str, shared: dict, **config):

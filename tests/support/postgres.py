@@ -8,7 +8,6 @@ sorts ``"B"`` after ``"a"`` and the storage tests notice.
 """
 
 import atexit
-import contextlib
 import glob
 import itertools
 import os
@@ -16,7 +15,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -160,17 +158,3 @@ def cluster() -> Cluster:
     if _cluster is None:
         _cluster = Cluster()
     return _cluster
-
-
-@contextlib.contextmanager
-def empty_database() -> Iterator[str]:
-    """A new empty database on this process's cluster, dropped (with its pool) afterwards."""
-    from extframework import db
-
-    url = cluster().create_database()
-    try:
-        yield url
-    finally:
-        if db.database.obj is not None and db.database.obj.database == url:
-            db.database.obj.close_all()
-        cluster().drop_database(url)
