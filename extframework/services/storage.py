@@ -53,7 +53,6 @@ VALIDATOR_CACHE_SIZE = 1024
 
 _validators: dict[tuple[str, str, str], object] = {}
 _validators_by_identity: dict[int, object] = {}  # id(schema) -> its validator (checked by `is`)
-_parsed: dict[tuple[str, str | None], tuple[dict, tuple]] = {}
 
 
 @dataclass(frozen=True)
@@ -148,46 +147,36 @@ def open_collection(
     """Resolve the namespace of a call in SPEC §5's order: tenant, lifecycle, collection."""
     tenant = resolve_tenant(plugin, tenant_header)
     check_access(plugin, write=write, migration_context=migration_context)
-    # Cached while the registry version holds (a trigger on `collection` bumps it): with the
-    # tenant check, a storage call reads one row (the version) before its own statements.
-    row = (
+    # Cached, parsed, while the registry version holds (a trigger on `collection` bumps it):
+    # with the tenant check, a storage call reads one row (the version) before its own
+    # statements, and the parsed schema is one object, so its validator is found by identity.
+    found = (
         None
         if "\x00" in collection
         else registry_cache.cached(
             ("collection", plugin.id, collection), lambda: _collection(plugin.id, collection)
         )
     )
-    if row is None:
+    if found is None:
         raise NotFound(
             f"Plugin {plugin.plugin_id!r} declares no collection {collection!r}.",
             collection=collection,
             kind="unknown-collection",
         )
-    schema, indexes = _parsed_collection(row[1], row[2])
-    return Namespace(tenant, plugin.plugin_id, row[0], schema, indexes)
+    name, schema, indexes = found
+    return Namespace(tenant, plugin.plugin_id, name, schema, indexes)
 
 
-def _collection(plugin_pk: int, collection: str) -> tuple | None:
-    return database.execute_sql(  # raw SQL: building it with Peewee costs more
+def _collection(plugin_pk: int, collection: str) -> tuple[str, dict, tuple] | None:
+    """A collection's name, schema and index fields, parsed; shared by callers, never changed."""
+    row = database.execute_sql(  # raw SQL: building it with Peewee costs more
         "SELECT name, schema, indexes FROM collection WHERE plugin_id = ? AND name = ?",
         [plugin_pk, collection],
     ).fetchone()
-
-
-def _parsed_collection(schema_text: str, indexes_text: str | None) -> tuple[dict, tuple]:
-    """Parse a collection's schema and index columns once per distinct text, not per call.
-
-    The parsed schema is shared by every call that reads the same text: nothing mutates it.
-    """
-    key = (schema_text, indexes_text)
-    parsed = _parsed.get(key)
-    if parsed is None:
-        indexes = tuple(tuple(spec["fields"]) for spec in json.loads(indexes_text or "[]"))
-        parsed = (json.loads(schema_text), indexes)
-        if len(_parsed) >= VALIDATOR_CACHE_SIZE:
-            _parsed.clear()
-        _parsed[key] = parsed
-    return parsed
+    if row is None:
+        return None
+    indexes = tuple(tuple(spec["fields"]) for spec in json.loads(row[2] or "[]"))
+    return row[0], json.loads(row[1]), indexes
 
 
 # --- validation -------------------------------------------------------------------
@@ -197,7 +186,7 @@ def validator_for(plugin_id: str, collection: str, schema: dict):
     """Return the compiled validator of a collection's schema, cached per schema version."""
     validator = _validators_by_identity.get(id(schema))
     if validator is not None and validator.schema is schema:
-        return validator  # the schema object _parsed_collection shares across calls
+        return validator  # the schema object open_collection's cache shares across calls
     digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
     key = (plugin_id, collection, digest)
     validator = _validators.get(key)
