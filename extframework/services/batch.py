@@ -19,10 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from peewee import OperationalError
-
 from extframework import dialect
-from extframework.db import database, write_transaction
+from extframework.db import database
 from extframework.errors import (
     BadRequest,
     DomainError,
@@ -245,19 +243,12 @@ def run(ns: Namespace, body: dict) -> list[dict]:
     doc_ids = {o.doc_id for o in operations if o.doc_id is not None}
     rows = _snapshot(ns, doc_ids) if doc_ids else {}
     planned = plan(ns, operations, texts, rows)
-    try:
-        with write_transaction():
-            if doc_ids:
-                now_rows = _snapshot(ns, doc_ids)
-                if _versions(now_rows) != _versions(rows):
-                    planned = plan(ns, operations, texts, now_rows)  # changed meanwhile
-            _apply(ns, planned, utcnow())
-    except OperationalError as exc:
-        if "JSON" in str(exc):
-            raise BadRequest(
-                f"A document cannot be stored as JSON: {exc}.", kind="invalid-body"
-            ) from None
-        raise
+    with storage.document_write("A document"):
+        if doc_ids:
+            now_rows = _snapshot(ns, doc_ids)
+            if _versions(now_rows) != _versions(rows):
+                planned = plan(ns, operations, texts, now_rows)  # changed meanwhile
+        _apply(ns, planned, utcnow())
     return planned.results
 
 

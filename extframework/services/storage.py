@@ -9,7 +9,8 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -375,19 +376,26 @@ def _load(ns: Namespace, doc_id: str) -> Document:
     return doc
 
 
-def _write(query, params: list | None = None) -> int:
-    """Run one write in its own transaction; raw SQL (with params) or a Peewee query."""
+@contextmanager
+def document_write(subject: str = "The document") -> Iterator[None]:
+    """A write transaction in which the database's refusal of a document's JSON is a 400."""
     try:
         with write_transaction():
-            if params is None:
-                return query.execute()
-            return database.execute_sql(query, params).rowcount
+            yield
     except OperationalError as exc:
         if "JSON" in str(exc):
             raise BadRequest(
-                f"The document cannot be stored as JSON: {exc}.", kind="invalid-body"
+                f"{subject} cannot be stored as JSON: {exc}.", kind="invalid-body"
             ) from None
         raise
+
+
+def _write(query, params: list | None = None) -> int:
+    """Run one write in its own transaction; raw SQL (with params) or a Peewee query."""
+    with document_write():
+        if params is None:
+            return query.execute()
+        return database.execute_sql(query, params).rowcount
 
 
 def create_document(ns: Namespace, data: object) -> dict:
