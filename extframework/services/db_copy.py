@@ -104,24 +104,29 @@ def _columns(model) -> list[Field]:
     return list(model._meta.sorted_fields)
 
 
-def _source_rows(source: sqlite3.Connection, model) -> Iterator[list[tuple]]:
-    fields = _columns(model)
-    names = ", ".join(f'"{f.column_name}"' for f in fields)
+def _names(model) -> str:
+    return ", ".join(f'"{f.column_name}"' for f in _columns(model))
+
+
+def _select(model) -> str:
+    """Every column of a table's rows, in key order (the same statement on both sides)."""
     key = model._meta.primary_key.column_name
-    cursor = source.execute(f'SELECT {names} FROM "{model._meta.table_name}" ORDER BY "{key}"')
+    return f'SELECT {_names(model)} FROM "{model._meta.table_name}" ORDER BY "{key}"'
+
+
+def _batches(cursor) -> Iterator[list[tuple]]:
     while rows := cursor.fetchmany(BATCH):
         yield rows
 
 
 def _copy_table(source: sqlite3.Connection, model) -> None:
     fields = _columns(model)
-    names = ", ".join(f'"{f.column_name}"' for f in fields)
     marks = ", ".join("?" for _ in fields)
     booleans = {i for i, f in enumerate(fields) if isinstance(f, BooleanField)}
     sql = dialect.current().sql(
-        f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})'
+        f'INSERT INTO "{model._meta.table_name}" ({_names(model)}) VALUES ({marks})'
     )
-    for rows in _source_rows(source, model):
+    for rows in _batches(source.execute(_select(model))):
         if booleans:  # SQLite keeps booleans as 0 and 1
             rows = [
                 tuple(bool(v) if i in booleans and v is not None else v for i, v in enumerate(r))
@@ -179,22 +184,13 @@ def _digest(rows: Iterator[list[tuple]], fields: list[Field]) -> tuple[int, str]
     return count, digest.hexdigest()
 
 
-def _target_rows(model) -> Iterator[list[tuple]]:
-    fields = _columns(model)
-    names = ", ".join(f'"{f.column_name}"' for f in fields)
-    key = model._meta.primary_key.column_name
-    cursor = db.database.execute_sql(
-        f'SELECT {names} FROM "{model._meta.table_name}" ORDER BY "{key}"'
-    )
-    while rows := cursor.fetchmany(BATCH):
-        yield rows
-
-
 def _verify(source: sqlite3.Connection, model) -> TableCopy:
     fields = _columns(model)
     table = model._meta.table_name
-    expected = _digest(_source_rows(source, model), fields)
-    found = _digest(_target_rows(model), fields)
+    expected = _digest(_batches(source.execute(_select(model))), fields)
+    # A server-side cursor on PostgreSQL: a million documents are not held in memory at once.
+    with db.read_transaction(), dialect.current().stream(db.database, _select(model), []) as rows:
+        found = _digest(_batches(rows), fields)
     if found != expected:
         raise CopyError(
             f"Table {table} did not verify: {expected[0]} row(s) in SQLite, {found[0]} in "
