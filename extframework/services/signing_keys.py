@@ -132,6 +132,10 @@ def _connected() -> Iterator[None]:
             database.close()
 
 
+def _rows():
+    return SigningKeyRow.select().order_by(SigningKeyRow.generation)
+
+
 def _entry(row: SigningKeyRow) -> dict:
     return {
         "generation": row.generation,
@@ -187,7 +191,7 @@ class KeyStore:
             for _ in range(3):
                 try:
                     with write_transaction():
-                        rows = list(SigningKeyRow.select().order_by(SigningKeyRow.generation))
+                        rows = list(_rows())
                         if not rows:
                             imported = self._import_folder()
                             if not imported:
@@ -227,7 +231,7 @@ class KeyStore:
     def _rotate_once(self, delay_s: float, now: bool) -> Rotation:
         with write_transaction():
             t = self.clock()
-            entries = [_entry(r) for r in SigningKeyRow.select().order_by(SigningKeyRow.generation)]
+            entries = [_entry(r) for r in _rows()]
             live = [e for e in entries if e["withdrawn_at"] is None]
             last_sign_from = max((e["sign_from"] for e in live), default=t)
             # Never before a key already waiting to sign: sign_from keeps the keys' order.
@@ -316,10 +320,13 @@ class KeyStore:
     def _load(self, *, force: bool = False) -> list[dict]:
         """Return the live entries, re-reading the rows when this copy is ``RELOAD_S`` old."""
         now = time.monotonic()
-        stale = self._loaded_at is None or now - self._loaded_at >= self.reload_s
         version = registry_cache.current() if has_request_context() else None
-        if version is not None and version != self._loaded_version:
-            stale = True  # a rotation bumps the registry version: every host's next request
+        if self._loaded_at is None:
+            stale = True
+        elif version is not None:  # a rotation bumps the registry version (every host sees it)
+            stale = version != self._loaded_version
+        else:  # no version to compare (outside a request): the copy's age decides
+            stale = now - self._loaded_at >= self.reload_s
         if force and now - self._forced_at >= UNKNOWN_KID_RELOAD_S:
             self._forced_at, stale = now, True
         if stale:
@@ -330,13 +337,11 @@ class KeyStore:
 
     def _read(self) -> None:
         with _connected():
-            entries = [_entry(r) for r in SigningKeyRow.select().order_by(SigningKeyRow.generation)]
+            entries = [_entry(r) for r in _rows()]
         if not entries:  # a database made before ensure_key ran (init-db after start)
             self.ensure_key()
             with _connected():
-                entries = [
-                    _entry(r) for r in SigningKeyRow.select().order_by(SigningKeyRow.generation)
-                ]
+                entries = [_entry(r) for r in _rows()]
         private = {}
         for entry in entries:
             if entry["withdrawn_at"] is not None:
