@@ -377,10 +377,7 @@ class KeyStore:
     def signing_key(self) -> SigningKey:
         """Return the newest key whose ``sign_from`` has come."""
         live = self._load()
-        private = self._snapshot[1]
-        t = self.clock()
-        started = [e for e in live if e["sign_from"] <= t]
-        return self._key(started[-1] if started else live[0], private)
+        return self._key(signing_entry(live, self.clock()), self._snapshot[1])
 
     def jwks(self) -> dict:
         return {"keys": [key.public_jwk() for key in self.keys()]}
@@ -426,6 +423,12 @@ class KeyStore:
                 }
             )
         return rows
+
+
+def signing_entry(live: list[dict], t: float) -> dict:
+    """Of the live keys, oldest first, the one that signs at ``t``: the newest started."""
+    started = [entry for entry in live if entry["sign_from"] <= t]
+    return started[-1] if started else live[0]
 
 
 def _signing_until(live: list[dict]) -> list[float | None]:

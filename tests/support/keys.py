@@ -56,8 +56,7 @@ class CoreKeys:
     def signing_key(self) -> signing_keys.SigningKey:
         rows = key_rows(self.instance / "extframework.sqlite3")
         live = [row for row in rows if row["withdrawn_at"] is None]
-        started = [row for row in live if row["sign_from"] <= time.time()] or live[:1]
-        row = started[-1]
+        row = signing_keys.signing_entry(live, time.time())
         sealer = signing_keys.Sealer((self.instance / "secret_key").read_text().strip())
         pem, _ = sealer.open(row["kid"], row["private_key"])
         return signing_keys.SigningKey(
