@@ -328,3 +328,21 @@ def test_a_storage_call_sees_a_schema_changed_by_another_host_at_once(
         "/api/storage/notes", json={"due": 1}, headers={**headers, "X-Tenant-ID": "t9"}
     )
     assert into_t9.status_code == 201, into_t9.get_json()
+
+
+def test_a_plugin_cannot_grow_the_caches_without_bound(
+    app, client, make_storage_plugin, monkeypatch
+):
+    """Unknown tenants, collections and tokens are cached too (as misses): a hostile plugin
+    sending new ones on every call empties the cache at its bound instead of growing it."""
+    _, token = make_storage_plugin("acme-notes")
+    monkeypatch.setattr(registry_cache, "MAX_ENTRIES", 50)
+    headers = {"Authorization": f"Bearer {token}"}
+    for n in range(80):
+        tenant = {**headers, "X-Tenant-ID": f"nowhere-{n}"}
+        assert client.get("/api/storage/notes", headers=tenant).status_code == 403
+        assert client.get(f"/api/storage/nothing-{n}", headers=headers).status_code == 404
+        stranger = {"Authorization": f"Bearer efpt_unknown{n:040d}"}
+        assert client.get("/api/storage/notes", headers=stranger).status_code == 401
+        assert len(registry_cache._cache[1]) <= 50
+    assert client.get("/api/storage/notes", headers=headers).status_code == 200
