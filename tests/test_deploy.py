@@ -74,7 +74,8 @@ def test_login_over_https_sets_secure_cookies_and_audits_the_real_client(proxied
     home = browser.get(nginx.url + "/")
     assert home.status_code == 200
     # The id the core answers with is nginx's own $request_id: one id in both logs.
-    assert f"{home.headers['X-Request-ID']} GET / HTTP/1.1 200" in nginx.access_log()
+    line = f"{home.headers['X-Request-ID']} GET / HTTP/1.1 200"
+    assert line in nginx.wait_for_access(line)
     assert _audited(instance, "auth.login")[-1]["address"] == "127.0.0.2"
 
 

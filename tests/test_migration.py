@@ -247,7 +247,7 @@ def test_a_renamed_collection_takes_its_documents_along(
         "type_narrowed",
     }
     status = finished(client)
-    assert status["state"] == "active"
+    assert status["state"] == "active", (status["migration"]["last_error"], status["migration"]["report"])
     assert status["migration"]["report"]["renamed"] == [
         {"from": "items", "to": "tasks", "documents": 12}
     ]
@@ -345,3 +345,20 @@ def test_a_migration_is_refused_unless_the_plugin_is_active(client, make_plugin,
     assert status.get_json()["migration"] is None
     retry = client.post("/api/registry/plugins/test-plugin/migration/retry")
     assert retry.status_code == 409 and retry.mimetype == PROBLEM
+
+
+def test_the_status_reads_the_state_beside_the_runs_not_from_a_row_loaded_earlier(
+    app, client, operator, installed
+):
+    """An API request loads the plugin, then the attempt may finish before the runs are read:
+    the answer must not pair a ``migrating`` state with a run that has succeeded."""
+    process, token, _ = installed()
+    assert update(client, token, v2(process)).status_code == 202
+    with app.app_context(), database.connection_context():
+        loaded_while_migrating = Plugin.get(Plugin.plugin_id == "test-plugin")
+    assert loaded_while_migrating.state == "migrating"
+    finished(client)
+    with app.app_context(), database.connection_context():
+        status = migrations.status(loaded_while_migrating)
+    assert status["migration"]["state"] == "succeeded"
+    assert (status["state"], status["version"]) == ("active", "2.0.0")

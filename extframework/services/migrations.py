@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from flask import Flask
 
-from extframework.db import database, database_now, write_transaction
+from extframework.db import database, database_now, read_transaction, write_transaction
 from extframework.errors import Conflict, NotFound
 from extframework.models import (
     AuditEvent,
@@ -456,14 +456,27 @@ def run_summary(run: MigrationRun) -> dict:
 
 
 def status(plugin: Plugin) -> dict:
-    """Return the plugin's state, its latest migration and the earlier ones."""
-    runs = list(
-        MigrationRun.select().where(MigrationRun.plugin == plugin).order_by(MigrationRun.id.desc())
-    )
+    """Return the plugin's state, its latest migration and the earlier ones.
+
+    The state and the runs are read in one snapshot: a ``plugin`` loaded earlier in the request
+    could still say ``migrating`` beside a run that has since succeeded.
+    """
+    with read_transaction():
+        state, version = (
+            Plugin.select(Plugin.state, Plugin.version)
+            .where(Plugin.id == plugin.id)
+            .tuples()
+            .get()
+        )
+        runs = list(
+            MigrationRun.select()
+            .where(MigrationRun.plugin == plugin)
+            .order_by(MigrationRun.id.desc())
+        )
     return {
         "plugin_id": plugin.plugin_id,
-        "state": plugin.state,
-        "version": plugin.version,
+        "state": state,
+        "version": version,
         "migration": run_summary(runs[0]) if runs else None,
         "earlier": [
             {k: v for k, v in run_summary(run).items() if k not in ("report", "diff")}

@@ -98,6 +98,13 @@ class Nginx:
         path = self.folder / "access.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def wait_for_access(self, line: str, timeout_s: float = 5.0) -> str:
+        """Return the access log once it holds ``line``: nginx writes it after the response."""
+        deadline = time.monotonic() + timeout_s
+        while line not in (log := self.access_log()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return log
+
     def error_log(self) -> str:
         path = self.folder / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
