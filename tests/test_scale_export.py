@@ -87,3 +87,42 @@ def test_export_lines_are_the_documents_as_the_api_renders_them(app, make_storag
         text = "".join(export.export_plugin("lines-export", actor="test"))
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines == [{"tenant": "default", "collection": "notes", **doc} for doc in made]
+
+
+def test_export_walks_every_tenant_and_collection_in_order_and_nothing_else(
+    app, make_storage_plugin
+):
+    collections = [
+        {"collection": name, "schema": SCHEMA, "indexes": []} for name in ("b_notes", "a_notes")
+    ]
+    make_storage_plugin("walked", collections)
+    make_storage_plugin("walked-neighbour", collections)
+    rows, made = [], []
+    for tenant in ("zeta", "default", "acme"):
+        for plugin_id in ("walked", "walked-neighbour"):
+            for collection in ("b_notes", "a_notes"):
+                for _ in range(3):
+                    doc_id = uuid.uuid4().hex
+                    rows.append((tenant, plugin_id, collection, doc_id))
+                    if plugin_id == "walked":
+                        made.append((tenant, collection, doc_id))
+    engine = dialect.current()
+    with app.app_context(), database.connection_context():
+        with db.write_transaction():
+            database.cursor().executemany(
+                engine.sql(
+                    "INSERT INTO document (tenant, plugin_id, collection, doc_id, version, "
+                    "created_at, updated_at, data) VALUES (?, ?, ?, ?, 1, "
+                    f"'2026-12-01 10:00:00.000001', '2026-12-01 10:00:00', {engine.json_param()})"
+                ),
+                [(*row, "{}") for row in rows],
+            )
+        text = "".join(export.export_plugin("walked", actor="test"))
+    lines = [json.loads(line) for line in text.splitlines()]
+    # by tenant, then collection, then creation; none of the neighbour's documents
+    assert [(d["tenant"], d["collection"], d["id"]) for d in lines] == sorted(
+        made, key=lambda key: (key[0], key[1], made.index(key))
+    )
+    assert {(d["created_at"], d["updated_at"]) for d in lines} == {
+        ("2026-12-01T10:00:00.000001Z", "2026-12-01T10:00:00.000000Z")
+    }
