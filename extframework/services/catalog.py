@@ -41,7 +41,7 @@ def _serving(column: str, value: str) -> Plugin | None:
     row = database.execute_sql(_SERVING_SQL.format(column), (value,)).fetchone()
     if row is None:
         return None
-    plugin = Plugin(**dict(zip(_SERVING_COLUMNS, row, strict=True)))
+    plugin = Plugin(__no_default__=True, **dict(zip(_SERVING_COLUMNS, row, strict=True)))
     plugin.restricted = bool(plugin.restricted)
     return plugin
 

@@ -111,7 +111,9 @@ def serving_plugin(token_hash: str) -> Plugin | None:
             _recorded.clear()
         _recorded[token_hash] = now
         _record_use(token_id, now)
-    return Plugin(**columns)  # a new object per call: the cached columns are shared
+    # A new object per call (the cached columns are shared), without the defaults of the
+    # columns it lacks: computing them (timestamps) cost three times building it.
+    return Plugin(__no_default__=True, **columns)
 
 
 def _lookup(token_hash: str) -> tuple | None:

@@ -68,9 +68,22 @@ class Limits:
 
 
 def current() -> Limits:
-    """Return the running app's limits, or the defaults outside an app."""
-    if has_app_context():
-        return Limits.from_config(current_app.config)
+    """Return the running app's limits, or the defaults outside an app.
+
+    Read from the configuration once per app (settings are fixed at start): every document
+    write asks, and building them each time was a measurable part of a create.
+    """
+    if not has_app_context():
+        return _defaults()
+    extensions = current_app.extensions
+    limits = extensions.get("extframework.schema_limits")
+    if limits is None:
+        limits = extensions["extframework.schema_limits"] = Limits.from_config(current_app.config)
+    return limits
+
+
+@lru_cache(maxsize=1)
+def _defaults() -> Limits:
     return Limits.from_config(DEFAULTS)
 
 
