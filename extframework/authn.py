@@ -172,8 +172,8 @@ def require_operator_page(view):
     return wrapper
 
 
-def _plugin_token_hash() -> str:
-    token = bearer_token()
+def _plugin_token_hash(token: str | None = None) -> str:
+    token = token or bearer_token()
     if token is None:
         raise Unauthorized("Send the plugin token as 'Authorization: Bearer <plugin token>'.")
     if not token.startswith(PLUGIN_TOKEN_PREFIX):
@@ -212,6 +212,6 @@ def storage_caller() -> tuple[Plugin, bool]:
             )
         g.storage_plugin_id = plugin.plugin_id
         return plugin, True
-    plugin = _known(plugin_tokens.serving_plugin(_plugin_token_hash()))
+    plugin = _known(plugin_tokens.serving_plugin(_plugin_token_hash(token)))
     g.storage_plugin_id = plugin.plugin_id  # the storage-operation metrics' label
     return plugin, False
