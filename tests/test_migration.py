@@ -247,7 +247,10 @@ def test_a_renamed_collection_takes_its_documents_along(
         "type_narrowed",
     }
     status = finished(client)
-    assert status["state"] == "active", (status["migration"]["last_error"], status["migration"]["report"])
+    assert status["state"] == "active", (
+        status["migration"]["last_error"],
+        status["migration"]["report"],
+    )
     assert status["migration"]["report"]["renamed"] == [
         {"from": "items", "to": "tasks", "documents": 12}
     ]

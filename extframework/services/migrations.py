@@ -463,10 +463,7 @@ def status(plugin: Plugin) -> dict:
     """
     with read_transaction():
         state, version = (
-            Plugin.select(Plugin.state, Plugin.version)
-            .where(Plugin.id == plugin.id)
-            .tuples()
-            .get()
+            Plugin.select(Plugin.state, Plugin.version).where(Plugin.id == plugin.id).tuples().get()
         )
         runs = list(
             MigrationRun.select()
