@@ -30,7 +30,7 @@ $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
 # The examples depend on the SDK as "file:../../sdk-node", which npm installs as a symlink;
 # Node resolves the SDK's own import of jose from sdk-node's real path, so sdk-node gets its
 # own node_modules, installed before the examples that link it.
-NODE_EXAMPLES := examples/node-plugin/node_modules/.installed
+NODE_EXAMPLES := examples/node-plugin/node_modules/.installed examples/minimal-node/node_modules/.installed
 NODE_DEPS := tests/node/node_modules/.installed sdk-node/node_modules/.installed $(NODE_EXAMPLES)
 $(NODE_EXAMPLES): sdk-node/node_modules/.installed
 
