@@ -1,6 +1,6 @@
 // Verify the request JWT the core sends with every proxied call (Contract A, SPEC §4).
 
-import { createRemoteJWKSet, jwtVerify, errors } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, errors } from 'jose';
 
 /** Clock skew forgiven on `exp`/`iat`, in seconds: a twelfth of the core's 60 s tokens. */
 export const DEFAULT_LEEWAY_S = 5;
@@ -17,12 +17,25 @@ export class RequestTokenError extends Error {
 
 // jose's createRemoteJWKSet refetches for an unknown kid at most once per cooldown, but only
 // after a successful fetch: while the JWKS fails, every token would fetch again. This wrapper
-// also holds back for `cooldownMs` after a failed fetch.
+// also holds back for `cooldownMs` after a failed fetch. Meanwhile, and when a refetch fails,
+// the keys already fetched keep verifying (a flood of made-up kids while the core is
+// unreachable must not lock out genuine tokens).
 function rateLimited(remote, cooldownMs) {
   let failedAt = -Infinity;
   let failure = '';
+  async function fromCache(header, token) {
+    const cached = remote.jwks();
+    if (!cached) return null;
+    try {
+      return await createLocalJWKSet(cached)(header, token);
+    } catch {
+      return null;
+    }
+  }
   return async (header, token) => {
     if (Date.now() - failedAt < cooldownMs) {
+      const key = await fromCache(header, token);
+      if (key) return key;
       throw new RequestTokenError(`cannot fetch the core's JWKS (${failure}); not retrying yet`);
     }
     try {
@@ -31,10 +44,11 @@ function rateLimited(remote, cooldownMs) {
       if (err instanceof errors.JWKSNoMatchingKey) {
         throw new RequestTokenError("the token's key is not in the core's JWKS");
       }
-      if (!(err instanceof errors.JWKSMultipleMatchingKeys)) {
-        failedAt = Date.now();
-        failure = err.message;
-      }
+      if (err instanceof errors.JWKSMultipleMatchingKeys) throw new RequestTokenError(err.message);
+      failedAt = Date.now();
+      failure = err.message;
+      const key = await fromCache(header, token);
+      if (key) return key;
       throw new RequestTokenError(`cannot fetch the core's JWKS: ${err.message}`);
     }
   };

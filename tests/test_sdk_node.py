@@ -117,6 +117,39 @@ def test_a_flood_of_unknown_kids_fetches_the_jwks_at_most_once(keys, jwks_server
     assert len(jwks_server.calls_to("GET", "/.well-known/jwks.json")) == 1
 
 
+@pytest.fixture
+def failing_jwks(jwks_server, keys):
+    """A JWKS that answers once, then fails: the core is unreachable from then on."""
+    from tests.support.shell_fixtures import Reply
+
+    class OnceThenDown(dict):
+        def get(self, key, default=None):
+            served = len(jwks_server.calls_to("GET", "/.well-known/jwks.json"))
+            if key == ("GET", "/.well-known/jwks.json") and served > 1:
+                return Reply(503, "down")
+            return super().get(key, default)
+
+    jwks_server.replies = OnceThenDown(jwks_server.replies)
+    return jwks_server
+
+
+def test_a_cached_key_keeps_verifying_while_the_jwks_fails(keys, failing_jwks):
+    issuer = "http://core.test"
+    genuine = signed(keys, bare_claims(issuer))
+    forged = signed(keys, bare_claims(issuer), kid=uuid.uuid4().hex)
+    out = run(
+        "verify",
+        core=issuer,
+        plugin_id="notes",
+        jwks_url=failing_jwks.url + "/.well-known/jwks.json",
+        cooldown_ms=60000,
+        cache_max_age_ms=0,  # every call refetches: the second one fails
+        headers=[genuine, forged, genuine, forged, genuine],
+    )
+    assert ["ok" in r for r in out["results"]] == [True, False, True, False, True]
+    assert len(failing_jwks.calls_to("GET", "/.well-known/jwks.json")) == 2
+
+
 def test_storage_pages_if_match_and_batch(live_server, make_storage_plugin):
     _, token = make_storage_plugin()
     out = run("storage", core=live_server, token=token, collection="notes", tenant="default")

@@ -129,6 +129,17 @@ def test_a_flood_of_unknown_kids_while_the_jwks_fails_is_rate_limited_too(keys, 
     assert len(jwks_server.calls) == 1
 
 
+def test_a_cached_key_keeps_verifying_while_the_jwks_fails(keys, jwks_server):
+    jwks = JWKSCache(jwks_server.url + "/.well-known/jwks.json", min_refresh_s=0)
+    check = RequestVerifier("http://core.test", "notes", jwks=jwks)
+    check.verify("Bearer " + mint(keys, "http://core.test"))
+    jwks_server.reply("GET", "/.well-known/jwks.json", status=503, body="down")
+    with pytest.raises(RequestTokenError):
+        check.verify("Bearer " + unknown_kid_token(keys, "http://core.test"))
+    check.verify("Bearer " + mint(keys, "http://core.test"))
+    assert len(jwks_server.calls) == 2
+
+
 # --- storage: a generator over the cursor's pages -------------------------------------------
 
 

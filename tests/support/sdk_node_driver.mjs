@@ -22,8 +22,10 @@ async function outcome(promise) {
 }
 
 const scenarios = {
-  async verify({ core, plugin_id: pluginId, jwks_url: jwksUrl, cooldown_ms: cooldownMs, headers }) {
-    const verify = createVerifier({ coreUrl: core, pluginId, jwksUrl, cooldownMs });
+  async verify({
+    core, plugin_id: pluginId, jwks_url: jwksUrl, cooldown_ms: cooldownMs, cache_max_age_ms: cacheMaxAgeMs, headers,
+  }) {
+    const verify = createVerifier({ coreUrl: core, pluginId, jwksUrl, cooldownMs, cacheMaxAgeMs });
     const results = [];
     for (const header of headers) {
       results.push(await outcome(verify(header).then((c) => ({ userId: c.userId, tenant: c.tenant, canWrite: c.can('actions:write') }))));
