@@ -7,6 +7,7 @@ import uuid
 
 import jwt
 import pytest
+import requests
 
 from extframework.services import tokens
 from extframework_sdk import (
@@ -143,17 +144,29 @@ def test_a_cached_key_keeps_verifying_while_the_jwks_fails(keys, jwks_server):
 # --- storage: a generator over the cursor's pages -------------------------------------------
 
 
+class CountingSession(requests.Session):
+    def __init__(self):
+        super().__init__()
+        self.queries = 0
+
+    def request(self, method, url, *args, **kwargs):
+        self.queries += method == "GET"
+        return super().request(method, url, *args, **kwargs)
+
+
 def test_pages_follow_the_cursor_lazily_and_iterate_yields_every_document(
     live_server, make_storage_plugin
 ):
     _, token = make_storage_plugin()
-    storage = StorageClient(live_server, token)
+    session = CountingSession()
+    storage = StorageClient(live_server, token, session=session)
     for n in range(5):
         storage.create("notes", {"title": f"n{n}", "count": n}, tenant="default")
     pages = storage.pages("notes", tenant="default", sort="count", limit=2)
-    first = next(pages)  # one request so far: nothing is read ahead
-    assert [d["data"]["count"] for d in first] == [0, 1]
-    assert [len(page) for page in pages] == [2, 1]
+    assert session.queries == 0  # a generator: nothing asked yet
+    first = next(pages)
+    assert [d["data"]["count"] for d in first] == [0, 1] and session.queries == 1
+    assert [len(page) for page in pages] == [2, 1] and session.queries == 3
     every = storage.iterate("notes", tenant="default", sort="-count", limit=2)
     assert [d["data"]["count"] for d in every] == [4, 3, 2, 1, 0]
 
