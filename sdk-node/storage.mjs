@@ -67,7 +67,8 @@ export class StorageClient {
   /** One page: `{items, next_cursor}`; params are SPEC §5 filters, `sort`, `limit`, `cursor`. */
   query(collection, { tenant, ...params }) {
     const qs = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]));
-    return this.#call('GET', `${path(collection)}${qs.size ? `?${qs}` : ''}`, tenant);
+    const search = qs.toString(); // URLSearchParams.size is Node 18.16+; engines says 18
+    return this.#call('GET', `${path(collection)}${search ? `?${search}` : ''}`, tenant);
   }
 
   /** Yield the query's pages (arrays of documents) one at a time, following `next_cursor`. */
