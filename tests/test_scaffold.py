@@ -108,11 +108,18 @@ def test_an_unknown_language_or_a_hostile_display_name_is_refused(runner, tmp_pa
 # --- end to end: the author's own tests, then a real core -------------------------------------
 
 
-def node_modules_for(plugin_dir) -> None:
-    """What `npm install` makes of the file: dependency: a symlink to this repository's SDK."""
-    modules = plugin_dir / "node_modules" / "@extframework"
-    modules.mkdir(parents=True)
-    (modules / "sdk").symlink_to(os.path.relpath(ROOT / "sdk-node", modules))
+def npm_install(plugin_dir) -> None:
+    """As the README says: `npm install` links the SDK (no registry package is needed)."""
+    result = subprocess.run(
+        ["npm", "install", "--offline", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=plugin_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    link = plugin_dir / "node_modules" / "@extframework" / "sdk"
+    assert link.resolve() == (ROOT / "sdk-node").resolve()
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +129,7 @@ def scaffolded(tmp_path_factory):
     for plugin_id, lang in (("py-notes", "python"), ("node-notes", "node")):
         scaffold.new_plugin(plugin_id, lang, base / plugin_id)
         plugins[plugin_id] = base / plugin_id
-    node_modules_for(plugins["node-notes"])
+    npm_install(plugins["node-notes"])
     return plugins
 
 
