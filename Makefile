@@ -27,7 +27,12 @@ $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
 	npm ci --prefix $* --no-audit --no-fund --loglevel=error
 	touch $@
 
-NODE_DEPS := tests/node/node_modules/.installed examples/node-plugin/node_modules/.installed
+# The examples depend on the SDK as "file:../../sdk-node", which npm installs as a symlink;
+# Node resolves the SDK's own import of jose from sdk-node's real path, so sdk-node gets its
+# own node_modules, installed before the examples that link it.
+NODE_EXAMPLES := examples/node-plugin/node_modules/.installed examples/minimal-node/node_modules/.installed
+NODE_DEPS := tests/node/node_modules/.installed sdk-node/node_modules/.installed $(NODE_EXAMPLES)
+$(NODE_EXAMPLES): sdk-node/node_modules/.installed
 
 # Browser tests use Debian's chromium (never a browser downloaded by a test tool); the
 # deployment test runs Debian's nginx in front of gunicorn; the storage suites also run on a
@@ -39,7 +44,7 @@ $(APT_PACKAGES):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium nginx-light postgresql
 
-run: $(VENV)/.runtime examples/node-plugin/node_modules/.installed
+run: $(VENV)/.runtime $(NODE_EXAMPLES)
 	PORT=$(PORT) scripts/run_demo.sh
 
 lint: $(VENV)/.test
@@ -58,4 +63,4 @@ bench: $(VENV)/.test
 	$(PY) bench/restore.py
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules examples/node-plugin/node_modules
+	rm -rf $(VENV) tests/node/node_modules sdk-node/node_modules examples/*/node_modules

@@ -10,6 +10,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from extframework import scaffold
 from extframework.cli import CLI_ACTOR, refusals_as_errors
 from extframework.models import iso_utc
 from extframework.services import (
@@ -95,6 +96,22 @@ def register(manifest_file: Path) -> None:
     plugin, token = registry.register(manifest, actor=CLI_ACTOR, probe=probe)
     click.echo(f"Registered {plugin.plugin_id} {plugin.version} ({plugin.state}).")
     click.echo(token)
+
+
+@plugins_cli.command("new")
+@click.argument("plugin_id", metavar="NAME")
+@click.option("--lang", type=click.Choice(scaffold.LANGUAGES), required=True)
+@click.option("--dir", "directory", type=click.Path(path_type=Path), help="Default: ./NAME.")
+@click.option("--name", "title", default=None, help="Display name (default: from NAME).")
+def new_plugin(plugin_id: str, lang: str, directory: Path | None, title: str | None) -> None:
+    """Write a working plugin (manifest, server on the SDK, README, test) into a new folder."""
+    target = directory or Path(plugin_id)
+    try:
+        files = scaffold.new_plugin(plugin_id, lang, target, name=title)
+    except scaffold.ScaffoldError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {plugin_id} ({lang}) to {target}: {', '.join(f.name for f in files)}.")
+    click.echo(f"Next: read {target / 'README.md'}.")
 
 
 @plugins_cli.command("list")

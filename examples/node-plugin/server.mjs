@@ -1,16 +1,17 @@
 // Tasks: a demo extframework plugin in plain Node.js (node:http, no web framework).
 //
 // Contract A: serves the routes its manifest declares and verifies the request JWT on every
-// call against the core's JWKS (jose). Contract B: keeps its data in the core's storage API
-// with its plugin token. It registers itself with an enrolment key on first start and sends
-// its manifest as an update on later starts.
+// call against the core's JWKS. Contract B: keeps its data in the core's storage API with its
+// plugin token. It registers itself with an enrolment key on first start and sends its
+// manifest as an update on later starts. @extframework/sdk (sdk-node/) does the contract's
+// part of each.
 //
 // Environment: EXTFW_CORE_URL, EXTFW_ENROLMENT_KEY, PLUGIN_TOKEN_FILE, PORT, PLUGIN_HOST.
 
 import { createServer } from 'node:http';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
+import {
+  createVerifier, escapeHtml, readForm, registerOrUpdate, StorageClient,
+} from '@extframework/sdk';
 
 const PLUGIN_ID = process.env.PLUGIN_ID || 'tasks';
 const VERSION = '1.0.0';
@@ -20,10 +21,8 @@ const PORT = Number(process.env.PORT || 9102);
 const TOKEN_FILE = process.env.PLUGIN_TOKEN_FILE || 'instance/tasks.token';
 const BASE_URL = `http://${HOST}:${PORT}`;
 
-const JWKS = createRemoteJWKSet(new URL(`${CORE}/.well-known/jwks.json`), {
-  cooldownDuration: 5000,
-  cacheMaxAge: 300000,
-});
+const verify = createVerifier({ coreUrl: CORE, pluginId: PLUGIN_ID });
+const storage = new StorageClient(CORE, { tokenFile: TOKEN_FILE });
 
 const manifest = {
   plugin_id: PLUGIN_ID,
@@ -61,77 +60,6 @@ const manifest = {
 };
 
 const calls = {};
-let token = readToken();
-
-function readToken() {
-  try {
-    return readFileSync(TOKEN_FILE, 'utf8').trim() || null;
-  } catch {
-    return null;
-  }
-}
-
-function escapeHtml(value) {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => ({
-    '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
-  })[c]);
-}
-
-async function verify(req) {
-  const [scheme, jwt] = (req.headers.authorization || '').split(' ');
-  if (scheme?.toLowerCase() !== 'bearer' || !jwt) throw new Error('missing bearer request JWT');
-  const { payload } = await jwtVerify(jwt, JWKS, {
-    issuer: CORE,
-    audience: PLUGIN_ID,
-    algorithms: ['RS256', 'ES256'],
-    requiredClaims: ['sub', 'tenant', 'role', 'scopes', 'iat', 'exp', 'jti'],
-    clockTolerance: 5,
-  });
-  return payload;
-}
-
-// Every refusal from the core is problem+json whose `type` names its kind (docs/errors.md).
-const PROBLEM_TYPE = 'urn:extframework:problem:';
-
-function problemKind(body) {
-  const type = body && typeof body.type === 'string' ? body.type : '';
-  return type.startsWith(PROBLEM_TYPE) ? type.slice(PROBLEM_TYPE.length) : null;
-}
-
-function describeProblem(body) {
-  const fields = (body?.errors || []).map((e) => `${e.pointer || '/'}: ${e.message || ''}`);
-  const diff = (body?.diff || []).map((c) => `${c.collection} ${c.path}: ${c.kind}`);
-  return [body?.detail || '', ...fields, ...diff].filter(Boolean).join('; ');
-}
-
-async function storage(method, path, caller, body) {
-  const headers = { Authorization: `Bearer ${token}`, 'X-Tenant-ID': caller.tenant };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(`${CORE}/api/storage${path}`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(5000),
-  });
-  const data = res.status === 204 ? null : await res.json();
-  if (!res.ok) {
-    const err = new Error(data?.detail || `storage answered ${res.status}`);
-    err.status = res.status;
-    err.problem = data;
-    err.kind = problemKind(data);
-    throw err;
-  }
-  return data;
-}
-
-async function readForm(req) {
-  const chunks = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += chunk.length;
-    if (size > 64 * 1024) throw Object.assign(new Error('form too large'), { status: 413 });
-    chunks.push(chunk);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
-}
 
 function send(res, status, html, headers = {}) {
   res.writeHead(status, { 'Content-Type': 'text/html; charset=utf-8', ...headers });
@@ -139,7 +67,7 @@ function send(res, status, html, headers = {}) {
 }
 
 async function tasksView(caller, errors = []) {
-  const { items } = await storage('GET', '/tasks?sort=title&limit=500', caller);
+  const { items } = await storage.query('tasks', { tenant: caller.tenant, sort: 'title', limit: 500 });
   const canWrite = caller.scopes.includes('actions:write');
   const rows = items.map((t) => `
     <li data-task="${escapeHtml(t.id)}" class="${t.data.done ? 'done' : 'open'}">
@@ -179,23 +107,23 @@ async function route(req, res, caller) {
   if (req.method === 'POST' && url.pathname === '/tasks') {
     const form = await readForm(req);
     try {
-      await storage('POST', '/tasks', caller, { title: (form.get('title') || '').trim(), done: false });
+      await storage.create('tasks', { title: (form.get('title') || '').trim(), done: false }, { tenant: caller.tenant });
     } catch (err) {
       if (err.status !== 422) throw err;
-      const errors = (err.problem?.errors || []).map((e) => `${(e.pointer || '').slice(1)}: ${e.message || ''}`);
+      const errors = err.errors.map((e) => `${(e.pointer || '').slice(1)}: ${e.message || ''}`);
       return send(res, 422, await tasksView(caller, errors.length ? errors : [err.message]));
     }
     return send(res, 303, '', { Location: '/tasks' });
   }
   if (taskMatch && req.method === 'PATCH') {
     const form = await readForm(req);
-    await storage('PATCH', `/tasks/${encodeURIComponent(decodeURIComponent(taskMatch[1]))}`, caller,
-      { done: form.get('done') === 'true' });
+    await storage.patch('tasks', decodeURIComponent(taskMatch[1]), { done: form.get('done') === 'true' },
+      { tenant: caller.tenant });
     return send(res, 303, '', { Location: '/tasks' });
   }
   if (taskMatch && req.method === 'DELETE') {
     try {
-      await storage('DELETE', `/tasks/${encodeURIComponent(decodeURIComponent(taskMatch[1]))}`, caller);
+      await storage.delete('tasks', decodeURIComponent(taskMatch[1]), { tenant: caller.tenant });
     } catch (err) {
       if (err.status !== 404) throw err;
     }
@@ -216,7 +144,7 @@ const server = createServer(async (req, res) => {
   }
   let caller;
   try {
-    caller = await verify(req);
+    caller = await verify(req.headers.authorization);
   } catch (err) {
     console.warn(`refused ${req.method} ${path}: ${err.message}`);
     return send(res, 401, `<p>Not from the core: ${escapeHtml(err.message)}</p>`);
@@ -231,60 +159,17 @@ const server = createServer(async (req, res) => {
   }
 });
 
-async function enrol(attempt = 0) {
-  const api = `${CORE}/api/registry/plugins`;
-  try {
-    if (token) {
-      const res = await fetch(`${api}/${PLUGIN_ID}`, {
-        method: 'PUT',
-        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify(manifest),
-      });
-      const body = await res.json().catch(() => ({}));
-      const kind = problemKind(body);
-      // Branch on the problem type, never on status or prose: only "installed at exactly
-      // this version" means nothing to do. A breaking-change (declare a migration), an older
-      // version or a changed manifest under the same version must stop the plugin.
-      if (res.ok || (kind === 'version-not-higher' && body.current_version === VERSION)) {
-        console.log(`enrolled: manifest ${VERSION} is current`);
-        return;
-      }
-      if (res.status !== 401) {
-        throw Object.assign(new Error(`update refused (${kind || res.status}): ${describeProblem(body)}`), {
-          fatal: res.status < 500,
-        });
-      }
-      console.warn('stored plugin token was refused; registering again');
-    }
-    const key = process.env.EXTFW_ENROLMENT_KEY;
-    if (!key) throw Object.assign(new Error('no plugin token and no enrolment key'), { fatal: true });
-    const res = await fetch(api, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify(manifest),
-    });
-    const body = await res.json().catch(() => ({}));
-    if (res.status !== 201) {
-      throw Object.assign(new Error(`registration refused (${problemKind(body) || res.status}): ${describeProblem(body)}`), {
-        fatal: res.status < 500 || res.status === 502,
-      });
-    }
-    token = body.plugin_token;
-    mkdirSync(dirname(TOKEN_FILE), { recursive: true });
-    writeFileSync(TOKEN_FILE, `${token}\n`, { mode: 0o600 });
-    console.log(`registered as ${PLUGIN_ID}`);
-  } catch (err) {
-    if (err.fatal || attempt >= 30) {
-      console.error(`cannot enrol with the core: ${err.message}`);
-      process.exit(1);
-    }
-    setTimeout(() => enrol(attempt + 1), Math.min(200 * 2 ** attempt, 2000));
-  }
-}
-
 server.listen(PORT, HOST, () => {
   console.log(`serving on ${BASE_URL}`);
-  enrol();
+  // Registers with the enrolment key, or updates with the stored token. A refusal (a breaking
+  // change without a migration, an older version, a changed manifest under the same version)
+  // stops the plugin: it must not run against schemas the core refused.
+  registerOrUpdate(CORE, manifest, { tokenFile: TOKEN_FILE, enrolmentKey: process.env.EXTFW_ENROLMENT_KEY })
+    .then(() => console.log(`enrolled: manifest ${VERSION} is current`))
+    .catch((err) => {
+      console.error(`cannot enrol with the core (${err.kind || err.status || 'unreachable'}): ${err.message}`);
+      process.exit(1);
+    });
 });
 
 for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => server.close(() => process.exit(0)));

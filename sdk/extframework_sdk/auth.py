@@ -9,6 +9,8 @@ import requests
 
 ALGORITHMS = ("RS256", "ES256")
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "tenant", "role", "scopes", "iat", "exp", "jti"]
+# Clock skew forgiven on exp/iat: the core mints tokens for 60 s, so 5 s is a twelfth of their life.
+DEFAULT_LEEWAY_S = 5.0
 
 
 class RequestTokenError(Exception):
@@ -34,8 +36,11 @@ class RequestContext:
 class JWKSCache:
     """The core's public keys, fetched from its JWKS and refreshed when a new ``kid`` appears.
 
-    Keys are kept for ``ttl_s``; an unknown ``kid`` triggers a refetch, at most once every
-    ``min_refresh_s`` so a flood of forged tokens cannot turn into a flood of JWKS requests.
+    Like PyJWT's ``PyJWKClient``: keys are kept for ``ttl_s``, and an unknown ``kid`` triggers
+    a refetch. Fetches (successful or not) are at most one every ``min_refresh_s``, so a flood
+    of tokens naming made-up kids, or a JWKS that keeps failing, cannot turn into a flood of
+    requests to the core. The core publishes a new key 90 s before it signs with it, so a
+    verifier refetching within that time never refuses a genuine token.
     """
 
     def __init__(
@@ -53,10 +58,12 @@ class JWKSCache:
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = 0.0
+        self._fetched_at = float("-inf")
+        self._tried_at = float("-inf")
         self._lock = threading.Lock()
 
     def _refresh(self) -> None:
+        self._tried_at = time.monotonic()
         response = self.session.get(self.jwks_url, timeout=self.timeout_s)
         response.raise_for_status()
         keys = {}
@@ -67,10 +74,9 @@ class JWKSCache:
 
     def key(self, kid: str) -> jwt.PyJWK:
         with self._lock:
-            age = time.monotonic() - self._fetched_at
-            stale = age > self.ttl_s
-            unknown = kid not in self._keys and age > self.min_refresh_s
-            if stale or unknown:
+            now = time.monotonic()
+            wanted = kid not in self._keys or now - self._fetched_at > self.ttl_s
+            if wanted and now - self._tried_at >= self.min_refresh_s:
                 try:
                     self._refresh()
                 except (requests.RequestException, ValueError) as exc:
@@ -90,7 +96,7 @@ class RequestVerifier:
         plugin_id: str,
         *,
         jwks: JWKSCache | None = None,
-        leeway_s: float = 5.0,
+        leeway_s: float = DEFAULT_LEEWAY_S,
     ) -> None:
         self.issuer = core_url.rstrip("/")
         self.audience = plugin_id

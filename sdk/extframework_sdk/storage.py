@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import requests
@@ -94,17 +95,26 @@ class StorageClient:
         """Return ``{"items": [...], "next_cursor": ...}``; params are SPEC §5 filters."""
         return self._call("GET", self._path(collection), tenant, params=params).json()
 
-    def all(self, collection: str, *, tenant: str, **params) -> list[dict]:
-        """Follow the cursor to the end and return every matching document."""
-        items, cursor = [], None
+    def pages(self, collection: str, *, tenant: str, **params) -> Iterator[list[dict]]:
+        """Yield the query's pages one at a time, following ``next_cursor``; lazily, so a
+        caller that stops early never asks for the next page."""
+        cursor = None
         while True:
-            page = self.query(
-                collection, tenant=tenant, **params, **({"cursor": cursor} if cursor else {})
-            )
-            items.extend(page["items"])
+            extra = {"cursor": cursor} if cursor else {}
+            page = self.query(collection, tenant=tenant, **params, **extra)
+            yield page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
-                return items
+                return
+
+    def iterate(self, collection: str, *, tenant: str, **params) -> Iterator[dict]:
+        """Yield every matching document, page after page (``limit`` sets the page size)."""
+        for page in self.pages(collection, tenant=tenant, **params):
+            yield from page
+
+    def all(self, collection: str, *, tenant: str, **params) -> list[dict]:
+        """Follow the cursor to the end and return every matching document."""
+        return list(self.iterate(collection, tenant=tenant, **params))
 
     def patch(
         self,
