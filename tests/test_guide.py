@@ -185,3 +185,24 @@ def test_a_lost_token_is_replaced_by_the_operators_rotation_as_the_guide_says(
     assert client.get("/api/storage/items", headers={**bearer(new), **headers}).status_code == 200
     refused = client.get("/api/storage/items", headers={**bearer(lost), **headers})
     assert refused.status_code == 401
+
+
+def test_the_sort_order_and_typing_the_guide_states_hold(client, make_plugin):
+    text = section("Query semantics")
+    assert '`"B" < "Z" < "a" < "b" < "é"`' in text
+    assert "first ascending and last descending" in text
+    _, token = make_plugin()
+    headers = {**bearer(token), "X-Tenant-ID": "default"}
+    for title, count in [("b", 2), ("é", 3), ("B", 1), ("a", None), ("Z", 0), ("007", 5)]:
+        data = {"title": title} if count is None else {"title": title, "count": count}
+        assert client.post("/api/storage/items", json=data, headers=headers).status_code == 201
+
+    def titles(query: str) -> list[str]:
+        answer = client.get(f"/api/storage/items?{query}", headers=headers)
+        assert answer.status_code == 200, answer.get_json()
+        return [item["data"]["title"] for item in answer.get_json()["items"]]
+
+    assert titles("sort=title") == ["007", "B", "Z", "a", "b", "é"]
+    assert titles("sort=count")[0] == "a" and titles("sort=-count")[-1] == "a"
+    assert titles("count=3") == ["é"]  # typed by the schema: the integer 3
+    assert titles("title=007") == ["007"]  # a string field: "007", not the number 7
