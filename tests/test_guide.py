@@ -172,10 +172,15 @@ def bearer(token: str) -> dict:
 
 
 def test_a_lost_token_is_replaced_by_the_operators_rotation_as_the_guide_says(
-    app, client, make_plugin
+    app, client, make_plugin, enrolment_key
 ):
     assert "plugins rotate-token ID --revoke-now" in section("Your token: rotation and recovery")
-    _, lost = make_plugin()
+    plugin, lost = make_plugin()
+    again = client.post(
+        "/api/registry/plugins", json=plugin.manifest, headers=bearer(enrolment_key)
+    )
+    assert again.status_code == 409
+    assert again.get_json()["type"] == "urn:extframework:problem:plugin-id-taken"
     result = app.test_cli_runner().invoke(
         args=["plugins", "rotate-token", "test-plugin", "--revoke-now"]
     )
