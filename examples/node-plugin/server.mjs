@@ -75,21 +75,21 @@ async function tasksView(caller, errors = []) {
       ${canWrite ? `
       <form method="patch" action="/tasks/${encodeURIComponent(t.id)}">
         <input type="hidden" name="done" value="${t.data.done ? 'false' : 'true'}">
-        <button type="submit">${t.data.done ? 'Reopen' : 'Done'} ${escapeHtml(t.data.title)}</button>
+        <button type="submit" class="xf-button">${t.data.done ? 'Reopen' : 'Done'} ${escapeHtml(t.data.title)}</button>
       </form>
       <form method="delete" action="/tasks/${encodeURIComponent(t.id)}">
-        <button type="submit" class="danger">Delete ${escapeHtml(t.data.title)}</button>
+        <button type="submit" class="xf-button xf-button--danger">Delete ${escapeHtml(t.data.title)}</button>
       </form>` : ''}
     </li>`).join('');
   return `<h1>Tasks</h1>
-    <p>For ${escapeHtml(caller.name)} in tenant ${escapeHtml(caller.tenant)}.</p>
-    ${items.length ? `<ul class="tasks">${rows}</ul>` : '<p class="empty">Nothing to do.</p>'}
+    <p class="xf-muted">For ${escapeHtml(caller.name)} in tenant ${escapeHtml(caller.tenant)}.</p>
+    ${items.length ? `<ul class="tasks">${rows}</ul>` : '<div class="xf-empty"><p>Nothing to do.</p></div>'}
     ${canWrite ? `<h2>New task</h2>
-    ${errors.map((e) => `<p class="error" role="alert">${escapeHtml(e)}</p>`).join('')}
-    <form method="post" action="/tasks">
+    ${errors.map((e) => `<p class="xf-notice xf-notice--error" role="alert">${escapeHtml(e)}</p>`).join('')}
+    <form method="post" action="/tasks" class="xf-form xf-form--inline">
       <label for="task-title">Task</label>
       <input id="task-title" name="title">
-      <button type="submit">Add task</button>
+      <button type="submit" class="xf-button xf-button--primary">Add task</button>
     </form>` : ''}`;
 }
 

@@ -45,6 +45,7 @@ from extframework.services import (
     registry,
     uninstall,
 )
+from extframework.services.faults import recent as recent_faults
 from extframework.services.manifest import meta_schema
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
 
@@ -350,6 +351,7 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         migration=migrations.status(plugin),
         archives=archives.list_archives(plugin.plugin_id),
         pending=_pending_summary(plugin),
+        faults=recent_faults(plugin.plugin_id),
         **extra,
     )
 

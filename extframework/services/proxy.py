@@ -19,10 +19,10 @@ from urllib3.exceptions import TimeoutError as HTTPTimeout
 from extframework import observability
 from extframework.errors import Forbidden, NotFound, Unavailable
 from extframework.models import Plugin, Route
-from extframework.problems import problem_type
 from extframework.services import (
     catalog,
     deadlines,
+    faults,
     fragments,
     lifecycle,
     markup,
@@ -31,6 +31,7 @@ from extframework.services import (
     urls,
 )
 from extframework.services.accounts import role_rank
+from extframework.services.faults import FAULT_KINDS, FAULTS, Fault  # noqa: F401 (re-exported)
 from extframework.services.installations import is_installed
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 MAX_FRAGMENT_BYTES = 2 * 1024 * 1024
 POOL_SIZE = 32
 BUSY_WAIT_S = 0.1  # how long a call waits for one of its plugin's slots before "busy"
-BUSY_RETRY_AFTER_S = 5
 SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 
 
@@ -74,24 +74,6 @@ class Fragment:
 class Redirect:
     location: str  # a path inside the shell
 
-
-@dataclass(frozen=True)
-class Fault:
-    kind: str  # refused unreachable timeout busy error not-html too-large too-complex bad-redirect
-    title: str
-    detail: str
-    status: int  # what the shell answers the browser
-    headers: tuple[tuple[str, str], ...] = ()  # extra response headers (Retry-After)
-
-    @property
-    def problem_type(self) -> str:
-        """The catalogued problem type of this fault (docs/errors.md), shown on the panel."""
-        return problem_type(FAULT_KINDS[self.status])
-
-
-# A fault's status names its kind: the plugin did not answer (504), answered something the
-# shell refuses (502), or is answering as many requests as it may at once (503).
-FAULT_KINDS = {502: "bad-gateway", 503: "unavailable", 504: "gateway-timeout"}
 
 Outcome = Fragment | Redirect | Fault
 
@@ -244,6 +226,7 @@ def forward(
         if not slots.take(BUSY_WAIT_S):
             outcome = _fault(target, method, "busy", limit_calls=max_concurrent)
             observability.record_proxy_call(target.plugin.plugin_id, outcome.kind, 0.0)
+            _remember(target, method, caller, outcome)
             return outcome
     try:
         outcome = _call(
@@ -254,6 +237,8 @@ def forward(
             slots.give()
     label = outcome.kind if isinstance(outcome, Fault) else type(outcome).__name__.lower()
     observability.record_proxy_call(target.plugin.plugin_id, label, time.perf_counter() - started)
+    if isinstance(outcome, Fault):
+        _remember(target, method, caller, outcome)
     return outcome
 
 
@@ -302,7 +287,7 @@ def _call(
         complete = False
         try:
             try:
-                outcome, complete = _classify(target, method, url, response)
+                outcome, complete = _classify(target, method, url, response, caller.role)
             except HTTPError as exc:  # the body broke off
                 return _failed(target, method, exc, deadline)
             if deadline.finish():
@@ -336,7 +321,7 @@ def _charset(content_type: str) -> str | None:
 
 
 def _classify(
-    target: Target, method: str, url: str, response: urllib3.BaseHTTPResponse
+    target: Target, method: str, url: str, response: urllib3.BaseHTTPResponse, role: str
 ) -> tuple[Outcome, bool]:
     """Classify the answer; the flag says whether its body was read to the end."""
     status = response.status
@@ -350,6 +335,11 @@ def _classify(
         return _fault(target, method, "error", status=status), False
     header = response.headers.get("Content-Type", "")
     content_type = header.split(";")[0].strip().lower()
+    if status == 401:  # whatever its body: the person cannot fix the core's credentials
+        challenge = faults.printable(response.headers.get("WWW-Authenticate", ""))
+        return _fault(target, method, "jwt-refused", status=status, challenge=challenge), False
+    if status == 403 and content_type != "text/html":  # a 403 page of its own is shown as is
+        return _fault(target, method, "person-refused", status=status, role=role), False
     if content_type != "text/html":
         return _fault(target, method, "not-html", status=status, content_type=content_type), False
     body = bytearray()
@@ -382,36 +372,6 @@ def shell_location(location: str, request_url: str, plugin: Plugin) -> str | Non
     return shell_path if urls.within(shell_path, prefix) else None
 
 
-FAULTS = {
-    "refused": (502, "{name} is not reachable", "The core could not connect to the plugin."),
-    "unreachable": (502, "{name} is not reachable", "The connection to the plugin failed."),
-    "timeout": (504, "{name} did not answer in time", "No answer within {timeout_s:g} s."),
-    "busy": (
-        503,
-        "{name} is busy",
-        "{name} is already answering {limit_calls} requests from this server; try again shortly.",
-    ),
-    "error": (502, "{name} ran into an error", "The plugin answered with HTTP {status}."),
-    "not-html": (
-        502,
-        "{name} sent something that is not a page",
-        "Expected an HTML fragment, got {content_type!r} (HTTP {status}).",
-    ),
-    "too-large": (502, "{name} sent too much", "The answer is larger than {limit} bytes."),
-    "bad-redirect": (
-        502,
-        "{name} redirected outside itself",
-        "The plugin answered HTTP {status} with a redirect the shell will not follow.",
-    ),
-    "too-complex": (
-        502,
-        "{name} sent a page too complex to show",
-        "The page has {problem}; the shell shows at most {max_elements} elements, nested at"
-        " most {max_depth} deep.",
-    ),
-}
-
-
 def check_markup(target: Target, method: str, fragment: Fragment) -> Fragment | Fault:
     """Refuse a fragment that would cost the sanitizer too much, before it parses (issue 11)."""
     try:
@@ -429,8 +389,7 @@ def check_markup(target: Target, method: str, fragment: Fragment) -> Fragment | 
 
 
 def _fault(target: Target, method: str, kind: str, **facts: object) -> Fault:
-    status, title, detail = FAULTS[kind]
-    values = {"name": target.plugin.name, "limit": MAX_FRAGMENT_BYTES, **facts}
+    """Log a fault of ``target`` and describe it for the panel (``services/faults``)."""
     log.warning(
         "plugin %s %s %s failed: %s %s",
         target.plugin.plugin_id,
@@ -439,5 +398,9 @@ def _fault(target: Target, method: str, kind: str, **facts: object) -> Fault:
         kind,
         {k: v for k, v in facts.items() if k != "reason"} or facts.get("reason", ""),
     )
-    headers = (("Retry-After", str(BUSY_RETRY_AFTER_S)),) if kind == "busy" else ()
-    return Fault(kind, title.format(**values), detail.format(**values), status, headers)
+    return faults.describe(target.plugin, kind, limit=MAX_FRAGMENT_BYTES, **facts)
+
+
+def _remember(target: Target, method: str, caller: Caller, fault: Fault) -> None:
+    method = "GET" if method.upper() == "HEAD" else method.upper()
+    faults.remember(target.plugin.plugin_id, method, target.path, caller.request_id, fault)
