@@ -1,0 +1,172 @@
+"""The contract checker's probes (issue 16): each planted defect of a broken plugin is found.
+
+The plugin is tests/support/plugins/broken_plugin.py, a real process on loopback with one
+defect per mode; the core is the test app, its service called directly.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from extframework.db import database
+from extframework.models import Plugin
+from extframework.services import contract_check
+from tests.support.processes import Process, free_port
+from tests.support.registry_fixtures import sample_manifest
+
+BROKEN_PLUGIN = Path(__file__).resolve().parent / "support" / "plugins" / "broken_plugin.py"
+PROXY_TIMEOUT_S = 2.0  # the slow mode answers after 6 s
+AUTH_CHECKS = set(contract_check.BAD_TOKENS)
+
+
+def broken_manifest(url: str, plugin_id: str = "broken") -> dict:
+    return sample_manifest(
+        plugin_id=plugin_id,
+        name="Broken",
+        base_url=url + "/plugin",
+        menu_items=[
+            {"id": "items", "label": "Items", "view": {"method": "GET", "path": "/items"}},
+            {"id": "item", "label": "Item", "view": {"method": "GET", "path": "/items/:id"}},
+        ],
+    )
+
+
+@pytest.fixture
+def broken_plugin(app, tmp_path):
+    """Start broken_plugin.py in a mode; it trusts this app's published keys."""
+    started: list[Process] = []
+    jwks = tmp_path / "jwks.json"
+    with app.app_context():
+        jwks.write_text(json.dumps(app.extensions["extframework.keys"].jwks()))
+
+    def start(mode: str, plugin_id: str = "broken") -> Process:
+        port = free_port()
+        args = [sys.executable, str(BROKEN_PLUGIN), "--port", str(port), "--mode", mode]
+        args += ["--jwks", str(jwks), "--issuer", app.config["BASE_URL"]]
+        args += ["--plugin-id", plugin_id]
+        process = Process(args, port, "/", log_path=tmp_path / f"broken-{mode}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def run_checks(app, manifest: dict, **config) -> list[dict]:
+    with app.app_context(), database.connection_context():
+        plugin = Plugin.get_or_none(Plugin.plugin_id == manifest["plugin_id"])
+        return contract_check.check(
+            manifest,
+            plugin=plugin,
+            store=app.extensions["extframework.keys"],
+            config={**app.config, "PROXY_TIMEOUT_S": PROXY_TIMEOUT_S, **config},
+        )
+
+
+def failed(results: list[dict]) -> set[str]:
+    return {r["check"] for r in results if not r["ok"]}
+
+
+def test_a_correct_plugin_passes_every_check(app, broken_plugin, make_plugin):
+    manifest = broken_manifest(broken_plugin("good").url)
+    make_plugin(manifest)
+    results = run_checks(app, manifest)
+    assert failed(results) == set(), results
+    assert all(r["level"] == "pass" for r in results), results
+    names = [(r["check"], r["route"]) for r in results]
+    for route in ("GET /items", "GET /items/:id"):
+        for name in (*AUTH_CHECKS, "view-html", "fragment"):
+            assert (name, route) in names
+    assert {"manifest", "core", "health"} <= {name for name, _ in names}
+    core = next(r for r in results if r["check"] == "core")
+    assert core["detail"].startswith("unchanged")
+
+
+def test_an_unregistered_plugin_is_checked_as_a_new_registration(app, broken_plugin):
+    manifest = broken_manifest(broken_plugin("good").url)
+    results = run_checks(app, manifest)
+    assert failed(results) == set(), results
+    core = next(r for r in results if r["check"] == "core")
+    assert core["detail"].startswith("new")
+
+
+DEFECTS = [
+    ("no-token", "auth-no-token"),
+    ("forged-key", "auth-forged-key"),
+    ("alg-none", "auth-alg-none"),
+    ("hs256", "auth-hs256-public-key"),
+    ("expired", "auth-expired"),
+    ("audience", "auth-audience"),
+    ("text-plain", "view-html"),
+    ("slow", "view-html"),
+    ("redirect-off", "view-html"),
+    ("no-health", "health"),
+]
+
+
+@pytest.mark.parametrize(("mode", "check"), DEFECTS)
+def test_the_checker_finds_the_planted_defect(app, broken_plugin, make_plugin, mode, check):
+    manifest = broken_manifest(broken_plugin(mode).url)
+    make_plugin(manifest)
+    results = run_checks(app, manifest)
+    assert failed(results) == {check}, results
+    failures = [r for r in results if not r["ok"]]
+    assert all(r["detail"] for r in failures)
+    if check.startswith("auth-"):
+        assert {r["route"] for r in failures} == {"GET /items", "GET /items/:id"}
+        assert "instead of 401" in failures[0]["detail"]
+
+
+def test_a_slow_view_fails_within_the_proxy_timeout(app, broken_plugin, make_plugin):
+    manifest = broken_manifest(broken_plugin("slow").url)
+    make_plugin(manifest)
+    results = run_checks(app, manifest)
+    view = next(r for r in results if r["check"] == "view-html" and r["route"] == "GET /items")
+    assert f"within {PROXY_TIMEOUT_S:g} s" in view["detail"]
+
+
+def test_a_redirect_off_base_url_names_where_it_went(app, broken_plugin, make_plugin):
+    process = broken_plugin("redirect-off")
+    manifest = broken_manifest(process.url)
+    make_plugin(manifest)
+    results = run_checks(app, manifest)
+    view = next(r for r in results if r["check"] == "view-html" and r["route"] == "GET /items")
+    assert f"{process.url}/elsewhere" in view["detail"] and "outside base_url" in view["detail"]
+
+
+def test_script_and_event_handlers_are_warnings_naming_what_the_shell_strips(
+    app, broken_plugin, make_plugin
+):
+    manifest = broken_manifest(broken_plugin("script").url)
+    make_plugin(manifest)
+    results = run_checks(app, manifest)
+    assert failed(results) == set(), results
+    warnings = [r for r in results if r["level"] == "warn"]
+    assert {(r["check"], r["route"]) for r in warnings} == {
+        ("fragment", "GET /items"),
+        ("fragment", "GET /items/:id"),  # redirected to /items: the same fragment
+    }
+    detail = warnings[0]["detail"]
+    assert "<script> removed with its content" in detail
+    assert "event handler onclick on <button> removed" in detail
+
+
+def test_an_invalid_manifest_lists_its_field_errors_and_calls_nothing(app):
+    manifest = sample_manifest(plugin_id="Not Valid", version="one")
+    results = run_checks(app, manifest)
+    assert [r["check"] for r in results] == ["manifest"]
+    assert not results[0]["ok"]
+    assert "/plugin_id" in results[0]["detail"] and "/version" in results[0]["detail"]
+
+
+def test_a_refused_update_fails_the_core_check(app, broken_plugin, make_plugin):
+    url = broken_plugin("good").url
+    make_plugin(broken_manifest(url))
+    older = {**broken_manifest(url), "version": "0.9.0"}
+    results = run_checks(app, older)
+    assert failed(results) == {"core"}
+    core = next(r for r in results if r["check"] == "core")
+    assert "version-not-higher" in core["detail"]
