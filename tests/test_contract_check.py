@@ -12,7 +12,7 @@ import pytest
 
 from extframework.db import database
 from extframework.models import Plugin
-from extframework.services import contract_check
+from extframework.services import contract_check, contract_fragments
 from tests.support.processes import Process, free_port
 from tests.support.registry_fixtures import sample_manifest
 
@@ -170,3 +170,42 @@ def test_a_refused_update_fails_the_core_check(app, broken_plugin, make_plugin):
     assert failed(results) == {"core"}
     core = next(r for r in results if r["check"] == "core")
     assert "version-not-higher" in core["detail"]
+
+
+FRAGMENTS = [
+    ('<p style="color:red">Hi</p>', "attribute style on <p> removed"),
+    ('<a href="javascript:alert(1)">x</a>', "href on <a> with a javascript: URL removed"),
+    ('<form action="http://elsewhere.example/x" method="post"></form>', "form aimed outside"),
+    ("<style>p{}</style><p>x</p>", "<style> removed with its content"),
+    ("<marquee>x</marquee>", "<marquee> removed (its text stays)"),
+    ('<input name="csrf_token" value="mine">', "an input named csrf_token removed"),
+]
+
+
+@pytest.mark.parametrize(("html", "finding"), FRAGMENTS)
+def test_the_fragment_review_names_what_the_sanitizer_changes(html, finding):
+    level, detail = contract_fragments.review(
+        html, plugin_id="broken", base_url="http://127.0.0.1:9/plugin", current_path="/items"
+    )
+    assert (level, finding in detail) == ("warn", True), detail
+
+
+def test_a_whole_page_and_plugin_links_need_no_change():
+    page = (
+        '<!doctype html><html><head><meta charset="utf-8"><title>About</title></head><body>'
+        '<a href="/items">Items</a><a href="https://example.org/">Out</a>'
+        '<form method="delete" action="/items/1"><button class="btn">Go</button></form>'
+        "</body></html>"
+    )
+    level, detail = contract_fragments.review(
+        page, plugin_id="broken", base_url="http://127.0.0.1:9/plugin", current_path="/about"
+    )
+    assert level == "pass", detail
+
+
+def test_a_fragment_the_shell_refuses_fails():
+    deep = "<div>" * 200 + "x" + "</div>" * 200 + " " * 3000
+    level, detail = contract_fragments.review(
+        deep, plugin_id="broken", base_url="http://127.0.0.1:9/plugin", current_path="/items"
+    )
+    assert level == "fail" and "nested more than" in detail

@@ -13,7 +13,9 @@ from extframework.services import fragments, markup, urls
 
 CONTENT_DROPPED = {"script", "style", "template", "noscript", "title"}
 MAX_LISTED = 12
-DOCUMENT_TAGS = {"html", "head", "body"}  # a whole page: the shell keeps the body's content
+# A whole page (an iframe view): the shell puts the content in its own document, whose head
+# has its own title and charset, so losing these changes nothing the author meant to show.
+DOCUMENT_TAGS = {"html", "head", "body", "meta", "title"}
 
 
 class _Findings(HTMLParser):
@@ -24,9 +26,11 @@ class _Findings(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in fragments.ALLOWED_TAGS:
+            if tag in DOCUMENT_TAGS:
+                return
             if tag in CONTENT_DROPPED:
                 self.found[f"<{tag}> removed with its content"] += 1
-            elif tag not in DOCUMENT_TAGS:
+            else:
                 self.found[f"<{tag}> removed (its text stays)"] += 1
             return
         allowed = fragments.GLOBAL_ATTRIBUTES | fragments.ALLOWED_ATTRIBUTES.get(tag, set())
