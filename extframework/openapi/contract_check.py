@@ -1,6 +1,7 @@
 """The contract checker's paths (blueprints/contract_check.py): the dry run and the probes."""
 
 from extframework.openapi.common import (
+    ANY_OBJECT,
     PLUGIN_ID,
     STRING,
     USER_OR_PLUGIN,
@@ -86,7 +87,14 @@ def _operation(operation_id: str, summary: str, schema: str, description: str) -
             USER_OR_PLUGIN,
             responses,
             parameters=[PLUGIN_ID],
-            requestBody=json_body(ref("Manifest")),
+            # Any object: an invalid manifest is judged in the answer (200), not refused.
+            requestBody=json_body(
+                {
+                    **ANY_OBJECT,
+                    "description": "A manifest (see Manifest); one that breaks it is judged in "
+                    "the answer, as the update would refuse it.",
+                }
+            ),
         )
     }
 

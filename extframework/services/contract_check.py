@@ -230,6 +230,8 @@ def check(
     with ThreadPoolExecutor(min(MAX_WORKERS, len(tasks)), "contract-check") as pool:
         for found in pool.map(lambda task: task(), tasks):
             results.extend(found if isinstance(found, list) else [found])
+    failures = sorted({r["check"] for r in results if not r["ok"]})
+    log.info("contract check of %s at %s: failed %s", plugin_id, base_url, failures or "none")
     return results
 
 
