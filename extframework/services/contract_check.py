@@ -10,25 +10,17 @@ the fragment. Every call goes through ``plugin_http`` (deadlines, no environment
 hostile plugin cannot stall the checker; the calls run in parallel (docs/registry.md).
 """
 
-import base64
-import hashlib
-import hmac
-import json
 import logging
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from extframework.errors import BadRequest, DomainError
 from extframework.models import Plugin
 from extframework.problems import problem_type
 from extframework.services import (
     contract_fragments,
+    contract_tokens,
     health,
     migrations,
     pending_updates,
@@ -38,7 +30,7 @@ from extframework.services import (
     tokens,
     urls,
 )
-from extframework.services.accounts import DEFAULT_TENANT
+from extframework.services.contract_tokens import BAD_TOKENS
 from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.manifest import validate_manifest
 from extframework.services.manifest_records import VIEW_ROLE
@@ -46,20 +38,8 @@ from extframework.services.manifest_records import VIEW_ROLE
 log = logging.getLogger(__name__)
 
 PATH_PARAMETER = "contract-check"  # what fills a view's ``:name`` segments
-OTHER_AUDIENCE = "contract-check-other-plugin"
-EXPIRED_FOR_S = 600  # past any sane clock leeway (the SDK's default is far below it)
 MAX_REDIRECTS = 3
 MAX_WORKERS = 16
-CHECKER = {"user_id": "contract-check", "name": "Contract checker"}
-CHECKER_EMAIL = "contract-check@example.invalid"
-BAD_TOKENS = {
-    "auth-no-token": "no Authorization header",
-    "auth-forged-key": "a token signed by another key (with the core's kid)",
-    "auth-alg-none": "an unsigned token (alg: none)",
-    "auth-hs256-public-key": "an HS256 token keyed with the core's public key (PEM)",
-    "auth-expired": f"a core-signed token that expired {EXPIRED_FOR_S} s ago",
-    "auth-audience": f"a core-signed token for another audience ({OTHER_AUDIENCE!r})",
-}
 
 
 def result(check: str, level: str, detail: str, route: str | None = None) -> dict:
@@ -223,7 +203,7 @@ def check(
     proxy_timeout = float(config["PROXY_TIMEOUT_S"])
     tasks = [lambda: _health_result(base_url, health_timeout)]
     for view in views(valid):
-        calls = _tokens_for(store, plugin_id, view, config)
+        calls = contract_tokens.for_view(store, plugin_id, view.role, config)
         for name, token in calls["bad"].items():
             tasks.append(_bad_token_task(name, token, base_url, view, proxy_timeout))
         tasks.append(_valid_task(calls["valid"], valid, view, proxy_timeout))
@@ -254,71 +234,6 @@ def _health_result(base_url: str, timeout_s: float) -> dict:
         f"{timeout_s:g} s, without a request JWT, to register the plugin and keep it active."
     )
     return result("health", "fail", detail)
-
-
-def _tokens_for(store: tokens.KeyStore, plugin_id: str, view: View, config: Mapping) -> dict:
-    """Mint the valid request JWT and the six bad ones here, in the caller's thread (the key
-    store reads the database)."""
-    key = store.signing_key()
-    claims = tokens.request_claims(
-        issuer=config["BASE_URL"],
-        plugin_id=plugin_id,
-        email=CHECKER_EMAIL,
-        tenant=DEFAULT_TENANT,
-        role=view.role,
-        scopes=list(tokens.SCOPES_BY_ROLE[view.role]),
-        ttl_s=int(config["REQUEST_JWT_TTL_S"]),
-        **CHECKER,
-    )
-    header = {"kid": key.kid}
-
-    def signed(changes: dict) -> str:
-        return jwt.encode(
-            {**claims, **changes}, key.private_key, algorithm=key.algorithm, headers=header
-        )
-
-    now = int(time.time())
-    public_pem = key.private_key.public_key().public_bytes(
-        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
-    )
-    bad = {
-        "auth-no-token": None,
-        "auth-forged-key": jwt.encode(
-            claims, _other_key(key.private_key), algorithm=key.algorithm, headers=header
-        ),
-        "auth-alg-none": _compact({"alg": "none", "typ": "JWT", **header}, claims, None),
-        "auth-hs256-public-key": _compact(
-            {"alg": "HS256", "typ": "JWT", **header}, claims, public_pem
-        ),
-        "auth-expired": signed({"iat": now - EXPIRED_FOR_S - 60, "exp": now - EXPIRED_FOR_S}),
-        "auth-audience": signed({"aud": OTHER_AUDIENCE}),
-    }
-    return {"valid": signed({}), "bad": bad}
-
-
-def _other_key(private_key: object) -> object:
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        return ec.generate_private_key(private_key.curve)
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        return rsa.generate_private_key(public_exponent=65537, key_size=private_key.key_size)
-    raise TypeError(f"no forged key for {type(private_key).__name__}")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _compact(header: dict, claims: dict, hmac_key: bytes | None) -> str:
-    """A compact JWS by hand: PyJWT rightly refuses to key HMAC with a PEM or to sign 'none'."""
-
-    def part(value: dict) -> str:
-        return _b64(json.dumps(value, separators=(",", ":")).encode())
-
-    signing_input = f"{part(header)}.{part(claims)}"
-    if hmac_key is None:
-        return signing_input + "."
-    mac = hmac.new(hmac_key, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(mac)}"
 
 
 def _get(url: str, token: str | None, timeout_s: float) -> plugin_http.Answer:
