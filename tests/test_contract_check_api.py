@@ -44,6 +44,10 @@ CASES = [
     ("refused", breaking(handler=False), 409),
     ("refused", sample_manifest(version="0.9.0"), 409),
     ("unchanged", sample_manifest(), 409),
+    # base_url on another origin (another port): kept for an operator, nothing probed
+    ("needs-approval", sample_manifest(version="1.1.0", base_url="http://127.0.0.1:10/p"), 202),
+    # base_url moved on the same origin: probed first, and nothing listens there
+    ("refused", sample_manifest(version="1.1.0", base_url="http://127.0.0.1:9/moved"), 502),
 ]
 
 
@@ -85,8 +89,10 @@ def test_the_dry_run_says_what_the_update_then_does_and_changes_nothing(
     if real.status_code >= 400:
         assert verdict["problem"] == real.get_json()
         assert verdict["diff"] == real.get_json().get("diff", [])
-    else:
-        assert verdict["diff"] == real.get_json()["changes"] or outcome == "breaking"
+    elif outcome == "needs-approval":
+        assert verdict["diff"] == real.get_json()["pending_update"]["changes"]
+    elif outcome == "compatible":
+        assert verdict["diff"] == real.get_json()["changes"]
     if outcome == "breaking":
         body = real.get_json()
         assert verdict["migration"]["breaking"] == body["changes"]

@@ -51,7 +51,9 @@ def run(core_url: str, manifest: object, token: str) -> tuple[dict, list[dict]]:
     if not isinstance(plugin_id, str) or not plugin_id:
         raise CheckError("the manifest names no plugin_id")
     verdict = _post(core_url, plugin_id, "manifest-check", manifest, token)
-    checks = _post(core_url, plugin_id, "contract-check", manifest, token)["checks"]
+    checks = _post(core_url, plugin_id, "contract-check", manifest, token).get("checks")
+    if not isinstance(checks, list):
+        raise CheckError(f"{core_url} answered no checks: is it an extframework core?")
     return verdict, checks
 
 

@@ -11,7 +11,7 @@ otherwise. Each other mode plants one defect:
 no-token (no Authorization accepted), forged-key (signature not checked), alg-none (unsigned
 tokens accepted), hs256 (HS256 keyed with the public key's PEM accepted), expired (``exp`` not
 checked), audience (``aud`` not checked), text-plain (views answer text/plain), slow (views
-answer after 6 s), redirect-off (``/items`` redirects outside ``base_url``), no-health
+answer after 60 s), redirect-off (``/items`` redirects outside ``base_url``), no-health
 (``/health`` is 404), script (the fragment carries ``<script>`` and ``onclick``).
 """
 
@@ -119,7 +119,7 @@ def make_handler(mode: str, keys: dict, issuer: str, plugin_id: str, port: int):
             if mode == "text-plain":
                 return self.send(200, "Items: one", "text/plain")
             if mode == "slow":
-                time.sleep(6)
+                time.sleep(60)
             if mode == "redirect-off":
                 return self.send(302, "", Location=f"http://127.0.0.1:{port}/elsewhere")
             return self.send(200, SCRIPTED if mode == "script" else PAGE)
