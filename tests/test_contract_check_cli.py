@@ -4,6 +4,8 @@ SDK's ``extframework-check`` against a running core; one line per check, exit 1 
 import importlib.util
 import json
 
+import pytest
+
 from tests import test_contract_check
 from tests.support.processes import ROOT
 from tests.test_contract_check import broken_manifest
@@ -18,6 +20,12 @@ def sdk_check():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True)
+def generous_timeouts(app):
+    """A loaded machine must not fail a good plugin's calls."""
+    app.config.update(PROXY_TIMEOUT_S=8.0, HEALTH_TIMEOUT_S=8.0)
 
 
 def write(tmp_path, manifest: dict):

@@ -14,10 +14,13 @@ import pytest
 from tests.support.processes import ROOT, flask_cli
 from tests.support.shell_fixtures import Demo
 
+TIMEOUTS = {"EXTFW_PROXY_TIMEOUT_S": "8", "EXTFW_HEALTH_TIMEOUT_S": "5"}
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    core = Demo(tmp_path_factory.mktemp("demo"))
+    # Generous timeouts: a loaded machine must not fail a demo's calls.
+    core = Demo(tmp_path_factory.mktemp("demo"), PROXY_TIMEOUT_S=8, HEALTH_TIMEOUT_S=5)
     try:
         core.start_python_plugin()
         core.start_node_plugin()
@@ -56,7 +59,12 @@ def test_the_sdk_check_passes_a_demo_plugin(demo, tmp_path, plugin_id):
 def test_flask_plugins_check_passes_a_demo_plugin_in_its_own_process(demo, tmp_path):
     manifest = installed_manifest(demo, "tasks", tmp_path)
     result = flask_cli(
-        demo.instance, "plugins", "check", manifest, "--json", env={"EXTFW_BASE_URL": demo.url}
+        demo.instance,
+        "plugins",
+        "check",
+        manifest,
+        "--json",
+        env={"EXTFW_BASE_URL": demo.url, **TIMEOUTS},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     checks = json.loads(result.stdout)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from extframework.errors import BadRequest, DomainError
+from extframework.errors import BadRequest, DomainError, field_error
 from extframework.models import Plugin
 from extframework.problems import problem_type
 from extframework.services import (
@@ -97,9 +97,7 @@ def _same_plugin(plugin_id: str, manifest: dict) -> None:
     if manifest["plugin_id"] != plugin_id:
         raise BadRequest(
             f"This manifest is for {manifest['plugin_id']!r}, not {plugin_id!r}.",
-            errors=[
-                {"pointer": "/plugin_id", "keyword": "const", "message": f"must be {plugin_id!r}"}
-            ],
+            errors=[field_error(["plugin_id"], "const", f"must be {plugin_id!r}")],
             kind="invalid-manifest",
         )
 
@@ -206,7 +204,7 @@ def check(
         calls = contract_tokens.for_view(store, plugin_id, view.role, config)
         for name, token in calls["bad"].items():
             tasks.append(_bad_token_task(name, token, base_url, view, proxy_timeout))
-        tasks.append(_valid_task(calls["valid"], valid, view, proxy_timeout))
+        tasks.append(_valid_task(calls["valid"], plugin_id, valid, view, proxy_timeout))
     with ThreadPoolExecutor(min(MAX_WORKERS, len(tasks)), "contract-check") as pool:
         for found in pool.map(lambda task: task(), tasks):
             results.extend(found if isinstance(found, list) else [found])
@@ -264,18 +262,21 @@ def _bad_token_task(name: str, token: str | None, base_url: str, view: View, tim
     return run
 
 
-def _valid_task(token: str, manifest: dict, view: View, timeout_s: float):
+def _valid_task(token: str, audience: str, manifest: dict, view: View, timeout_s: float):
     def run() -> list[dict]:
-        return _valid_call(token, manifest, view, timeout_s)
+        return _valid_call(token, audience, manifest, view, timeout_s)
 
     return run
 
 
-def _valid_call(token: str, manifest: dict, view: View, timeout_s: float) -> list[dict]:
+def _valid_call(
+    token: str, audience: str, manifest: dict, view: View, timeout_s: float
+) -> list[dict]:
     """GET the view with a valid JWT, following redirects as the shell and browser would."""
     base_url = manifest_base_url(manifest)
     declared = [v.path for v in views(manifest)]
-    url = base_url + view.concrete()
+    path = view.concrete()
+    url = base_url + path
     for _ in range(MAX_REDIRECTS + 1):
         answer = _get(url, token, timeout_s)
         if answer.failure:
@@ -299,7 +300,7 @@ def _valid_call(token: str, manifest: dict, view: View, timeout_s: float) -> lis
                 return [result("view-html", "fail", detail, view.label)]
             url = base_url + path
             continue
-        return _page_results(answer, url, manifest, view, timeout_s)
+        return _page_results(answer, url, path, audience, base_url, view)
     detail = f"More than {MAX_REDIRECTS} redirects from {view.label}; end at a page."
     return [result("view-html", "fail", detail, view.label)]
 
@@ -316,15 +317,16 @@ def _redirect_path(location: str, request_url: str, base_url: str) -> str | None
 
 
 def _page_results(
-    answer: plugin_http.Answer, url: str, manifest: dict, view: View, timeout_s: float
+    answer: plugin_http.Answer, url: str, path: str, audience: str, base_url: str, view: View
 ) -> list[dict]:
+    """Judge the answer the shell would show for a view reached at ``path``."""
     status = answer.status_code or 0
     content_type = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if status in (401, 403):
         detail = (
             f"{url} refused a valid request JWT ({answer.status}). Verify it with the key of "
             f"its kid from the core's /.well-known/jwks.json (refetch on an unknown kid), "
-            f"iss = the core's URL, aud = {manifest['plugin_id']!r}."
+            f"iss = the core's URL, aud = {audience!r}."
         )
         return [result("view-html", "fail", detail, view.label)]
     if status >= 500:
@@ -343,9 +345,6 @@ def _page_results(
     passed = result("view-html", "pass", f"{answer.status} text/html in {ms}.", view.label)
     html = answer.body.decode("utf-8", errors="replace")
     level, detail = contract_fragments.review(
-        html,
-        plugin_id=manifest["plugin_id"],
-        base_url=manifest_base_url(manifest),
-        current_path=view.concrete(),
+        html, plugin_id=audience, base_url=base_url, current_path=path
     )
     return [passed, result("fragment", level, detail, view.label)]
