@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests import test_contract_check
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, serve_app
 from tests.test_contract_check import broken_manifest
 
 broken_plugin = test_contract_check.broken_plugin  # the fixture, shared
@@ -131,3 +131,26 @@ def test_the_sdk_command_prints_the_dry_runs_changes_under_core(
     out = capsys.readouterr().out
     assert "PASS core: compatible" in out
     assert "    compatible change in notes $: collection_added" in out
+
+
+def test_flask_plugins_check_asks_another_core_over_http(
+    app, live_core, make_plugin, tmp_path, broken_plugin, runner, make_user, user_token
+):
+    manifest = broken_manifest(broken_plugin("no-token").url)
+    make_plugin(manifest)
+    make_user("op@example.com", role="admin", operator=True)
+    token = user_token("op@example.com")
+    path = write(tmp_path, manifest)
+    with serve_app(app) as other_core:  # another URL: the command goes over HTTP
+        result = runner.invoke(
+            args=["plugins", "check", path, "--core", other_core, "--token", token]
+        )
+        refused = runner.invoke(
+            args=["plugins", "check", path, "--core", other_core, "--token", "efpt_wrong"]
+        )
+    assert result.exit_code == 1, result.output
+    assert [line.split(":")[0] for line in result.output.splitlines() if "FAIL" in line] == [
+        "FAIL auth-no-token GET /items",
+        "FAIL auth-no-token GET /items/",
+    ]
+    assert refused.exit_code == 1 and "answered 401" in refused.output
