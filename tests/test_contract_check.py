@@ -148,6 +148,24 @@ def test_a_redirect_off_base_url_names_where_it_went(app, broken_plugin, make_pl
     assert f"{process.url}/elsewhere" in view["detail"] and "outside base_url" in view["detail"]
 
 
+@pytest.mark.parametrize(
+    ("mode", "says"),
+    [
+        ("redirect-undeclared", "/nowhere, which no view of the manifest declares"),
+        ("redirect-loop", "More than 3 redirects"),
+    ],
+)
+def test_a_redirect_the_shell_cannot_follow_fails_the_view(
+    app, broken_plugin, make_plugin, mode, says
+):
+    manifest = broken_manifest(broken_plugin(mode).url)
+    make_plugin(manifest)
+    results = run_checks(app, manifest)
+    assert failed(results) == {"view-html"}
+    view = next(r for r in results if r["check"] == "view-html" and r["route"] == "GET /items")
+    assert says in view["detail"]
+
+
 def test_script_and_event_handlers_are_warnings_naming_what_the_shell_strips(
     app, broken_plugin, make_plugin
 ):

@@ -11,7 +11,8 @@ otherwise. Each other mode plants one defect:
 no-token (no Authorization accepted), forged-key (signature not checked), alg-none (unsigned
 tokens accepted), hs256 (HS256 keyed with the public key's PEM accepted), expired (``exp`` not
 checked), audience (``aud`` not checked), text-plain (views answer text/plain), slow (views
-answer after 60 s), redirect-off (``/items`` redirects outside ``base_url``), no-health
+answer after 60 s), redirect-off (``/items`` redirects outside ``base_url``),
+redirect-undeclared (to a path no view declares), redirect-loop (``/items`` to itself), no-health
 (``/health`` is 404), script (the fragment carries ``<script>`` and ``onclick``).
 """
 
@@ -122,6 +123,10 @@ def make_handler(mode: str, keys: dict, issuer: str, plugin_id: str, port: int):
                 time.sleep(60)
             if mode == "redirect-off":
                 return self.send(302, "", Location=f"http://127.0.0.1:{port}/elsewhere")
+            if mode == "redirect-undeclared":
+                return self.send(302, "", Location=PREFIX + "/nowhere")
+            if mode == "redirect-loop":
+                return self.send(302, "", Location=PREFIX + "/items")
             return self.send(200, SCRIPTED if mode == "script" else PAGE)
 
     return Handler
