@@ -12,7 +12,7 @@ from peewee import OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from extframework import authn, backup_cli, caching, cli, db, db_cli, observability, registry_cli
-from extframework.blueprints import auth, registry, shell, storage
+from extframework.blueprints import auth, contract_check, registry, shell, storage
 from extframework.config import load_config
 from extframework.errors import register_error_handlers
 from extframework.http import RowIdConverter
@@ -89,5 +89,5 @@ def configure_health(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     app.url_map.converters["int"] = RowIdConverter
-    for module in (auth, shell, registry, storage):
+    for module in (auth, shell, registry, contract_check, storage):
         app.register_blueprint(module.bp)

@@ -5,6 +5,7 @@ Commands that reveal a secret print it as their last line, so a script can take 
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import click
 from flask import Flask, current_app
@@ -12,10 +13,11 @@ from flask.cli import AppGroup
 
 from extframework import scaffold
 from extframework.cli import CLI_ACTOR, refusals_as_errors
-from extframework.models import iso_utc
+from extframework.models import Plugin, iso_utc
 from extframework.services import (
     archives,
     catalog,
+    contract_check,
     enrolment,
     migrations,
     pending_updates,
@@ -357,3 +359,60 @@ def reject_update(pending_id: int, reason: str) -> None:
     """Discard pending update PENDING_ID; the plugin stays on its current server and version."""
     row = plugin_admin.reject_update(pending_id, actor=CLI_ACTOR, reason=reason)
     click.echo(f"Rejected the update of {row['plugin_id']} to {row['version']} ({row['origin']}).")
+
+
+@plugins_cli.command("check")
+@click.argument("manifest_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--core", default=None, help="The core to check against (default: this one).")
+@click.option("--token", envvar="EXTFW_TOKEN", default=None, help="With --core: a bearer token.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@refusals_as_errors
+def check(manifest_file: Path, core: str | None, token: str | None, as_json: bool) -> None:
+    """Check a plugin against the contract: one PASS/WARN/FAIL line per check; exit 1 on a FAIL.
+
+    Against this core (no --core, or its own BASE_URL) the checks run in this process; against
+    another core they run there (POST …/contract-check, with --token: an operator's user JWT
+    or the plugin's token).
+    """
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"{manifest_file} is not valid JSON: {exc}") from None
+    plugin_id = manifest.get("plugin_id") if isinstance(manifest, dict) else None
+    if core is None or core.rstrip("/") == current_app.config["BASE_URL"]:
+        plugin = Plugin.get_or_none(Plugin.plugin_id == plugin_id) if plugin_id else None
+        checks = contract_check.check(
+            manifest,
+            plugin=plugin,
+            store=current_app.extensions["extframework.keys"],
+            config=current_app.config,
+        )
+    else:
+        checks = _remote_checks(core.rstrip("/"), str(plugin_id), manifest, token)
+    if as_json:
+        click.echo(json.dumps(checks, indent=2))
+    else:
+        for result in checks:
+            route = f" {result['route']}" if result.get("route") else ""
+            click.echo(f"{result['level'].upper()} {result['check']}{route}: {result['detail']}")
+    if not all(result["ok"] for result in checks):
+        click.get_current_context().exit(1)
+
+
+def _remote_checks(core: str, plugin_id: str, manifest: object, token: str | None) -> list:
+    if not token:
+        raise click.ClickException("Checking against another core needs --token (or EXTFW_TOKEN).")
+    import requests  # here: a core serving views must not load it (tests/test_plugin_calls.py)
+
+    url = f"{core}/api/registry/plugins/{quote(plugin_id, safe='')}/contract-check"
+    try:
+        response = requests.post(
+            url, json=manifest, headers={"Authorization": f"Bearer {token}"}, timeout=600
+        )
+    except requests.RequestException as exc:
+        raise click.ClickException(f"Could not reach {core}: {exc}") from None
+    body = response.json() if "json" in response.headers.get("Content-Type", "") else {}
+    if response.status_code != 200:
+        reason = body.get("detail") or response.text[:200]
+        raise click.ClickException(f"{url} answered {response.status_code}: {reason}")
+    return body["checks"]

@@ -14,10 +14,18 @@ def openapi_document() -> dict:
     """Return the API description; the server URL is left relative so it fits any BASE_URL."""
     # Imported here: the blueprints import this package, and these modules read the blueprints'
     # request-body specs.
-    from extframework.openapi import auth, common, registry, registry_schemas, shell, storage
+    from extframework.openapi import (
+        auth,
+        common,
+        contract_check,
+        registry,
+        registry_schemas,
+        shell,
+        storage,
+    )
     from extframework.openapi.manifest import manifest_schemas
 
-    parts = (auth, registry, storage, shell)
+    parts = (auth, registry, contract_check, storage, shell)
     paths: dict = {}
     schemas = {
         "Problem": common.problem_schema(),

@@ -9,7 +9,8 @@ Whatever goes wrong comes back as one sentence naming the URL.
 
 import json as jsonlib
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import urllib3
 from urllib3.exceptions import (
@@ -30,6 +31,7 @@ class Answer:
     body: bytes
     latency_ms: float
     failure: str | None  # why there is no complete answer; None when there is one
+    headers: Mapping[str, str] = field(default_factory=dict)  # case-insensitive when answered
 
 
 def call(
@@ -83,7 +85,14 @@ def call(
                     if deadline.finish():
                         return failed(incomplete(url, timeout_s), status_code)
                     status = f"HTTP {response.status} {response.reason or ''}".strip()
-                    return Answer(status_code, status, content[:max_body], _ms(started), None)
+                    return Answer(
+                        status_code,
+                        status,
+                        content[:max_body],
+                        _ms(started),
+                        None,
+                        response.headers.copy(),
+                    )
                 finally:
                     response.close()
                     response.release_conn()

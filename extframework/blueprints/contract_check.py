@@ -1,0 +1,65 @@
+"""The contract checker over HTTP (issue 16): the update's dry run and the core's probes."""
+
+from flask import Blueprint, current_app, jsonify
+
+from extframework.authn import api_user, bearer_token, keystore, require_plugin
+from extframework.errors import Forbidden
+from extframework.http import json_body
+from extframework.models import Plugin
+from extframework.services import contract_check
+from extframework.services.manifest import base_url as manifest_base_url
+from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
+
+bp = Blueprint("contract_check", __name__)
+
+
+def _plugin_or_operator(plugin_id: str) -> tuple[Plugin | None, bool]:
+    """Return the plugin of that id (None if never registered) and whether the caller is it.
+
+    The plugin's own token, or an operator's user JWT; another plugin's token is 403.
+    """
+    token = bearer_token()
+    if token is not None and token.startswith(PLUGIN_TOKEN_PREFIX):
+        caller = require_plugin()
+        if caller.plugin_id != plugin_id:
+            raise Forbidden("A plugin token checks only its own plugin's manifests.")
+        return caller, True
+    if not api_user().is_operator:
+        raise Forbidden("Only an operator, or the plugin itself with its token, may check.")
+    return Plugin.get_or_none(Plugin.plugin_id == plugin_id), False
+
+
+@bp.post("/api/registry/plugins/<plugin_id>/manifest-check")
+def manifest_check(plugin_id: str):
+    """What PUT /api/registry/plugins/{id} would answer for this manifest; nothing is applied."""
+    plugin, _ = _plugin_or_operator(plugin_id)
+    manifest = json_body()
+    return jsonify(
+        contract_check.preview_update(plugin_id, manifest, plugin=plugin, config=current_app.config)
+    )
+
+
+@bp.post("/api/registry/plugins/<plugin_id>/contract-check")
+def contract_check_plugin(plugin_id: str):
+    """Run the core's probes on the plugin this manifest describes (docs/registry.md)."""
+    plugin, own = _plugin_or_operator(plugin_id)
+    manifest = json_body()
+    if own and _base_url(manifest) != plugin.base_url:
+        # Else any token holder could make the core send signed request JWTs anywhere.
+        raise Forbidden(
+            f"With a plugin token the manifest's base_url must be the registered one "
+            f"({plugin.base_url}); an operator may check any base_url."
+        )
+    checks = contract_check.check(
+        manifest,
+        plugin=plugin,
+        store=keystore(),
+        config=current_app.config,
+        plugin_id=plugin_id,
+    )
+    return jsonify({"plugin_id": plugin_id, "ok": all(c["ok"] for c in checks), "checks": checks})
+
+
+def _base_url(manifest: object) -> str | None:
+    url = manifest.get("base_url") if isinstance(manifest, dict) else None
+    return manifest_base_url({"base_url": url}) if isinstance(url, str) else None
