@@ -1,11 +1,16 @@
 // Asks before a console form that destroys something or changes credentials is sent
-// (forms with data-confirm="Really …?", or data-confirm-if-purge when their policy is purge);
+// (forms with data-confirm="Really …?"; data-confirm-if-purge when their policy is purge;
+// data-confirm-if-restricting when their scope limits a plugin to some tenants);
 // without scripts the server asks on a page instead.
 "use strict";
 document.addEventListener("submit", (event) => {
   const form = event.target;
   const purging = form.elements.namedItem("policy")?.value === "purge";
-  const question = form.dataset.confirm || (purging ? form.dataset.confirmIfPurge : "");
+  const restricting = form.elements.namedItem("scope")?.value === "selected";
+  const question =
+    form.dataset.confirm ||
+    (purging && form.dataset.confirmIfPurge) ||
+    (restricting && form.dataset.confirmIfRestricting);
   if (!question || form.elements.namedItem("confirm")?.value === "yes") return;
   event.preventDefault();
   const dialog = document.createElement("dialog");

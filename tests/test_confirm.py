@@ -16,12 +16,14 @@ from extframework.models import (
     AuditEvent,
     EnrolmentKey,
     Installation,
+    PendingUpdate,
     Plugin,
     PluginToken,
     Transition,
     User,
 )
 from extframework.services import enrolment
+from tests.support.registry_fixtures import sample_manifest
 
 NEW_PASSWORD = "a long enough password"
 OPS = "ops@example.com"
@@ -69,6 +71,7 @@ ACTIONS = [
     ("/console/users/{user}/role", {"role": "admin"}),
     ("/console/users/{user}/password", {"password": NEW_PASSWORD}),
     ("/account/other-sessions/end", {}),
+    ("/console/plugins/test-plugin/tenants", {"scope": "selected", "tenant": "acme"}),
 ]
 
 
@@ -104,6 +107,40 @@ def test_one_click_asks_and_only_the_confirmation_acts(app, client, console, pat
     assert snapshot(app) != before
 
 
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+def test_deciding_a_pending_move_asks_first(
+    app, client, console, make_plugin, healthy_plugin_server, verb
+):
+    plugin, token = make_plugin()  # test-plugin-3
+    manifest = sample_manifest(
+        plugin_id=plugin.plugin_id, version="1.1.0", base_url=healthy_plugin_server.url
+    )
+    moved = client.put(
+        f"/api/registry/plugins/{plugin.plugin_id}",
+        json=manifest,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    pending_id = moved.get_json()["pending_update"]["id"]
+    path = f"/console/plugins/{plugin.plugin_id}/pending-updates/{pending_id}/{verb}"
+    before = snapshot(app)
+    asked = client.post(path)
+    assert asked.status_code == 200 and "Really" in asked.get_data(as_text=True)
+    assert snapshot(app) == before
+    with app.app_context(), database.connection_context():
+        assert PendingUpdate.get_by_id(pending_id).plugin_id == plugin.id
+    assert client.post(path, data={"confirm": "yes"}).status_code == 303
+    with app.app_context(), database.connection_context():
+        assert PendingUpdate.get_or_none(PendingUpdate.id == pending_id) is None
+        moved_to = Plugin.get_by_id(plugin.id).base_url
+    assert (moved_to == healthy_plugin_server.url) == (verb == "approve")
+
+
+def test_a_missing_pending_update_is_refused_without_a_question(client, console):
+    answer = client.post("/console/plugins/test-plugin/pending-updates/999/reject")
+    assert answer.status_code == 303  # flashed, as before: nothing to ask about
+    assert "No pending update 999" in client.get(answer.headers["Location"]).get_data(as_text=True)
+
+
 def test_the_confirmation_is_csrf_protected(app, client, console):
     app.config["WTF_CSRF_ENABLED"] = True
     path = f"/console/users/{console['user']}/deactivate"
@@ -137,12 +174,15 @@ def test_the_purge_typed_confirmation_is_carried_through_the_step(app, client, c
         ("/console/users", "/console/users/{user}/password"),
         ("/console/users", "/console/users/{user}/role"),
         ("/account/password", "/account/other-sessions/end"),
+        ("/console/plugins/test-plugin", "/console/plugins/test-plugin/tenants"),
+        ("/console/plugins/test-plugin", "/console/plugins/test-plugin/uninstall-policy"),
+        ("/console/tenants/acme", "/console/tenants/acme/plugins/test-plugin/uninstall-policy"),
     ],
 )
 def test_with_scripts_the_forms_ask_in_a_dialog(client, console, page, action):
     body = client.get(page).get_data(as_text=True)
     form = re.search(r'<form[^>]*action="' + re.escape(action.format(**console)) + '"[^>]*>', body)
-    assert form and "data-confirm=" in form.group(0)
+    assert form and re.search(r"data-confirm(-if-[a-z]+)?=", form.group(0))
     assert '<script src="/static/confirm.js" defer></script>' in body
     assert "<script>" not in body  # the CSP forbids inline script: it all lives in static/
 

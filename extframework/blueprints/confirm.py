@@ -19,6 +19,7 @@ QUESTIONS = {
     "reject": ("Reject", "Really reject {name}'s pending update?"),
     "purge": ("Set purge", "Really purge {name}'s data in {tenant} when it is removed?"),
     "rotate": ("Rotate token", "Really rotate {name}'s token? The old token {old}."),
+    "restrict": ("Restrict", "Really make {name} available only to {tenants}? The others lose it."),
 }
 
 

@@ -520,6 +520,8 @@ def console_rotate_token(plugin_id: str):
 def console_set_tenants(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     slugs = None if request.form.get("scope") != "selected" else request.form.getlist("tenant")
+    if slugs is not None and (page := _ask("restrict", plugin, tenants=", ".join(slugs) or "none")):
+        return page
     try:
         plugin_admin.set_tenants(plugin, slugs, actor=current_user.actor)
     except DomainError as exc:
