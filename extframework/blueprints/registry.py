@@ -327,8 +327,10 @@ def list_archives():
 
 
 @bp.get("/console")
-@require_operator_page
 def console():
+    """Operators land on the plugins; a tenant's admin on their users (the guards decide)."""
+    if current_user.is_authenticated and not current_user.is_operator:
+        return redirect(url_for("auth.console_users"))
     return redirect(url_for("registry.console_plugins"))
 
 
