@@ -12,8 +12,8 @@ import pytest
 from extframework.authn import Identity
 from extframework.db import database
 from extframework.errors import Conflict, Forbidden, NotFound
-from extframework.models import AuditEvent, Installation, User
-from extframework.services import plugin_admin, tenant_admin
+from extframework.models import AuditEvent, Installation, Plugin, User
+from extframework.services import installations, plugin_admin, tenant_admin
 from tests.conftest import PASSWORD
 
 NEW_PASSWORD = "another long password"
@@ -94,11 +94,13 @@ def test_a_tenant_admin_lists_only_their_own_tenant_and_its_users(app, people):
         lambda p, ids: tenant_admin.set_active(p, ids["bob"], False),
         lambda p, ids: tenant_admin.set_password(p, ids["bea"], NEW_PASSWORD),
         lambda p, ids: tenant_admin.create_user(p, "x@beta.test", NEW_PASSWORD, tenant="beta"),
-        lambda p, ids: tenant_admin.tenant(p, "beta"),
+        lambda p, ids: tenant_admin.tenant_of(p, "beta"),
         lambda p, ids: tenant_admin.plugins(p, "beta"),
         lambda p, ids: tenant_admin.set_policy(p, "test-plugin", "beta", "purge"),
-        # a plugin that is not in acme is not there for acme's admin
+        lambda p, ids: tenant_admin.set_installed(p, "test-plugin", "beta", False),
+        # a plugin that is not available to acme is not there for acme's admin
         lambda p, ids: tenant_admin.set_policy(p, "test-plugin-2", "acme", "purge"),
+        lambda p, ids: tenant_admin.set_installed(p, "test-plugin-2", "acme", True),
     ],
     ids=[
         "see-user",
@@ -109,7 +111,9 @@ def test_a_tenant_admin_lists_only_their_own_tenant_and_its_users(app, people):
         "tenant",
         "plugins",
         "policy",
-        "plugin-elsewhere",
+        "uninstall",
+        "policy-of-unavailable",
+        "install-unavailable",
     ],
 )
 def test_a_tenant_admin_can_do_nothing_to_another_tenant(app, people, plugins, action):
@@ -161,6 +165,7 @@ def test_a_tenant_admin_cannot_make_or_change_an_operator(app, people, action):
         lambda p, ids: tenant_admin.set_password(p, ids["alice"], NEW_PASSWORD),
         lambda p, ids: tenant_admin.plugins(p, "acme"),
         lambda p, ids: tenant_admin.set_policy(p, "test-plugin", "acme", "purge"),
+        lambda p, ids: tenant_admin.set_installed(p, "test-plugin", "acme", False),
     ],
 )
 def test_a_member_can_administer_nothing(app, people, plugins, action):
@@ -185,9 +190,11 @@ def test_a_tenant_admin_administers_their_own_tenant(app, people, plugins):
         "tenant": "acme",
         "policy": "archive",
     }
-    assert [
-        (p.plugin_id, policy) for p, policy in call(app, tenant_admin.plugins, alice, "acme")
-    ] == [("test-plugin", "archive")]
+    listed = [
+        (row["plugin"].plugin_id, row["installed"], row["policy"])
+        for row in call(app, tenant_admin.plugins, alice, "acme")
+    ]
+    assert listed == [("test-plugin", True, "archive")]  # test-plugin-2 is beta's only
     with app.app_context(), database.connection_context():
         actors = {e.actor for e in AuditEvent.select().where(AuditEvent.actor.startswith("user:"))}
     assert actors == {"user:alice@acme.test"}
@@ -379,3 +386,80 @@ def test_the_uninstall_policy_api_follows_the_same_rule(app, client, user_token,
     assert done.get_json()["uninstall_policies"] == [
         {"tenant": "acme", "policy": "archive", "documents": 0}
     ]
+
+
+# --- installing and uninstalling among the plugins available to the tenant ----------------
+
+
+def storage_status(client, token: str, tenant: str) -> int:
+    headers = {"Authorization": f"Bearer {token}", "X-Tenant-ID": tenant}
+    return client.get("/api/storage/items", headers=headers).status_code
+
+
+def test_a_tenant_admin_uninstalls_a_plugin_from_their_tenant_only(
+    app, client, login, make_plugin, people
+):
+    plugin, token = make_plugin()
+    alice = person(app, people["alice"])
+    login("amy@acme.test")
+    assert 'href="/plugin-proxy/test-plugin/items"' in text(client.get("/"))
+    assert storage_status(client, token, "acme") == 200
+
+    assert call(app, tenant_admin.set_installed, alice, "test-plugin", "acme", False) is True
+    assert call(app, tenant_admin.set_installed, alice, "test-plugin", "acme", False) is False
+    assert 'href="/plugin-proxy/test-plugin/items"' not in text(client.get("/"))
+    assert client.get("/plugin-proxy/test-plugin/items").status_code == 404
+    assert storage_status(client, token, "acme") == 403
+    assert storage_status(client, token, "beta") == 200  # other tenants keep it
+    assert storage_status(client, token, "default") == 200
+    listed = call(app, tenant_admin.plugins, alice, "acme")
+    assert [(r["plugin"].plugin_id, r["installed"]) for r in listed] == [("test-plugin", False)]
+
+    assert call(app, tenant_admin.set_installed, alice, "test-plugin", "acme", True) is True
+    assert storage_status(client, token, "acme") == 200
+    assert 'href="/plugin-proxy/test-plugin/items"' in text(client.get("/"))
+    with app.app_context(), database.connection_context():
+        actions = [
+            e.action
+            for e in AuditEvent.select()
+            .where(AuditEvent.actor == "user:alice@acme.test")
+            .order_by(AuditEvent.id)
+        ]
+    assert actions == ["tenant.uninstall_plugin", "tenant.install_plugin"]
+
+
+def test_an_operators_restriction_outranks_a_tenants_install(app, make_plugin, people):
+    plugin, _ = make_plugin()
+    alice = person(app, people["alice"])
+    call(app, tenant_admin.set_installed, alice, "test-plugin", "acme", True)  # a no-op
+    with app.app_context(), database.connection_context():
+        plugin_admin.set_tenants(plugin, ["beta"], actor="test")
+    with pytest.raises(NotFound):
+        call(app, tenant_admin.set_installed, alice, "test-plugin", "acme", True)
+    with app.app_context(), database.connection_context():
+        assert not installations.is_installed(Plugin.get_by_id(plugin.id), "acme")
+    assert call(app, tenant_admin.plugins, alice, "acme") == []
+
+
+def test_the_tenant_page_installs_and_uninstalls_with_a_confirmation(app, as_alice):
+    page = text(as_alice.get("/console/tenants/acme"))
+    assert 'action="/console/tenants/acme/plugins/test-plugin/uninstall"' in page
+    before = snapshot(app)
+    asked = as_alice.post("/console/tenants/acme/plugins/test-plugin/uninstall")
+    assert asked.status_code == 200 and "Really uninstall test-plugin" in text(asked)
+    assert snapshot(app) == before
+    done = as_alice.post("/console/tenants/acme/plugins/test-plugin/uninstall", data=YES)
+    assert done.status_code == 303
+    page = text(as_alice.get("/console/tenants/acme"))
+    assert "test-plugin is now uninstalled from acme." in page
+    assert 'action="/console/tenants/acme/plugins/test-plugin/install"' in page
+    assert as_alice.post("/console/tenants/acme/plugins/test-plugin/install").status_code == 303
+    with app.app_context(), database.connection_context():
+        assert installations.is_installed(Plugin.get(Plugin.plugin_id == "test-plugin"), "acme")
+    for path in (
+        "/console/tenants/beta/plugins/test-plugin/uninstall",
+        "/console/tenants/acme/plugins/test-plugin-2/install",
+    ):
+        before = snapshot(app)
+        assert as_alice.post(path, data=YES).status_code == 404, path
+        assert snapshot(app) == before

@@ -341,10 +341,29 @@ def console_create_tenant():
 def console_tenant(slug: str):
     return render_template(
         "console/tenant.html",
-        tenant=tenant_admin.tenant(current_user, slug),
+        tenant=tenant_admin.tenant_of(current_user, slug),
         plugins=tenant_admin.plugins(current_user, slug),
         policy_names=UNINSTALL_POLICIES,
     )
+
+
+@bp.post("/console/tenants/<slug>/plugins/<plugin_id>/<any(install, uninstall):verb>")
+@require_admin_page
+def console_tenant_install(slug: str, plugin_id: str, verb: str):
+    """A tenant's admin (or an operator) installs or uninstalls an available plugin there."""
+    back = url_for("auth.console_tenant", slug=slug)
+    tenant_admin.tenant_of(current_user, slug)
+    if verb == "uninstall":
+        question = (
+            f"Really uninstall {plugin_id} from {slug}? Its menus and views leave the tenant; "
+            "its data stays."
+        )
+        if page := confirm.ask(question, button="Uninstall", cancel=back):
+            return page
+    changed = tenant_admin.set_installed(current_user, plugin_id, slug, verb == "install")
+    done = "installed in" if verb == "install" else "uninstalled from"
+    flash(f"{plugin_id} {'is now' if changed else 'was already'} {done} {slug}.", "ok")
+    return redirect(back, 303)
 
 
 @bp.post("/console/tenants/<slug>/plugins/<plugin_id>/uninstall-policy")
@@ -352,7 +371,7 @@ def console_tenant(slug: str):
 def console_tenant_policy(slug: str, plugin_id: str):
     policy = request.form.get("policy", "")
     back = url_for("auth.console_tenant", slug=slug)
-    tenant_admin.tenant(current_user, slug)
+    tenant_admin.tenant_of(current_user, slug)
     if policy == "purge":
         question = f"Really purge {plugin_id}'s data in {slug} when it is removed?"
         if page := confirm.ask(question, button="Set purge", cancel=back):

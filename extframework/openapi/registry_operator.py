@@ -119,7 +119,7 @@ def _policies_and_tenants() -> dict:
                         404,
                         "not-found",
                         note="No such plugin or tenant (for a tenant's admin: another "
-                        "tenant, or a plugin not installed in theirs).",
+                        "tenant, or a plugin not available to theirs).",
                     ),
                     "409": problem(
                         409,

@@ -11,9 +11,10 @@ and the API call these, so hiding a link is never the only guard.
 import logging
 from typing import Protocol
 
+from extframework.db import write_transaction
 from extframework.errors import Conflict, Forbidden, NotFound
-from extframework.models import Plugin, Tenant, User
-from extframework.services import accounts, catalog, installations, sessions, uninstall
+from extframework.models import AuditEvent, Installation, Plugin, Tenant, User
+from extframework.services import accounts, catalog, sessions, uninstall
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,6 @@ def tenants(person: Person) -> list[Tenant]:
     require_admin(person)
     rows = accounts.list_tenants()
     return rows if person.is_operator else [t for t in rows if t.slug == person.tenant]
-
-
-def tenant(person: Person, slug: str) -> Tenant:
-    _require_tenant(person, slug)
-    return accounts.get_tenant(slug)
 
 
 def users(person: Person) -> list[User]:
@@ -144,26 +140,72 @@ def set_password(person: Person, user_id: int, password: str) -> User:
     return sessions.set_password(target.id, password, actor=_actor(person))
 
 
-def plugins(person: Person, slug: str) -> list[tuple[Plugin, str]]:
-    """The plugins installed in a tenant (not deregistered), each with its uninstall policy."""
-    _require_tenant(person, slug)
-    chosen = []
+def _available(plugin: Plugin, tenant: Tenant) -> Installation | bool:
+    """The tenant's installation row when the operator made the plugin available there (True
+    when available without a row); False when it is not available to the tenant."""
+    if plugin.state == "deregistered":
+        return False
+    row = Installation.get_or_none(
+        (Installation.plugin == plugin) & (Installation.tenant == tenant)
+    )
+    if plugin.restricted and (row is None or not row.available):
+        return False
+    return row or True
+
+
+def plugins(person: Person, slug: str) -> list[dict]:
+    """The plugins available to a tenant: each with ``installed`` and its uninstall policy."""
+    tenant = tenant_of(person, slug)
+    listed = []
     for plugin in catalog.list_plugins():
-        if plugin.state == "deregistered" or not installations.is_installed(plugin, slug):
+        row = _available(plugin, tenant)
+        if row is False:
             continue
-        policy = next(
-            (e["policy"] for e in uninstall.policies(plugin, counts=False) if e["tenant"] == slug),
-            uninstall.DEFAULT_POLICY,
+        installed = row is True or row.installed
+        policy = uninstall.DEFAULT_POLICY if row is True else row.uninstall_policy
+        listed.append({"plugin": plugin, "installed": installed, "policy": policy})
+    return listed
+
+
+def tenant_of(person: Person, slug: str) -> Tenant:
+    _require_tenant(person, slug)
+    return accounts.get_tenant(slug)
+
+
+def _available_plugin(person: Person, plugin_id: str, tenant: Tenant) -> Plugin:
+    """A plugin the operator made available to the tenant; any other is not found there."""
+    plugin = catalog.get_plugin(plugin_id)
+    if _available(plugin, tenant) is False:
+        raise NotFound(f"No plugin {plugin_id!r} available in tenant {tenant.slug!r}.")
+    return plugin
+
+
+def set_installed(person: Person, plugin_id: str, slug: str, installed: bool) -> bool:
+    """Install or uninstall a plugin available to the tenant; return whether anything changed.
+
+    Uninstalling takes its menus, views and storage calls out of the tenant; its data there
+    stays, under the tenant's uninstall policy, and installing brings it back.
+    """
+    tenant = tenant_of(person, slug)
+    with write_transaction():
+        plugin = _available_plugin(person, plugin_id, tenant)
+        row, _ = Installation.get_or_create(plugin=plugin, tenant=tenant)
+        if row.installed == installed:
+            return False
+        row.installed = installed
+        row.save(only=[Installation.installed])
+        action = "tenant.install_plugin" if installed else "tenant.uninstall_plugin"
+        AuditEvent.create(
+            actor=_actor(person), action=action, target=plugin_id, detail={"tenant": slug}
         )
-        chosen.append((plugin, policy))
-    return chosen
+    log.info("%s %s in tenant %s by %s", action, plugin_id, slug, person.email)
+    return True
 
 
 def set_policy(person: Person, plugin_id: str, slug: str, policy: object) -> dict:
     """Set a tenant's uninstall policy of a plugin; a tenant admin only in their tenant and
-    only for a plugin installed there (any other is not found)."""
-    _require_tenant(person, slug)
-    plugin = catalog.get_plugin(plugin_id)
-    if not person.is_operator and not installations.is_installed(plugin, slug):
-        raise NotFound(f"No plugin {plugin_id!r} in tenant {slug!r}.")
+    only for a plugin available there (any other is not found)."""
+    tenant = tenant_of(person, slug)
+    plugin = catalog.get_plugin(plugin_id) if person.is_operator else None
+    plugin = plugin or _available_plugin(person, plugin_id, tenant)
     return uninstall.set_policy(plugin, slug, policy, actor=_actor(person))
