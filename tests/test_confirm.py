@@ -72,6 +72,7 @@ ACTIONS = [
     ("/console/users/{user}/password", {"password": NEW_PASSWORD}),
     ("/account/other-sessions/end", {}),
     ("/console/plugins/test-plugin/tenants", {"scope": "selected", "tenant": "acme"}),
+    ("/console/tenants/acme/plugins/test-plugin/uninstall", {}),
 ]
 
 
@@ -177,6 +178,7 @@ def test_the_purge_typed_confirmation_is_carried_through_the_step(app, client, c
         ("/console/plugins/test-plugin", "/console/plugins/test-plugin/tenants"),
         ("/console/plugins/test-plugin", "/console/plugins/test-plugin/uninstall-policy"),
         ("/console/tenants/acme", "/console/tenants/acme/plugins/test-plugin/uninstall-policy"),
+        ("/console/tenants/acme", "/console/tenants/acme/plugins/test-plugin/uninstall"),
     ],
 )
 def test_with_scripts_the_forms_ask_in_a_dialog(client, console, page, action):

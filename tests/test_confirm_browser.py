@@ -129,6 +129,23 @@ def test_a_tenant_admin_creates_a_viewer_and_cannot_see_or_change_another_tenant
         expect(tenants).not_to_contain_text("beta")
         expect(page.get_by_role("link", name="Plugins", exact=True)).to_have_count(0)
 
+        # Their tenant's page: uninstalling a plugin asks, and takes it out of acme only.
+        tenants.get_by_role("link", name="acme").click()
+        plugin = page.locator('tr[data-plugin="test-plugin"]')
+        plugin.get_by_role("button", name="Uninstall").click()
+        page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+        expect(plugin.get_by_test_id("installed")).to_have_text("yes")
+        plugin.get_by_role("button", name="Uninstall").click()
+        page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+        expect(plugin.get_by_test_id("installed")).to_have_text("no")
+        assert query(
+            core,
+            "SELECT i.installed FROM installation i JOIN tenant t ON t.id = i.tenant_id "
+            "WHERE t.slug = 'acme'",
+        ) == (0,)
+        plugin.get_by_role("button", name="Install").click()  # installing asks nothing
+        expect(plugin.get_by_test_id("installed")).to_have_text("yes")
+
         # Another tenant is not there, by any URL; the operators' pages are closed.
         assert page.goto("/console/tenants/beta").status == 404
         assert page.goto("/console/plugins").status == 403
