@@ -49,8 +49,8 @@ def browser():
         browser.close()
 
 
-def logged_in(core, browser, email: str):
-    context = browser.new_context(base_url=core.url)
+def logged_in(core, browser, email: str, *, scripts: bool = True):
+    context = browser.new_context(base_url=core.url, java_script_enabled=scripts)
     page = context.new_page()
     page.goto("/login")
     page.get_by_label("Email").fill(email)
@@ -86,6 +86,26 @@ def test_a_destructive_action_needs_its_confirmation(core, browser):
         page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
         expect(page.get_by_test_id("state")).to_have_text("disabled")
         assert plugin_state(core) == "disabled"
+    finally:
+        core.api.post(f"{core.url}/api/registry/plugins/test-plugin/enable", timeout=10)
+        context.close()
+
+
+def test_without_scripts_the_confirmation_is_a_page(core, browser):
+    context, page = logged_in(core, browser, core.admin, scripts=False)
+    try:
+        page.goto("/console/plugins/test-plugin")
+        page.get_by_role("button", name="Disable").click()
+        expect(page.get_by_role("heading", name="Really disable Test Plugin?")).to_be_visible()
+        assert plugin_state(core) == "active"
+        page.get_by_role("link", name="Cancel").click()
+        expect(page.get_by_test_id("state")).to_have_text("active")
+        assert plugin_state(core) == "active"
+
+        page.get_by_role("button", name="Disable").click()
+        page.get_by_test_id("confirm").get_by_role("button", name="Disable").click()
+        expect(page.get_by_test_id("state")).to_have_text("disabled")
+        assert page.url.endswith("/console/plugins/test-plugin")
     finally:
         core.api.post(f"{core.url}/api/registry/plugins/test-plugin/enable", timeout=10)
         context.close()

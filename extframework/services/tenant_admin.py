@@ -150,7 +150,7 @@ def _available(plugin: Plugin, tenant: Tenant) -> Installation | bool:
     )
     if plugin.restricted and (row is None or not row.available):
         return False
-    return row or True
+    return row if row is not None else True
 
 
 def plugins(person: Person, slug: str) -> list[dict]:
@@ -172,7 +172,7 @@ def tenant_of(person: Person, slug: str) -> Tenant:
     return accounts.get_tenant(slug)
 
 
-def _available_plugin(person: Person, plugin_id: str, tenant: Tenant) -> Plugin:
+def _available_plugin(plugin_id: str, tenant: Tenant) -> Plugin:
     """A plugin the operator made available to the tenant; any other is not found there."""
     plugin = catalog.get_plugin(plugin_id)
     if _available(plugin, tenant) is False:
@@ -188,7 +188,7 @@ def set_installed(person: Person, plugin_id: str, slug: str, installed: bool) ->
     """
     tenant = tenant_of(person, slug)
     with write_transaction():
-        plugin = _available_plugin(person, plugin_id, tenant)
+        plugin = _available_plugin(plugin_id, tenant)
         row, _ = Installation.get_or_create(plugin=plugin, tenant=tenant)
         if row.installed == installed:
             return False
@@ -207,5 +207,5 @@ def set_policy(person: Person, plugin_id: str, slug: str, policy: object) -> dic
     only for a plugin available there (any other is not found)."""
     tenant = tenant_of(person, slug)
     plugin = catalog.get_plugin(plugin_id) if person.is_operator else None
-    plugin = plugin or _available_plugin(person, plugin_id, tenant)
+    plugin = plugin or _available_plugin(plugin_id, tenant)
     return uninstall.set_policy(plugin, slug, policy, actor=_actor(person))
