@@ -9,6 +9,7 @@ import html
 
 import pytest
 
+from extframework import db
 from extframework.authn import Identity
 from extframework.db import database
 from extframework.errors import Conflict, Forbidden, NotFound
@@ -463,3 +464,20 @@ def test_the_tenant_page_installs_and_uninstalls_with_a_confirmation(app, as_ali
         before = snapshot(app)
         assert as_alice.post(path, data=YES).status_code == 404, path
         assert snapshot(app) == before
+
+
+def test_schema_step_9_upgrades_with_every_installation_installed(app, make_plugin, people):
+    """A version-8 database (no ``installation.installed``) upgrades with nothing uninstalled."""
+    plugin, _ = make_plugin()
+    with app.app_context(), db.database.connection_context():
+        plugin_admin.set_tenants(plugin, ["acme", "beta"], actor="test")
+        db.database.execute_sql('ALTER TABLE "installation" DROP COLUMN "installed"')
+        db.SchemaVersion.update(version=8).execute()
+    with app.app_context():
+        assert db.upgrade() == (8, len(db.MIGRATIONS))
+        with db.database.connection_context():
+            rows = db.database.execute_sql("SELECT installed FROM installation").fetchall()
+            assert rows == [(1,), (1,)]
+            restricted = Plugin.get_by_id(plugin.id)
+            assert installations.is_installed(restricted, "acme")
+            assert not installations.is_installed(restricted, "default")
