@@ -336,6 +336,17 @@ def _migration_8() -> None:
         database.execute_sql(statement)
 
 
+def _migration_9() -> None:
+    """``installation.installed``: a tenant's admin uninstalls a plugin from their tenant.
+
+    Existing rows start installed (nothing changes for anyone). Independent of the other
+    steps: adds the column only when it is missing.
+    """
+    if "installed" not in {column.name for column in database.get_columns("installation")}:
+        migrator = dialect.current().migrator(database)
+        migrate(migrator.add_column("installation", "installed", BooleanField(default=True)))
+
+
 # Append-only: each entry upgrades the previous version's tables without losing rows
 # (use playhouse.migrate for columns). Never edit a step that has shipped.
 MIGRATIONS: list[Callable[[], None]] = [
@@ -347,6 +358,7 @@ MIGRATIONS: list[Callable[[], None]] = [
     _migration_6,
     _migration_7,
     _migration_8,
+    _migration_9,
 ]
 
 

@@ -192,13 +192,16 @@ class Installation(BaseModel):
     """A plugin in a tenant; carries that tenant's uninstall policy.
 
     ``available`` matters only while the plugin is restricted: False keeps the row (and the
-    policy) of a tenant the plugin was taken away from.
+    policy) of a tenant the plugin was taken away from. ``installed`` is the tenant's own
+    choice among the plugins available to it (its admin's install/uninstall, schema step 9):
+    False takes the plugin out of that tenant whatever the operator made available.
     """
 
     plugin = ForeignKeyField(Plugin, backref="installations", on_delete="CASCADE")
     tenant = ForeignKeyField(Tenant, backref="installations", on_delete="CASCADE")
     uninstall_policy = CharField(default="retain")
     available = BooleanField(default=True)
+    installed = BooleanField(default=True)
     installed_at = DateTimeField(default=utcnow)
 
     class Meta:

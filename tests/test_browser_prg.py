@@ -78,6 +78,7 @@ def test_reload_after_rotating_a_token_rotates_nothing(page, core):
     page.goto("/console/plugins/test-plugin")
     before = count(core, ROTATIONS)
     page.get_by_role("button", name="Rotate token").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm").click()  # it asks first
     expect(page.get_by_test_id("new-token")).to_contain_text("efpt_")
     assert page.url.endswith("/console/plugins/test-plugin")
     shown = page.get_by_test_id("new-token").locator("code").inner_text()

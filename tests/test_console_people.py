@@ -54,15 +54,15 @@ POSTS = [
 ]
 
 
-def test_people_pages_need_a_logged_in_operator(app, client, make_user, login):
+def test_people_pages_need_a_logged_in_operator_or_admin(app, client, make_user, login):
     for url in PAGES:
         response = client.get(url)
         assert response.status_code == 302 and "/login" in response.headers["Location"], url
     for url in POSTS:
         response = client.post(url, data=new_user_form(slug="acme"))
         assert response.status_code == 302 and "/login" in response.headers["Location"], url
-    make_user("admin@example.com", role="admin")
-    login("admin@example.com")
+    make_user("member@example.com", role="member")  # tenant admins: tests/test_tenant_admin.py
+    login("member@example.com")
     for url in PAGES:
         response = client.get(url)
         assert response.status_code == 403 and response.mimetype == "text/html", url
@@ -71,7 +71,7 @@ def test_people_pages_need_a_logged_in_operator(app, client, make_user, login):
     with app.app_context(), database.connection_context():
         assert User.select().count() == 1
         assert Tenant.select().count() == 1
-        assert User.get().role == "admin" and User.get().is_active
+        assert User.get().role == "member" and User.get().is_active
 
 
 def test_nav_links_to_the_three_pages(client, operator):
@@ -154,11 +154,13 @@ def test_bad_user_input_rerenders_the_form_and_stores_nothing(
 def test_changing_a_role_and_operator_flag_is_audited(app, client, operator, make_user):
     bob = make_user("bob@example.com", role="viewer")
     response = client.post(
-        f"/console/users/{bob.id}/role", data={"role": "admin", "operator": "on"}
+        f"/console/users/{bob.id}/role", data={"confirm": "yes", "role": "admin", "operator": "on"}
     )
     assert response.status_code == 303
     assert "bob@example.com is now admin, operator." in text(client.get("/console/users"))
-    same = client.post(f"/console/users/{bob.id}/role", data={"role": "admin", "operator": "on"})
+    same = client.post(
+        f"/console/users/{bob.id}/role", data={"confirm": "yes", "role": "admin", "operator": "on"}
+    )
     assert same.status_code == 303
     with app.app_context(), database.connection_context():
         bob = User.get_by_id(bob.id)
@@ -170,22 +172,26 @@ def test_changing_a_role_and_operator_flag_is_audited(app, client, operator, mak
 
 def test_an_unknown_role_or_user_is_refused_and_nothing_changes(app, client, operator, make_user):
     bob = make_user("bob@example.com", role="viewer")
-    response = client.post(f"/console/users/{bob.id}/role", data={"role": "owner"})
+    response = client.post(
+        f"/console/users/{bob.id}/role", data={"confirm": "yes", "role": "owner"}
+    )
     assert response.status_code == 422
     assert "Unknown role 'owner'." in text(response)
-    missing = client.post("/console/users/999/role", data={"role": "admin"})
+    missing = client.post("/console/users/999/role", data={"confirm": "yes", "role": "admin"})
     assert missing.status_code == 404 and "No user with id 999." in text(missing)
-    assert client.post("/console/users/999/deactivate").status_code == 404
+    assert client.post("/console/users/999/deactivate", data={"confirm": "yes"}).status_code == 404
     with app.app_context(), database.connection_context():
         assert User.get_by_id(bob.id).role == "viewer"
         assert events("user.") == []
 
 
 def test_an_operator_cannot_lock_themselves_out(app, client, operator):
-    refused = client.post(f"/console/users/{operator.id}/deactivate")
+    refused = client.post(f"/console/users/{operator.id}/deactivate", data={"confirm": "yes"})
     assert refused.status_code == 409
     assert "You cannot deactivate your own account; ask another operator." in text(refused)
-    demoted = client.post(f"/console/users/{operator.id}/role", data={"role": "admin"})
+    demoted = client.post(
+        f"/console/users/{operator.id}/role", data={"confirm": "yes", "role": "admin"}
+    )
     assert demoted.status_code == 409
     assert "You cannot remove your own operator flag; ask another operator." in text(demoted)
     with app.app_context(), database.connection_context():
@@ -195,7 +201,8 @@ def test_an_operator_cannot_lock_themselves_out(app, client, operator):
     assert client.get("/console/users").status_code == 200
     # Changing one's own tenant role while keeping the flag is allowed.
     own_role = client.post(
-        f"/console/users/{operator.id}/role", data={"role": "member", "operator": "on"}
+        f"/console/users/{operator.id}/role",
+        data={"confirm": "yes", "role": "member", "operator": "on"},
     )
     assert own_role.status_code == 303
 
@@ -213,7 +220,12 @@ def test_deactivating_ends_a_session_and_reactivating_restores_login(
     )
     assert second.get("/console/users").status_code == 200
 
-    assert client.post(f"/console/users/{other_ops.id}/deactivate").status_code == 303
+    assert (
+        client.post(
+            f"/console/users/{other_ops.id}/deactivate", data={"confirm": "yes"}
+        ).status_code
+        == 303
+    )
     assert "second@example.com is deactivated." in text(client.get("/console/users"))
     locked_out = second.get("/console/users")
     assert locked_out.status_code == 302 and "/login" in locked_out.headers["Location"]

@@ -73,7 +73,8 @@ def test_every_console_post_redirects_with_303(
     make_plugin()
     if "revoke" in path:
         client.post("/console/enrolment-keys", data={"label": "to revoke"})
-    answer = client.post(path.format(user=member.id), data=form)
+    # Confirmed: the confirmation step itself is tests/test_confirm.py's.
+    answer = client.post(path.format(user=member.id), data={**form, "confirm": "yes"})
     assert answer.status_code == 303, answer.get_data(as_text=True)[:500]
     assert answer.headers["Location"] == landing
     assert client.get(landing).status_code == 200
@@ -83,7 +84,7 @@ def test_a_rotated_token_is_shown_once_on_the_page_the_redirect_lands_on(
     app, client, make_plugin, operator
 ):
     _, old = make_plugin()
-    answer = client.post("/console/plugins/test-plugin/rotate-token")
+    answer = client.post("/console/plugins/test-plugin/rotate-token", data={"confirm": "yes"})
     assert answer.status_code == 303
     assert not TOKEN.search(answer.get_data(as_text=True))
     landed = client.get(answer.headers["Location"])
@@ -99,7 +100,7 @@ def test_a_rotated_token_is_shown_once_on_the_page_the_redirect_lands_on(
 
 def test_a_held_token_is_not_in_the_session_cookie_in_clear(app, client, make_plugin, operator):
     make_plugin()
-    answer = client.post("/console/plugins/test-plugin/rotate-token")
+    answer = client.post("/console/plugins/test-plugin/rotate-token", data={"confirm": "yes"})
     cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
     # The cookie is signed and maybe zlib-compressed: decode it to see what it really holds.
     held = json.dumps(app.session_interface.get_signing_serializer(app).loads(cookie))
@@ -111,7 +112,7 @@ def test_a_held_token_is_not_in_the_session_cookie_in_clear(app, client, make_pl
 def test_a_token_is_shown_only_on_its_own_plugins_page(client, make_plugin, operator):
     make_plugin()
     make_plugin()
-    answer = client.post("/console/plugins/test-plugin/rotate-token")
+    answer = client.post("/console/plugins/test-plugin/rotate-token", data={"confirm": "yes"})
     assert not TOKEN.search(client.get("/console/plugins/test-plugin-2").get_data(as_text=True))
     assert TOKEN.search(client.get(answer.headers["Location"]).get_data(as_text=True))
 

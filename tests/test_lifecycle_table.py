@@ -107,7 +107,9 @@ def test_an_operator_can_remove_a_plugin_that_never_became_healthy(
     assert "/console/plugins/test-plugin/deregister" in page
     assert "/console/plugins/test-plugin/enable" not in page
     assert "/console/plugins/test-plugin/disable" not in page
-    done = client.post("/console/plugins/test-plugin/deregister", follow_redirects=True)
+    done = client.post(
+        "/console/plugins/test-plugin/deregister", data={"confirm": "yes"}, follow_redirects=True
+    )
     assert "Test Plugin is now deregistered." in done.get_data(as_text=True)
     with app.app_context(), database.connection_context():
         plugin = Plugin.get(Plugin.plugin_id == "test-plugin")

@@ -9,6 +9,8 @@ from extframework.models import EnrolmentKey, Plugin
 from extframework.services import health, plugin_tokens
 from tests.support.registry_fixtures import sample_manifest
 
+YES = {"confirm": "yes"}  # the confirmation step: tests/test_confirm.py
+
 
 @pytest.fixture
 def operator(make_user, login):
@@ -74,12 +76,12 @@ def test_plugin_page_shows_versions_history_health_menus_and_collections(
 
 def test_buttons_drive_the_lifecycle_and_refusals_are_flashed(app, client, make_plugin, operator):
     make_plugin()
-    done = client.post("/console/plugins/test-plugin/disable", follow_redirects=True)
+    done = client.post("/console/plugins/test-plugin/disable", data=YES, follow_redirects=True)
     assert done.status_code == 200
     assert "Test Plugin is now disabled." in done.get_data(as_text=True)
-    refused = client.post("/console/plugins/test-plugin/disable", follow_redirects=True)
+    refused = client.post("/console/plugins/test-plugin/disable", data=YES, follow_redirects=True)
     assert "operator actions: enable, deregister." in refused.get_data(as_text=True)
-    client.post("/console/plugins/test-plugin/deregister")
+    client.post("/console/plugins/test-plugin/deregister", data=YES)
     with app.app_context(), database.connection_context():
         plugin = Plugin.get(Plugin.plugin_id == "test-plugin")
         assert plugin.state == "deregistered" and not plugin_tokens.live_tokens(plugin)
@@ -87,7 +89,7 @@ def test_buttons_drive_the_lifecycle_and_refusals_are_flashed(app, client, make_
 
 def test_rotated_token_is_shown_once_and_works(client, make_plugin, operator):
     _, old = make_plugin()
-    page = client.post("/console/plugins/test-plugin/rotate-token", follow_redirects=True)
+    page = client.post("/console/plugins/test-plugin/rotate-token", data=YES, follow_redirects=True)
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     token = re.search(r"(efpt_[A-Za-z0-9_-]+)", page.get_data(as_text=True)).group(1)
     assert token != old
@@ -117,7 +119,7 @@ def test_enrolment_key_page_creates_shows_once_and_revokes(
     assert "used up" in client.get("/console/enrolment-keys").get_data(as_text=True)
     with app.app_context(), database.connection_context():
         key_id = EnrolmentKey.select().first().id
-    client.post(f"/console/enrolment-keys/{key_id}/revoke")
+    client.post(f"/console/enrolment-keys/{key_id}/revoke", data=YES)
     assert "revoked" in client.get("/console/enrolment-keys").get_data(as_text=True)
 
 
@@ -138,7 +140,7 @@ def test_console_forms_are_csrf_protected(app, client, make_plugin, operator):
     assert client.post("/console/plugins/test-plugin/disable").status_code == 400
     page = client.get("/console/plugins/test-plugin").get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    done = client.post("/console/plugins/test-plugin/disable", data={"csrf_token": csrf})
+    done = client.post("/console/plugins/test-plugin/disable", data={"csrf_token": csrf, **YES})
     assert done.status_code == 303
     with app.app_context(), database.connection_context():
         assert Plugin.get(Plugin.plugin_id == "test-plugin").state == "disabled"

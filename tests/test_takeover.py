@@ -409,7 +409,10 @@ def test_console_shows_a_pending_update_and_approves_it(
     assert "1.0.0" in card and "1.1.0" in card
     assert "pending update" in client.get("/console/plugins").get_data(as_text=True)
 
-    done = client.post(f"/console/plugins/test-plugin/pending-updates/{pending_id}/approve")
+    done = client.post(
+        f"/console/plugins/test-plugin/pending-updates/{pending_id}/approve",
+        data={"confirm": "yes"},
+    )
     assert done.status_code == 303
     assert record(app).base_url == healthy_plugin_server.url
     page = client.get(done.headers["Location"]).get_data(as_text=True)

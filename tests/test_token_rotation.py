@@ -305,7 +305,7 @@ def test_the_console_shows_each_live_token_and_rotates_with_grace_or_revoke_now(
     assert hash_secret(first)[:12] in page and "(current)" in page
     assert "never" not in page.split('data-testid="tokens"')[1].split("</section>")[0]
 
-    rotated = client.post("/console/plugins/test-plugin/rotate-token")
+    rotated = client.post("/console/plugins/test-plugin/rotate-token", data={"confirm": "yes"})
     assert rotated.status_code == 303
     landed = client.get(rotated.headers["Location"])
     text = landed.get_data(as_text=True)
@@ -321,7 +321,7 @@ def test_the_console_shows_each_live_token_and_rotates_with_grace_or_revoke_now(
 
     revoked = client.post(
         "/console/plugins/test-plugin/rotate-token",
-        data={"revoke_now": "on"},
+        data={"revoke_now": "on", "confirm": "yes"},
         follow_redirects=True,
     )
     assert "The old token no longer works." in revoked.get_data(as_text=True)

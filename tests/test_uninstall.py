@@ -190,7 +190,7 @@ def test_purge_needs_a_typed_confirmation_and_leaves_no_row_of_that_namespace(
 ):
     form = client.post(
         "/console/plugins/test-plugin/uninstall-policy",
-        data={"tenant": "default", "policy": "purge"},
+        data={"tenant": "default", "policy": "purge", "confirm": "yes"},
     )
     assert form.status_code == 303
     before = raw_rows(app)
@@ -203,12 +203,17 @@ def test_purge_needs_a_typed_confirmation_and_leaves_no_row_of_that_namespace(
 
     page = client.get("/console/plugins/test-plugin").get_data(as_text=True)
     assert 'data-testid="purge-confirm"' in page
-    client.post("/console/plugins/test-plugin/deregister", data={"confirm": "test"})
+    client.post(
+        "/console/plugins/test-plugin/deregister", data={"purge_confirm": "test", "confirm": "yes"}
+    )
     assert raw_rows(app) == before
     cli = runner.invoke(args=["plugins", "remove", "test-plugin"])
     assert cli.exit_code != 0 and "Confirm by repeating the plugin_id" in cli.output
 
-    done = client.post("/console/plugins/test-plugin/deregister", data={"confirm": "test-plugin"})
+    done = client.post(
+        "/console/plugins/test-plugin/deregister",
+        data={"purge_confirm": "test-plugin", "confirm": "yes"},
+    )
     assert done.status_code == 303
     assert client.get("/api/registry/plugins/test-plugin").get_json()["state"] == "deregistered"
     assert raw_rows(app, "default") == []
@@ -218,9 +223,12 @@ def test_purge_needs_a_typed_confirmation_and_leaves_no_row_of_that_namespace(
 def test_the_uninstall_policy_is_validated_set_by_operators_and_shown(
     app, client, stocked, make_plugin, make_user, login, runner
 ):
-    make_user("admin@example.com", role="admin")
-    login("admin@example.com")
+    make_user("member@example.com", role="member")
+    login("member@example.com")
     assert set_policy(client, "default", "purge").status_code == 403
+    make_user("admin@example.com", role="admin")  # default's admin: only default's policies
+    login("admin@example.com")
+    assert set_policy(client, "acme", "purge").status_code == 404
     make_user("ops@example.com", role="admin", operator=True)
     login("ops@example.com")
     for policy in ("delete", None, ["purge"]):

@@ -2,6 +2,7 @@
 people pages."""
 
 import logging
+from functools import wraps
 
 from flask import (
     Blueprint,
@@ -25,11 +26,12 @@ from extframework.authn import (
     require_api_user,
     require_operator_page,
 )
+from extframework.blueprints import confirm
 from extframework.config import JWKS_MAX_AGE_S
-from extframework.errors import DomainError
+from extframework.errors import DomainError, NotFound
 from extframework.http import body_fields, json_body, string_field
-from extframework.models import ROLES
-from extframework.services import accounts, sessions, tokens, urls
+from extframework.models import ROLES, UNINSTALL_POLICIES
+from extframework.services import accounts, sessions, tenant_admin, tokens, urls
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,25 @@ def change_password():
     return Response(body, error.status if error else 200, error.headers if error else None)
 
 
+@bp.get("/account")
+@login_required
+def account():
+    return redirect(url_for("auth.change_password"))
+
+
+@bp.post("/account/other-sessions/end")
+@login_required
+def end_other_sessions():
+    """Sign out of every other browser and user JWT; this session stays logged in."""
+    question = "Really sign out of every other session? Other browsers and user tokens end."
+    back = url_for("auth.change_password")
+    if page := confirm.ask(question, button="Sign out other sessions", cancel=back):
+        return page
+    _start_session(current_user.id, sessions.end_other_sessions(current_user.id))
+    flash("Your other sessions are signed out; this one stays.", "ok")
+    return redirect(back, 303)
+
+
 @bp.get("/.well-known/jwks.json")
 def jwks():
     response = jsonify(keystore().jwks())
@@ -173,14 +194,29 @@ def me():
     )
 
 
-# --- console: users and tenants -----------------------------------------------------------
+# --- console: users and tenants -------------------------------------------------------------
+# Operators see every tenant; a tenant's admin sees and changes only their own (services/
+# tenant_admin.py refuses the rest, whatever the pages show).
+
+
+def require_admin_page(view):
+    """Guard a people page: log in first, then be an operator or a tenant's admin."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path))
+        tenant_admin.require_admin(current_user)
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def _render_users(error: DomainError | None = None, form: dict | None = None):
     body = render_template(
         "console/users.html",
-        users=accounts.list_users(),
-        tenants=accounts.list_tenants(),
+        users=tenant_admin.users(current_user),
+        tenants=tenant_admin.tenants(current_user),
         roles=ROLES,
         error=error,
         form=form or {},
@@ -188,85 +224,102 @@ def _render_users(error: DomainError | None = None, form: dict | None = None):
     return Response(body, error.status if error else 200)
 
 
+def _back_to_users() -> Response:
+    return redirect(url_for("auth.console_users"), 303)
+
+
 @bp.get("/console/users")
-@require_operator_page
+@require_admin_page
 def console_users():
     return _render_users()
 
 
 @bp.post("/console/users")
-@require_operator_page
+@require_admin_page
 def console_create_user():
     form = request.form
     try:
-        user = accounts.create_user(
+        user = tenant_admin.create_user(
+            current_user,
             form.get("email", ""),
             form.get("password", ""),
             role=form.get("role", ""),
             operator=form.get("operator") == "on",
             tenant=form.get("tenant", ""),
             name=form.get("name", ""),
-            actor=current_user.actor,
         )
     except DomainError as exc:
         kept = {k: form.get(k, "") for k in ("email", "name", "role", "tenant", "operator")}
         return _render_users(exc, kept)
     flash(f"Created user {user.email}.", "ok")
-    return redirect(url_for("auth.console_users"), 303)
+    return _back_to_users()
 
 
 @bp.post("/console/users/<int:user_id>/role")
-@require_operator_page
+@require_admin_page
 def console_set_role(user_id: int):
+    target = tenant_admin.user(current_user, user_id)
+    role, operator = request.form.get("role", ""), request.form.get("operator") == "on"
+    flag = ", operator" if operator else ""
+    question = f"Really make {target.email} {role}{flag}? Their sessions end."
+    if page := confirm.ask(
+        question, button="Change the role", cancel=url_for("auth.console_users")
+    ):
+        return page
     try:
-        user = accounts.set_role(
-            user_id,
-            request.form.get("role", ""),
-            operator=request.form.get("operator") == "on",
-            actor=current_user.actor,
-        )
+        user = tenant_admin.set_role(current_user, user_id, role, operator=operator)
     except DomainError as exc:
         return _render_users(exc)
     if user.id == current_user.id:  # one's own role change ends one's sessions: keep this one
         _start_session(user.id, sessions.current_generation(user.id))
     flash(f"{user.email} is now {user.role}{', operator' if user.is_operator else ''}.", "ok")
-    return redirect(url_for("auth.console_users"), 303)
+    return _back_to_users()
 
 
 @bp.post("/console/users/<int:user_id>/<any(deactivate, reactivate):verb>")
-@require_operator_page
+@require_admin_page
 def console_set_active(user_id: int, verb: str):
+    target = tenant_admin.user(current_user, user_id)
+    if verb == "deactivate":
+        question = f"Really deactivate {target.email}? Their sessions end."
+        if page := confirm.ask(question, button="Deactivate", cancel=url_for("auth.console_users")):
+            return page
     try:
-        user = accounts.set_active(user_id, verb == "reactivate", actor=current_user.actor)
+        user = tenant_admin.set_active(current_user, user_id, verb == "reactivate")
     except DomainError as exc:
         return _render_users(exc)
     flash(f"{user.email} is {'active' if user.is_active else 'deactivated'}.", "ok")
-    return redirect(url_for("auth.console_users"), 303)
+    return _back_to_users()
 
 
 @bp.post("/console/users/<int:user_id>/password")
-@require_operator_page
+@require_admin_page
 def console_set_password(user_id: int):
-    """An operator's password reset: the user's sessions and user JWTs end."""
+    """An admin's password reset: the user's sessions and user JWTs end."""
+    target = tenant_admin.user(current_user, user_id)
+    question = f"Really set a new password for {target.email}? Their sessions end."
+    if page := confirm.ask(question, button="Set password", cancel=url_for("auth.console_users")):
+        return page
     try:
-        user = sessions.set_password(
-            user_id, request.form.get("password", ""), actor=current_user.actor
-        )
+        user = tenant_admin.set_password(current_user, user_id, request.form.get("password", ""))
     except DomainError as exc:
         return _render_users(exc)
     flash(f"Set a new password for {user.email}; their sessions are logged out.", "ok")
-    return redirect(url_for("auth.console_users"), 303)
+    return _back_to_users()
 
 
 def _render_tenants(error: DomainError | None = None, form: dict | None = None):
     body = render_template(
-        "console/tenants.html", tenants=accounts.list_tenants(), error=error, form=form or {}
+        "console/tenants.html",
+        tenants=tenant_admin.tenants(current_user),
+        error=error,
+        form=form or {},
     )
     return Response(body, error.status if error else 200)
 
 
 @bp.get("/console/tenants")
-@require_operator_page
+@require_admin_page
 def console_tenants():
     return _render_tenants()
 
@@ -281,3 +334,54 @@ def console_create_tenant():
         return _render_tenants(exc, {"slug": slug, "name": name})
     flash(f"Created tenant {tenant.slug}.", "ok")
     return redirect(url_for("auth.console_tenants"), 303)
+
+
+@bp.get("/console/tenants/<slug>")
+@require_admin_page
+def console_tenant(slug: str):
+    return render_template(
+        "console/tenant.html",
+        tenant=tenant_admin.tenant_of(current_user, slug),
+        plugins=tenant_admin.plugins(current_user, slug),
+        policy_names=UNINSTALL_POLICIES,
+    )
+
+
+@bp.post("/console/tenants/<slug>/plugins/<plugin_id>/<any(install, uninstall):verb>")
+@require_admin_page
+def console_tenant_install(slug: str, plugin_id: str, verb: str):
+    """A tenant's admin (or an operator) installs or uninstalls an available plugin there."""
+    back = url_for("auth.console_tenant", slug=slug)
+    tenant_admin.tenant_of(current_user, slug)
+    if verb == "uninstall":
+        question = (
+            f"Really uninstall {plugin_id} from {slug}? Its menus and views leave the tenant; "
+            "its data stays."
+        )
+        if page := confirm.ask(question, button="Uninstall", cancel=back):
+            return page
+    changed = tenant_admin.set_installed(current_user, plugin_id, slug, verb == "install")
+    done = "installed in" if verb == "install" else "uninstalled from"
+    flash(f"{plugin_id} {'is now' if changed else 'was already'} {done} {slug}.", "ok")
+    return redirect(back, 303)
+
+
+@bp.post("/console/tenants/<slug>/plugins/<plugin_id>/uninstall-policy")
+@require_admin_page
+def console_tenant_policy(slug: str, plugin_id: str):
+    policy = request.form.get("policy", "")
+    back = url_for("auth.console_tenant", slug=slug)
+    tenant_admin.tenant_of(current_user, slug)
+    if policy == "purge":
+        question = f"Really purge {plugin_id}'s data in {slug} when it is removed?"
+        if page := confirm.ask(question, button="Set purge", cancel=back):
+            return page
+    try:
+        tenant_admin.set_policy(current_user, plugin_id, slug, policy)
+    except NotFound:
+        raise  # a plugin that is not in the tenant is not there for its admin
+    except DomainError as exc:
+        flash(exc.detail, "error")
+    else:
+        flash(f"Uninstall policy of {plugin_id} in {slug}: {policy}.", "ok")
+    return redirect(back, 303)

@@ -20,7 +20,7 @@ from extframework.authn import (
     require_operator_page,
     require_plugin,
 )
-from extframework.blueprints import shown_once
+from extframework.blueprints import confirm, shown_once
 from extframework.errors import BadRequest, DomainError, Forbidden, NotFound
 from extframework.http import (
     Field,
@@ -43,6 +43,7 @@ from extframework.services import (
     plugin_admin,
     plugin_tokens,
     registry,
+    tenant_admin,
     uninstall,
 )
 from extframework.services.faults import recent as recent_faults
@@ -305,12 +306,16 @@ def version_diff(plugin_id: str):
 
 
 @bp.put("/api/registry/plugins/<plugin_id>/tenants/<tenant>/uninstall-policy")
-@require_api_operator
 def set_uninstall_policy(plugin_id: str, tenant: str):
+    """An operator, or an admin of ``tenant``, sets its policy (a tenant admin sees only theirs)."""
+    person = api_user()
+    tenant_admin.require_admin(person)
     policy = body_fields(json_body(), POLICY)["policy"]
-    plugin = catalog.get_plugin(plugin_id)
-    uninstall.set_policy(plugin, tenant, policy, actor=api_user().actor)
-    return jsonify({"plugin_id": plugin_id, "uninstall_policies": uninstall.policies(plugin)})
+    tenant_admin.set_policy(person, plugin_id, tenant, policy)
+    policies = uninstall.policies(catalog.get_plugin(plugin_id))
+    if not person.is_operator:
+        policies = [entry for entry in policies if entry["tenant"] == person.tenant]
+    return jsonify({"plugin_id": plugin_id, "uninstall_policies": policies})
 
 
 @bp.get("/api/registry/archives")
@@ -323,8 +328,10 @@ def list_archives():
 
 
 @bp.get("/console")
-@require_operator_page
 def console():
+    """Operators land on the plugins; a tenant's admin on their users (the guards decide)."""
+    if current_user.is_authenticated and not current_user.is_operator:
+        return redirect(url_for("auth.console_users"))
     return redirect(url_for("registry.console_plugins"))
 
 
@@ -361,9 +368,17 @@ def _pending_summary(plugin: Plugin) -> dict | None:
     return pending_updates.summary(row) if row else None
 
 
+def _plugin_url(plugin_id: str) -> str:
+    return url_for("registry.console_plugin", plugin_id=plugin_id)
+
+
+def _ask(action: str, plugin: Plugin, **words: str) -> Response | None:
+    return confirm.ask_about(action, plugin.name, cancel=_plugin_url(plugin.plugin_id), **words)
+
+
 def _back_to_plugin(plugin_id: str) -> Response:
     """Answer a console POST with 303 to the plugin's page (post/redirect/get)."""
-    return redirect(url_for("registry.console_plugin", plugin_id=plugin_id), 303)
+    return redirect(_plugin_url(plugin_id), 303)
 
 
 @bp.get("/console/plugins/<plugin_id>")
@@ -381,13 +396,15 @@ def console_plugin(plugin_id: str):
 @require_operator_page
 def console_change_state(plugin_id: str, verb: str):
     plugin = catalog.get_plugin(plugin_id)
+    if verb != "enable" and (page := _ask(verb, plugin)):
+        return page
     try:
         plugin_admin.change_state(
             plugin,
             verb,
             actor=current_user.actor,
             reason=request.form.get("reason", ""),
-            confirm=request.form.get("confirm", "").strip() or None,
+            confirm=request.form.get("purge_confirm", "").strip() or None,
             archive_root=archives.archive_root(current_app),
         )
     except DomainError as exc:
@@ -412,14 +429,25 @@ def console_retry_migration(plugin_id: str):
     return _back_to_plugin(plugin_id)
 
 
+def _check_pending(plugin_id: str, pending_id: int) -> None:
+    if pending_updates.get(pending_id).plugin.plugin_id != plugin_id:
+        raise NotFound(f"Pending update {pending_id} is not {plugin_id}'s.")
+
+
 @bp.post(
     "/console/plugins/<plugin_id>/pending-updates/<int:pending_id>/<any(approve, reject):verb>"
 )
 @require_operator_page
 def console_decide_pending_update(plugin_id: str, pending_id: int, verb: str):
     try:
-        if pending_updates.get(pending_id).plugin.plugin_id != plugin_id:
-            raise NotFound(f"Pending update {pending_id} is not {plugin_id}'s.")
+        _check_pending(plugin_id, pending_id)
+    except DomainError as exc:  # asked nothing about an update that is not there
+        flash(exc.detail, "error")
+        return _back_to_plugin(plugin_id)
+    if page := _ask(verb, catalog.get_plugin(plugin_id)):
+        return page
+    try:
+        _check_pending(plugin_id, pending_id)
         if verb == "reject":
             plugin_admin.reject_update(
                 pending_id, actor=current_user.actor, reason=request.form.get("reason", "")[:200]
@@ -442,6 +470,8 @@ def console_decide_pending_update(plugin_id: str, pending_id: int, verb: str):
 def console_set_uninstall_policy(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     tenant, policy = request.form.get("tenant", ""), request.form.get("policy", "")
+    if policy == "purge" and (page := _ask("purge", plugin, tenant=tenant)):
+        return page
     try:
         uninstall.set_policy(plugin, tenant, policy, actor=current_user.actor)
     except DomainError as exc:
@@ -468,6 +498,9 @@ def console_version_diff(plugin_id: str):
 def console_rotate_token(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     revoke_now = request.form.get("revoke_now") == "on"
+    old = "stops working now" if revoke_now else "keeps working for the grace period"
+    if page := _ask("rotate", plugin, old=old):
+        return page
     try:
         token, old_expires = plugin_admin.rotate_token(
             plugin,
@@ -491,6 +524,8 @@ def console_rotate_token(plugin_id: str):
 def console_set_tenants(plugin_id: str):
     plugin = catalog.get_plugin(plugin_id)
     slugs = None if request.form.get("scope") != "selected" else request.form.getlist("tenant")
+    if slugs is not None and (page := _ask("restrict", plugin, tenants=", ".join(slugs) or "none")):
+        return page
     try:
         plugin_admin.set_tenants(plugin, slugs, actor=current_user.actor)
     except DomainError as exc:
@@ -539,6 +574,10 @@ def console_create_enrolment_key():
 @bp.post("/console/enrolment-keys/<int:key_id>/revoke")
 @require_operator_page
 def console_revoke_enrolment_key(key_id: int):
+    question = f"Really revoke enrolment key {key_id}? No plugin can register with it again."
+    cancel = url_for("registry.console_enrolment_keys")
+    if page := confirm.ask(question, button="Revoke", cancel=cancel):
+        return page
     enrolment.revoke_key(key_id, actor=current_user.actor)
     flash(f"Enrolment key {key_id} revoked.", "ok")
     return redirect(url_for("registry.console_enrolment_keys"), 303)

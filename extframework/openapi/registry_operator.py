@@ -107,10 +107,20 @@ def _policies_and_tenants() -> dict:
         "/api/registry/plugins/{plugin_id}/tenants/{tenant}/uninstall-policy": {
             "put": operator(
                 "setUninstallPolicy",
-                "Set what deregistration does to a tenant's data",
+                "Set what deregistration does to a tenant's data (an operator, or that "
+                "tenant's admin: docs/identity.md, Roles)",
                 {
-                    "200": answer("Every tenant's policy.", ref("UninstallPolicies")),
-                    "404": problem(404, "not-found", note="No such plugin or tenant."),
+                    "200": answer(
+                        "Every tenant's policy (a tenant's admin: their tenant's only).",
+                        ref("UninstallPolicies"),
+                    ),
+                    "403": problem(403, "forbidden", note="Neither an operator nor an admin."),
+                    "404": problem(
+                        404,
+                        "not-found",
+                        note="No such plugin or tenant (for a tenant's admin: another "
+                        "tenant, or a plugin not available to theirs).",
+                    ),
                     "409": problem(
                         409,
                         "conflict",

@@ -69,9 +69,7 @@ def _menu_for(role: str, tenant: str) -> list[PluginMenu]:
         restricted,
     ) in database.execute_sql(_menu_sql(dialect.current().byte_collation), lifecycle.MENU_STATES):
         if plugin_id not in installed:
-            installed[plugin_id] = not restricted or is_installed(
-                Plugin(id=pk, restricted=restricted), tenant
-            )
+            installed[plugin_id] = is_installed(Plugin(id=pk, restricted=restricted), tenant)
         if not installed[plugin_id] or role_rank(route_role) > rank or has_params(path):
             continue
         menu = menus.setdefault(plugin_id, PluginMenu(plugin_id, name))

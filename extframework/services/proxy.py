@@ -152,9 +152,9 @@ def _routes(plugin: Plugin, method: str) -> list[Route]:
 
 
 def _installed(plugin: Plugin, tenant: str) -> bool:
-    """Every logged-in user's tenant exists, so only a restricted plugin needs the lookup."""
-    return not plugin.restricted or registry_cache.cached(
-        ("installed", plugin.id, tenant), lambda: is_installed(plugin, tenant)
+    """Is the plugin in the tenant (available there, not uninstalled by its admin)? Cached."""
+    return registry_cache.cached(
+        ("installed", plugin.id, plugin.restricted, tenant), lambda: is_installed(plugin, tenant)
     )
 
 

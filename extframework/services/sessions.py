@@ -33,6 +33,22 @@ def log_out(user_id: int) -> None:
     log.info("logout: user %s; their sessions and user JWTs ended", user_id)
 
 
+def end_other_sessions(user_id: int) -> int:
+    """End every session and user JWT of this person; return the generation to go on at.
+
+    The caller logs its own session in again at the returned generation (as after a password
+    change), so only the others end.
+    """
+    with write_transaction():
+        user = accounts.get_user(user_id)
+        accounts.end_sessions(user.id)
+        actor = accounts.user_actor(user.email)
+        audit.record(actor, "auth.logout_others", actor)
+        generation = current_generation(user.id)
+    log.info("user %s signed out of their other sessions", user_id)
+    return generation
+
+
 def _checked_new_password(
     password: str, confirmation: str | None = None, *, field: str = "new_password"
 ) -> str:
