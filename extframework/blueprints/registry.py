@@ -33,8 +33,8 @@ from extframework.models import UNINSTALL_POLICIES, Plugin, Tenant, iso_utc
 from extframework.openapi import openapi_document
 from extframework.services import (
     archives,
-    audit,
     catalog,
+    console_lists,
     enrolment,
     health,
     lifecycle,
@@ -330,9 +330,8 @@ def console():
 @bp.get("/console/plugins")
 @require_operator_page
 def console_plugins():
-    rows = [(p, catalog.last_health(p)) for p in catalog.list_plugins()]
-    pending = {row.plugin_id for row in pending_updates.list_pending()}
-    return render_template("console/plugins.html", rows=rows, pending=pending)
+    page, rows, pending = console_lists.plugins(request.args)
+    return render_template("console/plugins.html", page=page, rows=rows, pending=pending)
 
 
 def _render_plugin(plugin: Plugin, **extra) -> str:
@@ -505,9 +504,9 @@ def console_enrolment_keys():
 
 
 def _render_keys(status: int = 200, **extra):
-    keys = [enrolment.key_summary(k) for k in enrolment.list_keys()]
+    page, keys = console_lists.enrolment_keys(request.args)
     extra.setdefault("new_key", shown_once.take("enrolment-key", ""))
-    body = render_template("console/enrolment_keys.html", keys=keys, **extra)
+    body = render_template("console/enrolment_keys.html", page=page, keys=keys, **extra)
     return Response(body, status, headers=NO_STORE)
 
 
@@ -545,20 +544,11 @@ def console_revoke_enrolment_key(key_id: int):
 @bp.get("/console/audit")
 @require_operator_page
 def console_audit():
-    before = request.args.get("before", "").strip()
-    if before and not before.isdigit():
-        raise BadRequest(
-            "'before' is the id of an audit event.", parameter="before", kind="invalid-query"
-        )
-    filters = {
-        "before": int(before) if before else None,
-        "action": request.args.get("action", "").strip() or None,
-        "target": request.args.get("target", "").strip() or None,
-    }
-    events, older = audit.recent(**filters)
+    page, events, filters = console_lists.audit_events(request.args)
     return render_template(
         "console/audit.html",
-        events=[audit.summary(e) for e in events],
-        older=older,
+        page=page,
+        events=events,
+        older=console_lists.older_cursor(page),
         filters=filters,
     )
