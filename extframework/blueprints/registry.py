@@ -13,6 +13,7 @@ from flask import (
 )
 from flask_login import current_user
 
+from extframework import relative_time
 from extframework.authn import (
     api_user,
     bearer_token,
@@ -36,11 +37,11 @@ from extframework.services import (
     catalog,
     console_lists,
     enrolment,
-    health,
     lifecycle,
     migrations,
     pending_updates,
     plugin_admin,
+    plugin_page,
     plugin_tokens,
     registry,
     uninstall,
@@ -49,6 +50,7 @@ from extframework.services.manifest import meta_schema
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
 
 bp = Blueprint("registry", __name__)
+bp.add_app_template_filter(relative_time.time_tag, "ago")
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -341,7 +343,7 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         summary=catalog.plugin_summary(plugin),
         versions=catalog.manifest_versions(plugin),
         collections=catalog.collections(plugin),
-        checks=health.recent_checks(plugin, int(current_app.config["HEALTH_HISTORY"])),
+        **_plugin_page_summary(plugin),
         all_tenants=list(Tenant.select().order_by(Tenant.slug)),
         rules=lifecycle.rules(plugin.state),
         policies=uninstall.policies(plugin),
@@ -351,6 +353,16 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         pending=_pending_summary(plugin),
         **extra,
     )
+
+
+def _plugin_page_summary(plugin: Plugin) -> dict:
+    window = int(current_app.config["HEALTH_HISTORY"])
+    return {
+        "meaning": plugin_page.meaning(plugin.state),
+        "uptime": plugin_page.uptime(plugin, window),
+        "last_failure": plugin_page.last_failure(plugin),
+        "health": plugin_page.health_history(plugin, request.args),
+    }
 
 
 def _pending_summary(plugin: Plugin) -> dict | None:
