@@ -386,6 +386,14 @@ def console_plugin(plugin_id: str):
     )
 
 
+@bp.get("/console/live")
+@require_operator_page
+def console_live():
+    """The state of the plugins a console page shows, for static/live.js (issue 17)."""
+    plugins = plugin_page.live(request.args.getlist("plugin"))
+    return jsonify({"plugins": plugins}), 200, NO_STORE
+
+
 @bp.post("/console/plugins/<plugin_id>/<any(disable, enable, deregister):verb>")
 @require_operator_page
 def console_change_state(plugin_id: str, verb: str):

@@ -6,8 +6,9 @@ its last kept health checks passed, its last failure and why, and when its token
 
 from dataclasses import dataclass
 
+from extframework import relative_time
 from extframework.models import HealthCheck, Plugin, Transition, iso_utc
-from extframework.services import lifecycle, listing
+from extframework.services import lifecycle, listing, migrations
 
 HEALTH_PAGE_SIZE = 20
 
@@ -100,3 +101,43 @@ def health_history(plugin: Plugin, args) -> listing.Page:
         view,
         sorts={"at": (HealthCheck.id,)},
     )
+
+
+LIVE_MAX_PLUGINS = 100
+
+
+def live(plugin_ids: list[str]) -> dict[str, dict]:
+    """The state, health and migration progress of the named plugins, for static/live.js."""
+    wanted = list(dict.fromkeys(plugin_ids))[:LIVE_MAX_PLUGINS]
+    result = {}
+    for plugin in Plugin.select().where(Plugin.plugin_id.in_(wanted)):
+        result[plugin.plugin_id] = {
+            "state": plugin.state,
+            **meaning(plugin.state),
+            "health": _health_text(plugin),
+            "migration": _migration(plugin) if plugin.state == "migrating" else None,
+        }
+    return result
+
+
+def _health_text(plugin: Plugin) -> str:
+    if plugin.last_health_at is None:
+        return "not checked yet"
+    said = "ok" if plugin.last_health_ok else "failed"
+    text = f"{said} · {relative_time.relative(plugin.last_health_at)}"
+    if plugin.consecutive_failures:
+        text += f" · {plugin.consecutive_failures} failure(s) in a row"
+    return text
+
+
+def _migration(plugin: Plugin) -> dict | None:
+    run = migrations.latest_run(plugin)
+    if run is None:
+        return None
+    progress = (run.report or {}).get("progress") or {}
+    return {
+        "state": "interrupted" if migrations.is_abandoned(run) else run.state,
+        "progress": f"{progress['checked']} of {progress['total']} documents checked"
+        if run.state == "running" and "total" in progress
+        else "",
+    }
