@@ -2,12 +2,13 @@
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 
 from extframework.blueprints.shell import CONTENT_SECURITY_POLICY
 from extframework.db import database
-from extframework.models import Plugin
+from extframework.models import MigrationRun, Plugin, utcnow
 from extframework.services import lifecycle
 
 VIEWS = [{"menu_id": "notes", "label": "Notes", "method": "GET", "path": "/notes"}]
@@ -128,3 +129,33 @@ def test_pages_load_the_script_from_static_and_run_no_inline_script(
     assert script.status_code == 200 and "javascript" in script.mimetype
     script.close()
     assert "script-src 'self'" in CONTENT_SECURITY_POLICY
+
+
+def test_console_live_reports_a_running_migrations_progress(app, client, make_user, login):
+    make_user("ops@example.com", role="admin", operator=True)
+    login("ops@example.com")
+    with app.app_context(), database.connection_context():
+        plugin = Plugin.create(
+            plugin_id="mover", name="Mover", version="1.0.0", base_url="http://127.0.0.1:9",
+            state="migrating", manifest={},
+        )  # fmt: skip
+        run = MigrationRun.create(
+            plugin=plugin,
+            from_version="1.0.0",
+            to_version="2.0.0",
+            manifest={"base_url": "http://127.0.0.1:9", "migration": {"path": "/m"}},
+            report={"progress": {"checked": 3, "total": 10}},
+            owner="elsewhere:1:x",  # another host, its lease still running
+            lease_expires_at=utcnow() + timedelta(minutes=5),
+        )
+    live = client.get("/console/live?plugin=mover").json["plugins"]["mover"]
+    assert live["state"] == "migrating"
+    assert live["migration"] == {"state": "running", "progress": "3 of 10 documents checked"}
+    with app.app_context(), database.connection_context():
+        MigrationRun.update(lease_expires_at=utcnow() - timedelta(seconds=1)).where(
+            MigrationRun.id == run.id
+        ).execute()
+    later = client.get("/console/live?plugin=mover").json["plugins"]["mover"]
+    assert later["migration"]["state"] == "interrupted"
+    page = client.get("/console/plugins/mover").get_data(as_text=True)
+    assert 'data-live-migration="mover">interrupted<' in page
