@@ -6,7 +6,7 @@ import re
 import pytest
 
 from extframework.db import database
-from extframework.models import AuditEvent
+from extframework.models import AuditEvent, HealthCheck, Plugin
 from extframework.services import enrolment, listing
 
 OPS = "ops@example.com"
@@ -148,3 +148,19 @@ def test_listing_parse_keeps_only_allowed_values():
     view = listing.parse({"sort": "a", "dir": "desc", "page": "7"}, sorts=["a"], default_sort="a")
     assert view.args() == {"q": None, "sort": "a", "dir": "desc", "page": 7}
     assert view.sorted_by("a") == {"q": None, "sort": "a", "dir": "asc"}
+
+
+def test_plugin_list_shows_each_plugins_newest_health_check(app, client, operator, make_plugin):
+    for n in range(3):
+        make_plugin(plugin_id=f"plugin-{n}", name=f"Plugin {n}")
+    with app.app_context(), database.connection_context():
+        for plugin in Plugin.select():
+            for k in range(3):
+                ok = k < 2 or plugin.plugin_id != "plugin-1"
+                HealthCheck.create(plugin=plugin, ok=ok, detail=f"{plugin.plugin_id} check {k}")
+    body = page(client, "/console/plugins")
+    cells = re.findall(r'<td data-live-health="([^"]+)">(.*?)</td>', body, re.S)
+    assert [plugin_id for plugin_id, _ in cells] == ["plugin-0", "plugin-1", "plugin-2"]
+    said = dict(cells)
+    assert "ok ·" in said["plugin-0"] and "failed ·" in said["plugin-1"]
+    assert "plugin-1 check 2" in said["plugin-1"]  # a failure shows its reason
