@@ -131,6 +131,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("HEALTH_FAILURES", int, 3, "consecutive failures before `active` becomes `degraded`",
        minimum=1),
     _s("HEALTH_HISTORY", int, 100, "health checks kept per plugin", minimum=1),
+    _s("LIVE_POLL_S", float, 5.0,
+       "how often an open page asks for plugin states, health and menu notices "
+       "(`static/live.js`)", minimum=0.2, maximum=3600),
     _s("PROXY_TIMEOUT_S", float, 5.0,
        "a proxied call's whole answer, connect to last byte, must arrive within this",
        minimum=0.01),

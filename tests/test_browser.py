@@ -128,7 +128,10 @@ def test_invalid_input_shows_the_plugins_errors(as_user):
     page = as_user("member@example.com")
     page.goto("/plugin-proxy/notebook/notes")
     page.get_by_role("button", name="Add note").click()
-    expect(page.get_by_role("alert")).to_contain_text("title")
+    expect(page.get_by_role("alert")).to_contain_text("correct the field marked below")
+    title = page.get_by_label("Title")
+    expect(title).to_have_attribute("aria-invalid", "true")
+    expect(title).to_have_accessible_description("Title is required.")
 
 
 def test_node_plugin_create_toggle_delete(as_user):

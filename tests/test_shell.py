@@ -50,7 +50,9 @@ def test_menu_lists_active_installed_views_the_role_allows(client, make_user, lo
     shell_plugin("sleepy", state="disabled")
     html = client.get("/").get_data(as_text=True)
     assert menu_links(html) == ["/plugin-proxy/notes/notes"]
-    assert ">Notes</a>" in html and "Audit" not in html and "Sleepy" not in html
+    assert ">Notes</a>" in html and "Audit" not in html and ">Sleepy</a>" not in html
+    # A disabled plugin leaves a notice in place of its entry, not a link (issue 17).
+    assert '<div class="menu-notice" data-notice="sleepy" data-state="disabled">' in html
 
 
 def test_menu_hides_plugins_not_installed_in_the_users_tenant(

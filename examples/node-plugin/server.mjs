@@ -66,7 +66,40 @@ function send(res, status, html, headers = {}) {
   res.end(html);
 }
 
-async function tasksView(caller, errors = []) {
+// The storage API's field errors ({pointer, keyword, message}) in plain words, by form field
+// ('' for the form as a whole), so each is shown beside its field.
+const LABELS = { title: 'Task' };
+
+function plainWords(error, schema) {
+  const field = (error.pointer || '').split('/')[1] || '';
+  const label = LABELS[field] || field || 'This form';
+  const rule = (schema.properties || {})[field] || {};
+  if (error.keyword === 'required' || (error.keyword === 'minLength' && rule.minLength === 1)) {
+    return [field, `${label} is required.`];
+  }
+  if (error.keyword === 'maxLength') return [field, `${label} can be at most ${rule.maxLength} characters long.`];
+  if (!(field in LABELS)) return ['', `${label}: ${error.message || 'is not valid'}.`];
+  return [field, `${label} is not valid: ${error.message || ''}.`];
+}
+
+function formErrors(err, schema) {
+  const errors = {};
+  for (const e of err.errors || []) {
+    const [field, sentence] = plainWords(e, schema);
+    errors[field] = errors[field] ? `${errors[field]} ${sentence}` : sentence;
+  }
+  return Object.keys(errors).length ? errors : { '': err.message };
+}
+
+function invalid(field, errors) {
+  return errors[field] ? ` aria-invalid="true" aria-describedby="${field}-error"` : '';
+}
+
+function fieldError(field, errors) {
+  return errors[field] ? `<p id="${field}-error" class="field-error">${escapeHtml(errors[field])}</p>` : '';
+}
+
+async function tasksView(caller, errors = {}, draft = {}) {
   const { items } = await storage.query('tasks', { tenant: caller.tenant, sort: 'title', limit: 500 });
   const canWrite = caller.scopes.includes('actions:write');
   const rows = items.map((t) => `
@@ -85,10 +118,11 @@ async function tasksView(caller, errors = []) {
     <p class="xf-muted">For ${escapeHtml(caller.name)} in tenant ${escapeHtml(caller.tenant)}.</p>
     ${items.length ? `<ul class="tasks">${rows}</ul>` : '<div class="xf-empty"><p>Nothing to do.</p></div>'}
     ${canWrite ? `<h2>New task</h2>
-    ${errors.map((e) => `<p class="xf-notice xf-notice--error" role="alert">${escapeHtml(e)}</p>`).join('')}
+    ${errors[''] ? `<p class="xf-notice xf-notice--error" role="alert">${escapeHtml(errors[''])}</p>` : ''}
     <form method="post" action="/tasks" class="xf-form xf-form--inline">
       <label for="task-title">Task</label>
-      <input id="task-title" name="title">
+      <input id="task-title" name="title" value="${escapeHtml(draft.title || '')}"${invalid('title', errors)}>
+      ${fieldError('title', errors)}
       <button type="submit" class="xf-button xf-button--primary">Add task</button>
     </form>` : ''}`;
 }
@@ -110,8 +144,9 @@ async function route(req, res, caller) {
       await storage.create('tasks', { title: (form.get('title') || '').trim(), done: false }, { tenant: caller.tenant });
     } catch (err) {
       if (err.status !== 422) throw err;
-      const errors = err.errors.map((e) => `${(e.pointer || '').slice(1)}: ${e.message || ''}`);
-      return send(res, 422, await tasksView(caller, errors.length ? errors : [err.message]));
+      const schema = manifest.data_schemas[0].schema;
+      // What the person typed stays in the form.
+      return send(res, 422, await tasksView(caller, formErrors(err, schema), { title: form.get('title') }));
     }
     return send(res, 303, '', { Location: '/tasks' });
   }

@@ -47,6 +47,31 @@ CATEGORY_SCHEMA = {
 }
 
 
+LABELS = {"title": "Title", "body": "Body", "category": "Category", "name": "Name"}
+
+
+def plain_words(error: dict, schema: dict) -> tuple[str, str]:
+    """Say one storage field error (``{"pointer", "keyword", "message"}``) as a person would.
+
+    Returns the form field it belongs to ("" when it is about no one field) and the sentence.
+    """
+    field = error.get("pointer", "").lstrip("/").split("/")[0]
+    label = LABELS.get(field, field.capitalize() or "This form")
+    rule = schema.get("properties", {}).get(field, {})
+    keyword = error.get("keyword")
+    if keyword == "required" or (keyword == "minLength" and rule.get("minLength") == 1):
+        return field, f"{label} is required."
+    if keyword == "minLength":
+        return field, f"{label} needs at least {rule['minLength']} characters."
+    if keyword == "maxLength":
+        return field, f"{label} can be at most {rule['maxLength']} characters long."
+    if keyword == "additionalProperties":
+        return "", f"This form has a field the notebook does not keep: {label}."
+    if field not in LABELS:
+        return "", f"{label}: {error.get('message', 'is not valid')}."
+    return field, f"{label} is not valid: {error.get('message', '')}."
+
+
 def manifest(base_url: str) -> dict:
     return {
         "plugin_id": PLUGIN_ID,
@@ -121,16 +146,19 @@ def create_app(core_url: str, token_file: str) -> Flask:
     def page(template: str, status: int = 200, **context):
         return render_template(template, caller=g.caller, **context), status
 
-    def form_errors(exc: StorageError) -> list[str]:
-        return [
-            f"{e.get('pointer', '').lstrip('/')}: {e.get('message', '')}" for e in exc.errors
-        ] or [exc.problem.get("detail", str(exc))]
+    def form_errors(exc: StorageError, schema: dict) -> dict[str, str]:
+        """The storage API's field errors in plain words, by form field ("" for the form)."""
+        errors: dict[str, str] = {}
+        for error in exc.errors:
+            field, sentence = plain_words(error, schema)
+            errors[field] = f"{errors[field]} {sentence}" if field in errors else sentence
+        return errors or {"": exc.problem.get("detail", str(exc))}
 
     def categories() -> list[dict]:
         return storage.all("categories", tenant=tenant(), sort="name")
 
     @app.get("/notes")
-    def notes(errors=(), draft=None, status=200):
+    def notes(errors=None, draft=None, status=200):
         filters = {"sort": "title"}
         category = request.args.get("category", "")
         if category:
@@ -142,7 +170,7 @@ def create_app(core_url: str, token_file: str) -> Flask:
             notes=items,
             categories=categories(),
             category=category,
-            errors=errors,
+            errors=errors or {},
             draft=draft or {},
         )
 
@@ -162,7 +190,7 @@ def create_app(core_url: str, token_file: str) -> Flask:
         except StorageError as exc:
             if exc.status != 422:
                 raise
-            return notes(errors=form_errors(exc), draft=data, status=422)
+            return notes(errors=form_errors(exc, NOTE_SCHEMA), draft=request.form, status=422)
         return redirect("/notes", 303)
 
     def load_note(note_id: str) -> dict:
@@ -174,9 +202,16 @@ def create_app(core_url: str, token_file: str) -> Flask:
             raise
 
     @app.get("/notes/<note_id>")
-    def edit_note(note_id: str, errors=(), status=200):
+    def edit_note(note_id: str, errors=None, status=200, draft=None):
+        note = load_note(note_id)
+        draft = draft or note["data"]
         return page(
-            "note.html", status, note=load_note(note_id), categories=categories(), errors=errors
+            "note.html",
+            status,
+            note=note,
+            categories=categories(),
+            errors=errors or {},
+            draft=draft,
         )
 
     @app.put("/notes/<note_id>")
@@ -191,7 +226,12 @@ def create_app(core_url: str, token_file: str) -> Flask:
         except StorageError as exc:
             if exc.status not in (412, 422):
                 raise
-            return edit_note(note_id, errors=form_errors(exc), status=exc.status)
+            errors = form_errors(exc, NOTE_SCHEMA)
+            if exc.status == 412:
+                errors = {"": "Someone saved this note after you opened it. Your text is below; "
+                          "saving it again replaces their change."}  # fmt: skip
+            # What the person typed, not what is stored, so nothing they wrote is lost.
+            return edit_note(note_id, errors=errors, status=exc.status, draft=request.form)
         return redirect("/notes", 303)
 
     @app.delete("/notes/<note_id>")
@@ -204,8 +244,14 @@ def create_app(core_url: str, token_file: str) -> Flask:
         return redirect("/notes", 303)
 
     @app.get("/categories")
-    def list_categories(errors=(), status=200):
-        return page("categories.html", status, categories=categories(), errors=errors)
+    def list_categories(errors=None, status=200, draft=None):
+        return page(
+            "categories.html",
+            status,
+            categories=categories(),
+            errors=errors or {},
+            draft=draft or {},
+        )
 
     @app.post("/categories")
     def create_category():
@@ -216,7 +262,9 @@ def create_app(core_url: str, token_file: str) -> Flask:
         except StorageError as exc:
             if exc.status != 422:
                 raise
-            return list_categories(errors=form_errors(exc), status=422)
+            return list_categories(
+                errors=form_errors(exc, CATEGORY_SCHEMA), status=422, draft=request.form
+            )
         return redirect("/categories", 303)
 
     @app.delete("/categories/<category_id>")

@@ -13,6 +13,7 @@ from flask import (
 )
 from flask_login import current_user
 
+from extframework import relative_time
 from extframework.authn import (
     api_user,
     bearer_token,
@@ -33,14 +34,14 @@ from extframework.models import UNINSTALL_POLICIES, Plugin, Tenant, iso_utc
 from extframework.openapi import openapi_document
 from extframework.services import (
     archives,
-    audit,
     catalog,
+    console_lists,
     enrolment,
-    health,
     lifecycle,
     migrations,
     pending_updates,
     plugin_admin,
+    plugin_page,
     plugin_tokens,
     registry,
     tenant_admin,
@@ -51,6 +52,7 @@ from extframework.services.manifest import meta_schema
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
 
 bp = Blueprint("registry", __name__)
+bp.add_app_template_filter(relative_time.time_tag, "ago")
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -338,9 +340,8 @@ def console():
 @bp.get("/console/plugins")
 @require_operator_page
 def console_plugins():
-    rows = [(p, catalog.last_health(p)) for p in catalog.list_plugins()]
-    pending = {row.plugin_id for row in pending_updates.list_pending()}
-    return render_template("console/plugins.html", rows=rows, pending=pending)
+    page, rows, pending = console_lists.plugins(request.args)
+    return render_template("console/plugins.html", page=page, rows=rows, pending=pending)
 
 
 def _render_plugin(plugin: Plugin, **extra) -> str:
@@ -350,7 +351,7 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         summary=catalog.plugin_summary(plugin),
         versions=catalog.manifest_versions(plugin),
         collections=catalog.collections(plugin),
-        checks=health.recent_checks(plugin, int(current_app.config["HEALTH_HISTORY"])),
+        **_plugin_page_summary(plugin),
         all_tenants=list(Tenant.select().order_by(Tenant.slug)),
         rules=lifecycle.rules(plugin.state),
         policies=uninstall.policies(plugin),
@@ -361,6 +362,16 @@ def _render_plugin(plugin: Plugin, **extra) -> str:
         faults=recent_faults(plugin.plugin_id),
         **extra,
     )
+
+
+def _plugin_page_summary(plugin: Plugin) -> dict:
+    window = int(current_app.config["HEALTH_HISTORY"])
+    return {
+        "meaning": plugin_page.meaning(plugin.state),
+        "uptime": plugin_page.uptime(plugin, window),
+        "last_failure": plugin_page.last_failure(plugin),
+        "health": plugin_page.health_history(plugin, request.args),
+    }
 
 
 def _pending_summary(plugin: Plugin) -> dict | None:
@@ -390,6 +401,14 @@ def console_plugin(plugin_id: str):
     return Response(
         _render_plugin(catalog.get_plugin(plugin_id), new_token=token), headers=NO_STORE
     )
+
+
+@bp.get("/console/live")
+@require_operator_page
+def console_live():
+    """The state of the plugins a console page shows, for static/live.js (issue 17)."""
+    plugins = plugin_page.live(request.args.getlist("plugin"))
+    return jsonify({"plugins": plugins}), 200, NO_STORE
 
 
 @bp.post("/console/plugins/<plugin_id>/<any(disable, enable, deregister):verb>")
@@ -542,9 +561,9 @@ def console_enrolment_keys():
 
 
 def _render_keys(status: int = 200, **extra):
-    keys = [enrolment.key_summary(k) for k in enrolment.list_keys()]
+    page, keys = console_lists.enrolment_keys(request.args)
     extra.setdefault("new_key", shown_once.take("enrolment-key", ""))
-    body = render_template("console/enrolment_keys.html", keys=keys, **extra)
+    body = render_template("console/enrolment_keys.html", page=page, keys=keys, **extra)
     return Response(body, status, headers=NO_STORE)
 
 
@@ -586,20 +605,11 @@ def console_revoke_enrolment_key(key_id: int):
 @bp.get("/console/audit")
 @require_operator_page
 def console_audit():
-    before = request.args.get("before", "").strip()
-    if before and not before.isdigit():
-        raise BadRequest(
-            "'before' is the id of an audit event.", parameter="before", kind="invalid-query"
-        )
-    filters = {
-        "before": int(before) if before else None,
-        "action": request.args.get("action", "").strip() or None,
-        "target": request.args.get("target", "").strip() or None,
-    }
-    events, older = audit.recent(**filters)
+    page, events, filters = console_lists.audit_events(request.args)
     return render_template(
         "console/audit.html",
-        events=[audit.summary(e) for e in events],
-        older=older,
+        page=page,
+        events=events,
+        older=console_lists.older_cursor(page),
         filters=filters,
     )

@@ -1,5 +1,7 @@
 """The window manager: the layout every page shares, the plugin menu, and the plugin proxy."""
 
+from dataclasses import asdict
+
 from flask import (
     Blueprint,
     Response,
@@ -16,7 +18,7 @@ from extframework import observability
 from extframework.authn import keystore
 from extframework.db import schema_problem
 from extframework.errors import BadRequest, Unavailable
-from extframework.services import fragments, health, menu, proxy
+from extframework.services import fragments, health, menu, menu_notices, proxy
 
 bp = Blueprint("shell", __name__)
 
@@ -44,7 +46,22 @@ def menu_context() -> dict:
     user = current_user._get_current_object()  # one proxy lookup, not one per attribute
     if not user.is_authenticated:
         return {"plugin_menu": []}
-    return {"plugin_menu": menu.menu_for(user.role, user.tenant)}
+    return {
+        "plugin_menu": menu.menu_for(user.role, user.tenant),
+        "menu_notices": menu_notices.notices_for(user.role, user.tenant),
+    }
+
+
+@bp.get("/shell/live")
+@login_required
+def live():
+    """The person's menu and notices as they are now, for static/live.js (issue 17)."""
+    user = current_user._get_current_object()
+    body = {
+        "menu": [asdict(m) for m in menu.menu_for(user.role, user.tenant)],
+        "notices": [asdict(n) for n in menu_notices.notices_for(user.role, user.tenant)],
+    }
+    return jsonify(body), 200, {"Cache-Control": "no-store"}
 
 
 def _caller(user) -> proxy.Caller:
