@@ -120,7 +120,10 @@ def test_pages_load_the_script_from_static_and_run_no_inline_script(
         body = response.get_data(as_text=True)
         assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
         scripts = re.findall(r"<script\b[^>]*>", body)
-        assert scripts == ['<script src="/static/live.js" defer>'], url
+        assert sorted(scripts) == [
+            '<script src="/static/confirm.js" defer>',
+            '<script src="/static/live.js" defer>',
+        ], url
         assert 'data-live-interval="5.0"' in body
     plugin_page = client.get("/console/plugins/test-plugin").get_data(as_text=True)
     for marker in ("data-live-state", "data-live-meaning", "data-live-health"):
