@@ -259,6 +259,13 @@ def test_dark_mode_follows_the_system_setting(open_page, path, note_id):
     assert axe_violations(dark) == []
 
 
+def test_a_framed_view_stays_readable_in_dark_mode(open_page):
+    """plugins.css draws framed views on white: their text must stay dark on it."""
+    page = open_page(MEMBER, "phone", color_scheme="dark", bypass_csp=True)
+    page.goto("/plugin-frame/tasks/about")
+    assert axe_violations(page) == []
+
+
 def test_the_palette_is_css_variables(demo):
     css = requests.get(demo.url + "/static/shell.css", timeout=10).text
     for name in ("--bg", "--fg", "--card", "--line", "--muted", "--accent", "--danger"):
