@@ -31,14 +31,20 @@ free_port() {
 port_is_free() {
   "$VENV/bin/python" -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
-wait_for() {  # url, pid, what
+wait_for() {  # url, pid, what: 0 once it answers, 1 if it exited or did not answer in 20 s
   for _ in $(seq 1 100); do
     if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
-    kill -0 "$2" 2>/dev/null || { echo "$3 exited; see $EXTFW_INSTANCE_PATH/logs/" >&2; exit 1; }
+    kill -0 "$2" 2>/dev/null || { echo "$3 exited; see $EXTFW_INSTANCE_PATH/logs/" >&2; return 1; }
     sleep 0.2
   done
   echo "$3 did not answer at $1" >&2
-  exit 1
+  return 1
+}
+plugin_up() {  # url, pid, what: a demo plugin that does not come up is left out, not fatal
+  wait_for "$@" && return 0
+  kill "$2" 2>/dev/null || true
+  unset "NAMES[$2]"
+  echo "the core keeps running without $3" >&2
 }
 
 PY_PORT="${PYTHON_PLUGIN_PORT:-9101}"
@@ -91,7 +97,7 @@ trap 'exit 143' TERM
 PIDS+=($!)
 CORE_PID=$!
 NAMES[$!]="the core"
-wait_for "$EXTFW_BASE_URL/healthz" "${PIDS[-1]}" "the core"
+wait_for "$EXTFW_BASE_URL/healthz" "${PIDS[-1]}" "the core" || exit 1
 
 # Notebook under gunicorn (gthread: keep-alive; werkzeug's server closes every connection).
 EXTFW_CORE_URL="$EXTFW_BASE_URL" EXTFW_ENROLMENT_KEY="$ENROLMENT_KEY" PORT="$PY_PORT" \
@@ -100,14 +106,14 @@ EXTFW_CORE_URL="$EXTFW_BASE_URL" EXTFW_ENROLMENT_KEY="$ENROLMENT_KEY" PORT="$PY_
   >"$LOGS/notebook.log" 2>&1 &
 PIDS+=($!)
 NAMES[$!]="Notebook (the Python demo plugin)"
-wait_for "http://$HOST:$PY_PORT/health" "${PIDS[-1]}" "the Python demo plugin"
+plugin_up "http://$HOST:$PY_PORT/health" "${PIDS[-1]}" "the Python demo plugin"
 
 EXTFW_CORE_URL="$EXTFW_BASE_URL" EXTFW_ENROLMENT_KEY="$ENROLMENT_KEY" PORT="$NODE_PORT" \
   PLUGIN_TOKEN_FILE="$EXTFW_INSTANCE_PATH/plugins/tasks.token" \
   node examples/node-plugin/server.mjs >"$LOGS/tasks.log" 2>&1 &
 PIDS+=($!)
 NAMES[$!]="Tasks (the Node demo plugin)"
-wait_for "http://$HOST:$NODE_PORT/health" "${PIDS[-1]}" "the Node demo plugin"
+plugin_up "http://$HOST:$NODE_PORT/health" "${PIDS[-1]}" "the Node demo plugin"
 
 cat <<INFO
 

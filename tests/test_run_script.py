@@ -25,7 +25,13 @@ RUNNING = "extframework is running"
 class RunDemo:
     """One run of scripts/run_demo.sh, its output in a file."""
 
-    def __init__(self, base: Path, ports: dict[str, int], admin_password: str | None) -> None:
+    def __init__(
+        self,
+        base: Path,
+        ports: dict[str, int],
+        admin_password: str | None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.base = base
         self.ports = ports
         self.url = f"http://127.0.0.1:{ports['PORT']}"
@@ -43,6 +49,7 @@ class RunDemo:
         )
         if admin_password is not None:
             env["EXTFW_ADMIN_PASSWORD"] = admin_password
+        env.update(extra_env or {})
         runs = len(list(base.glob("run-*.out")))
         self.out = base / f"run-{runs}.out"
         with open(self.out, "wb") as out:
@@ -113,8 +120,8 @@ def run_demo(tmp_path):
     }
     runs: list[RunDemo] = []
 
-    def start(admin_password: str | None = "first-admin-password") -> RunDemo:
-        run = RunDemo(tmp_path, ports, admin_password)
+    def start(admin_password: str | None = "first-admin-password", **extra_env: str) -> RunDemo:
+        run = RunDemo(tmp_path, ports, admin_password, extra_env)
         runs.append(run)
         return run
 
@@ -225,6 +232,20 @@ def test_a_demo_plugin_dying_leaves_the_core_and_the_other_running(run_demo):
     console = login_session(run.url, ADMIN, "first-admin-password").get(run.url + "/console")
     row = re.search(r'<tr data-plugin="tasks">.*?</tr>', console.text, re.S)
     assert row and "state-degraded" in row.group(0), console.text
+
+
+def test_a_demo_plugin_that_cannot_start_leaves_the_core_and_the_other_running(run_demo, tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "node").write_text("#!/bin/sh\necho 'this node exits at once' >&2\nexit 1\n")
+    (fake / "node").chmod(0o755)
+    run = run_demo(PATH=f"{fake}:{os.environ['PATH']}")
+    run.wait_for_output(RUNNING)
+    assert "the core keeps running without the Node demo plugin" in run.output()
+    assert run.process.poll() is None, run.output()
+    token = admin_token(run.url, "first-admin-password")
+    wait_for_state(run.url, token, "notebook", "active")
+    assert plugin_state(run.url, token, "tasks") == {}  # never registered
 
 
 @pytest.mark.parametrize("second_password", ["the-existing-one", "another-password"])
