@@ -151,6 +151,7 @@ PAGES = [
     ("tasks about (framed)", MEMBER, "/plugin-proxy/tasks/about", 200),
     ("tasks about (the frame)", MEMBER, "/plugin-frame/tasks/about", 200),
     ("404", MEMBER, "/no/such/page", 404),
+    ("404 logged out", None, "/no/such/page", 404),
     ("403", MEMBER, "/console/plugins", 403),
     ("fault panel", MEMBER, "/plugin-proxy/gone/page", 502),
 ]
