@@ -95,7 +95,7 @@ def test_reload_after_rotating_a_token_rotates_nothing(page, core):
 def test_reload_after_creating_an_enrolment_key_creates_nothing(page, core):
     page.goto("/console/enrolment-keys")
     before = count(core, KEYS)
-    page.get_by_label("Label").fill("from the browser")
+    page.get_by_label("Label", exact=True).fill("from the browser")
     page.get_by_role("button", name="Create key").click()
     expect(page.locator("main")).to_contain_text("efek_")
     assert page.url.endswith("/console/enrolment-keys")
