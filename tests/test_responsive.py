@@ -137,12 +137,14 @@ PAGES = [
     ("login", None, "/login", 200),
     ("home", ADMIN, "/", 200),
     ("change password", ADMIN, "/account/password", 200),
+    ("account", ADMIN, "/account", 200),
     ("console plugins", ADMIN, "/console/plugins", 200),
     ("console plugin", ADMIN, "/console/plugins/notebook", 200),
     ("console schema diff", ADMIN, "/console/plugins/notebook/diff", 200),
     ("console enrolment keys", ADMIN, "/console/enrolment-keys", 200),
     ("console users", ADMIN, "/console/users", 200),
     ("console tenants", ADMIN, "/console/tenants", 200),
+    ("console tenant", ADMIN, "/console/tenants/default", 200),
     ("console audit log", ADMIN, "/console/audit", 200),
     ("notebook notes", MEMBER, "/plugin-proxy/notebook/notes", 200),
     ("notebook note", MEMBER, "/plugin-proxy/notebook/notes/{note}", 200),
@@ -197,6 +199,28 @@ def test_page_fits_the_width_and_axe_finds_nothing_serious(
     page.wait_for_load_state()
     scroll_width, inner_width = page_width(page)
     assert scroll_width <= inner_width, f"{name} is {scroll_width} px wide at {inner_width}"
+    assert axe_violations(page) == []
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_the_confirmation_step_fits_the_width_and_axe_finds_nothing_serious(open_page, viewport):
+    """Without scripts a destructive action answers a page that asks first (issue 17).
+
+    DevTools cannot evaluate in a page whose scripts are off, so the page it answered is
+    measured in a page of the same origin that runs them.
+    """
+    no_script = open_page(ADMIN, viewport, java_script_enabled=False)
+    no_script.goto("/console/plugins/notebook")
+    no_script.get_by_role("button", name="Disable").first.click()
+    heading = no_script.get_by_role("heading", name="Really disable Notebook?", exact=False)
+    expect(heading).to_be_visible()
+    html = no_script.content()
+    page = open_page(ADMIN, viewport)
+    page.goto("/console/plugins/notebook")
+    page.set_content(html)
+    page.wait_for_load_state()
+    scroll_width, inner_width = page_width(page)
+    assert scroll_width <= inner_width, f"the confirmation is {scroll_width} px wide"
     assert axe_violations(page) == []
 
 
