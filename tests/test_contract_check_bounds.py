@@ -1,0 +1,36 @@
+"""The contract checker cannot be made to stall the core (issue 16 review): a whole check has
+one deadline, and one plugin runs one check at a time."""
+
+import time
+
+from tests.test_contract_check import broken_manifest, broken_plugin, failed, run_checks
+
+__all__ = ["broken_plugin"]  # the fixture, shared with tests/test_contract_check.py
+
+
+def many_slow_views(url: str, count: int) -> dict:
+    manifest = broken_manifest(url)
+    manifest["menu_items"] = [
+        {"id": f"v{i}", "label": f"V{i}", "view": {"method": "GET", "path": f"/items{i}"}}
+        for i in range(count)
+    ] + [{"id": "items", "label": "Items", "view": {"method": "GET", "path": "/items"}}]
+    return manifest
+
+
+def test_a_plugin_with_many_hanging_views_is_checked_within_the_budget(
+    app, broken_plugin, make_plugin
+):
+    # 100 views whose valid call hangs (each redirects to /items, which answers after 60 s):
+    # one after another, 16 at a time, they took ceil(101 / 16) x PROXY_TIMEOUT_S = 35 s.
+    manifest = many_slow_views(broken_plugin("slow").url, 99)
+    make_plugin(manifest)
+    started = time.monotonic()
+    results = run_checks(app, manifest, PROXY_TIMEOUT_S=5.0, CONTRACT_CHECK_TIMEOUT_S=6.0)
+    elapsed = time.monotonic() - started
+    assert elapsed < 20, f"the check took {elapsed:.1f} s"  # a liveness bound, not a timing
+    assert "view-html" in failed(results)
+    failures = [r["detail"] for r in results if not r["ok"]]
+    # every failure is a hanging view or a call the budget left no time for; the rest passed
+    assert all("no answer within" in d or "CONTRACT_CHECK_TIMEOUT_S" in d for d in failures)
+    assert any("CONTRACT_CHECK_TIMEOUT_S" in d for d in failures), failures
+    assert {r["check"] for r in results if r["ok"]} >= {"manifest", "core", "health"}
