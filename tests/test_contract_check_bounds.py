@@ -1,6 +1,7 @@
 """The contract checker cannot be made to stall the core (issue 16 review): a whole check has
 one deadline, and one plugin runs one check at a time."""
 
+import threading
 import time
 
 from tests.test_contract_check import broken_manifest, broken_plugin, failed, run_checks
@@ -34,3 +35,29 @@ def test_a_plugin_with_many_hanging_views_is_checked_within_the_budget(
     assert all("no answer within" in d or "CONTRACT_CHECK_TIMEOUT_S" in d for d in failures)
     assert any("CONTRACT_CHECK_TIMEOUT_S" in d for d in failures), failures
     assert {r["check"] for r in results if r["ok"]} >= {"manifest", "core", "health"}
+
+
+def test_a_plugin_runs_one_check_at_a_time(app, broken_plugin, make_plugin):
+    """Else a plugin's token could hold every server thread with checks of hanging views."""
+    manifest = broken_manifest(broken_plugin("slow").url)
+    _, token = make_plugin(manifest)
+    app.config.update(PROXY_TIMEOUT_S=3.0, CONTRACT_CHECK_TIMEOUT_S=4.0)
+    url = "/api/registry/plugins/broken/contract-check"
+    headers = {"Authorization": f"Bearer {token}"}
+    answers = []
+
+    def run() -> None:
+        answers.append(app.test_client().post(url, json=manifest, headers=headers))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(a.status_code for a in answers) == [200, 429]
+    refused = next(a for a in answers if a.status_code == 429)
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert refused.headers["Retry-After"] == "4"
+    assert "already running" in refused.get_json()["detail"]
+    # the lock is released: a check after both runs again
+    assert app.test_client().post(url, json=manifest, headers=headers).status_code == 200

@@ -1,9 +1,13 @@
 """The contract checker over HTTP (issue 16): the update's dry run and the core's probes."""
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import Blueprint, current_app, jsonify
 
 from extframework.authn import api_user, bearer_token, keystore, require_plugin
-from extframework.errors import Forbidden
+from extframework.errors import Forbidden, TooManyRequests
 from extframework.http import json_body
 from extframework.models import Plugin
 from extframework.services import contract_check
@@ -11,6 +15,29 @@ from extframework.services.manifest import base_url as manifest_base_url
 from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
 
 bp = Blueprint("contract_check", __name__)
+
+# The plugins whose probes run in this process: one check of a plugin at a time, so a token
+# (or a client retrying) cannot hold every server thread with checks of hanging views.
+_running: set[str] = set()
+_running_lock = threading.Lock()
+
+
+@contextmanager
+def _one_at_a_time(plugin_id: str, budget_s: float) -> Iterator[None]:
+    with _running_lock:
+        if plugin_id in _running:
+            raise TooManyRequests(
+                f"A contract check of {plugin_id!r} is already running on this server; "
+                "send the next one when it has answered.",
+                headers={"Retry-After": str(max(1, round(budget_s)))},
+                kind="too-many-requests",
+            )
+        _running.add(plugin_id)
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running.discard(plugin_id)
 
 
 def _plugin_or_operator(plugin_id: str) -> tuple[Plugin | None, bool]:
@@ -50,13 +77,14 @@ def contract_check_plugin(plugin_id: str):
             f"With a plugin token the manifest's base_url must be the registered one "
             f"({plugin.base_url}); an operator may check any base_url."
         )
-    checks = contract_check.check(
-        manifest,
-        plugin=plugin,
-        store=keystore(),
-        config=current_app.config,
-        plugin_id=plugin_id,
-    )
+    with _one_at_a_time(plugin_id, float(current_app.config["CONTRACT_CHECK_TIMEOUT_S"])):
+        checks = contract_check.check(
+            manifest,
+            plugin=plugin,
+            store=keystore(),
+            config=current_app.config,
+            plugin_id=plugin_id,
+        )
     return jsonify({"plugin_id": plugin_id, "ok": all(c["ok"] for c in checks), "checks": checks})
 
 
