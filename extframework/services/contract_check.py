@@ -209,12 +209,39 @@ def check(
     plugin_id: str | None = None,
 ) -> list[dict]:
     """Run every check on ``manifest`` (registered or not); return one result per check."""
+    return check_with_verdict(
+        manifest, plugin=plugin, store=store, config=config, plugin_id=plugin_id
+    )[1]
+
+
+def verdict_lines(verdict: dict | None) -> list[str]:
+    """The dry run's changes and migration handler, as the commands print them under ``core``."""
+    out = []
+    for change in (verdict or {}).get("diff", []):
+        kind = "breaking" if change.get("breaking") else "compatible"
+        where = f"{change.get('collection')} {change.get('path') or '/'}"
+        out.append(f"    {kind} change in {where}: {change.get('kind')}")
+    handler = ((verdict or {}).get("migration") or {}).get("handler")
+    if handler:
+        out.append(f"    migration handler: POST {handler['url']}")
+    return out
+
+
+def check_with_verdict(
+    manifest: object,
+    *,
+    plugin: Plugin | None,
+    store: tokens.KeyStore,
+    config: Mapping,
+    plugin_id: str | None = None,
+) -> tuple[dict | None, list[dict]]:
+    """``check``, with the dry run's verdict (None for an invalid manifest) beside it."""
     try:
         valid = validate_manifest(manifest)
     except DomainError as error:
         listed = "; ".join(f"{e['pointer'] or '/'}: {e['message']}" for e in error.errors or [])
         detail = f"{error.detail} {listed}".strip() + " Fix these; nothing else was checked."
-        return [result("manifest", "fail", detail)]
+        return None, [result("manifest", "fail", detail)]
     results = [result("manifest", "pass", "Valid against the core's meta-schema.")]
     plugin_id = plugin_id or valid["plugin_id"]  # the audience of every token sent
     verdict = preview_update(plugin_id, valid, plugin=plugin, config=config)
@@ -234,7 +261,7 @@ def check(
             results.extend(found if isinstance(found, list) else [found])
     failures = sorted({r["check"] for r in results if not r["ok"]})
     log.info("contract check of %s at %s: failed %s", plugin_id, base_url, failures or "none")
-    return results
+    return verdict, results
 
 
 def _verdict_result(verdict: dict) -> dict:
