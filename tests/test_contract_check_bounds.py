@@ -4,6 +4,10 @@ one deadline, and one plugin runs one check at a time."""
 import threading
 import time
 
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from extframework.services import contract_tokens
 from tests.test_contract_check import broken_manifest, broken_plugin, failed, run_checks
 
 __all__ = ["broken_plugin"]  # the fixture, shared with tests/test_contract_check.py
@@ -61,3 +65,17 @@ def test_a_plugin_runs_one_check_at_a_time(app, broken_plugin, make_plugin):
     assert "already running" in refused.get_json()["detail"]
     # the lock is released: a check after both runs again
     assert app.test_client().post(url, json=manifest, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "RS256"])
+def test_the_forged_key_is_made_once_not_per_view(algorithm):
+    """An RSA key takes ~0.2 s to generate: one per view made 100 views cost 20 s of CPU, spent
+    in the request's thread before the check's deadline started."""
+    if algorithm == "RS256":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+    forged = contract_tokens._other_key(key)
+    assert forged is contract_tokens._other_key(key)
+    assert type(forged) is type(key) and forged.key_size == key.key_size
+    assert forged.public_key().public_numbers() != key.public_key().public_numbers()
