@@ -163,3 +163,15 @@ def test_the_contract_check_answers_each_check_over_http(client, make_plugin):
     failing = {c["check"] for c in body["checks"] if not c["ok"]}
     assert {"health", "view-html", "auth-no-token"} <= failing
     assert all("could not connect" in c["detail"] for c in body["checks"] if c["check"] == "health")
+
+
+def test_a_plugin_tokens_invalid_manifest_is_judged_not_refused(client, make_plugin):
+    """The endpoint judges an invalid manifest in its 200; a missing base_url calls nothing."""
+    _, token = make_plugin()
+    manifest = sample_manifest()
+    del manifest["base_url"]
+    answer = client.post(PLUGIN + "/contract-check", json=manifest, headers=bearer(token))
+    assert answer.status_code == 200, answer.get_json()
+    checks = answer.get_json()["checks"]
+    assert [(c["check"], c["ok"]) for c in checks] == [("manifest", False)]
+    assert "base_url" in checks[0]["detail"]
