@@ -8,7 +8,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from extframework.services import contract_tokens
+from tests.support.registry_fixtures import sample_manifest
 from tests.test_contract_check import broken_manifest, broken_plugin, failed, run_checks
+from tests.test_plugin_deadlines import start_slow_plugin
 
 __all__ = ["broken_plugin"]  # the fixture, shared with tests/test_contract_check.py
 
@@ -79,3 +81,30 @@ def test_the_forged_key_is_made_once_not_per_view(algorithm):
     assert forged is contract_tokens._other_key(key)
     assert type(forged) is type(key) and forged.key_size == key.key_size
     assert forged.public_key().public_numbers() != key.public_key().public_numbers()
+
+
+def test_a_plugin_runs_one_dry_run_at_a_time(app, make_plugin, tmp_path):
+    """A dry run moving base_url on its origin probes the new /health: one that hangs held a
+    server thread for HEALTH_TIMEOUT_S per call, and a plugin may send as many as it likes."""
+    slow = start_slow_plugin(tmp_path)
+    try:
+        _, token = make_plugin(sample_manifest(base_url=slow.url))
+        app.config.update(HEALTH_TIMEOUT_S=3.0)
+        moved = sample_manifest(version="1.1.0", base_url=slow.url + "/img")  # /img/health hangs
+        url = "/api/registry/plugins/test-plugin/manifest-check"
+        headers = {"Authorization": f"Bearer {token}"}
+        answers = []
+
+        def run() -> None:
+            answers.append(app.test_client().post(url, json=moved, headers=headers))
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(a.status_code for a in answers) == [200, 429]
+        verdict = next(a for a in answers if a.status_code == 200).get_json()
+        assert (verdict["outcome"], verdict["status"]) == ("refused", 502)
+    finally:
+        slow.kill()

@@ -16,28 +16,29 @@ from extframework.services.secrets import PLUGIN_TOKEN_PREFIX
 
 bp = Blueprint("contract_check", __name__)
 
-# The plugins whose probes run in this process: one check of a plugin at a time, so a token
-# (or a client retrying) cannot hold every server thread with checks of hanging views.
-_running: set[str] = set()
+# The (endpoint, plugin) pairs running in this process: one check of each kind of a plugin at a
+# time, so a token (or a client retrying) cannot hold every server thread with checks of
+# hanging views or dry runs probing a hanging /health.
+_running: set[tuple[str, str]] = set()
 _running_lock = threading.Lock()
 
 
 @contextmanager
-def _one_at_a_time(plugin_id: str, budget_s: float) -> Iterator[None]:
+def _one_at_a_time(endpoint: str, plugin_id: str, bound_s: float) -> Iterator[None]:
     with _running_lock:
-        if plugin_id in _running:
+        if (endpoint, plugin_id) in _running:
             raise TooManyRequests(
-                f"A contract check of {plugin_id!r} is already running on this server; "
+                f"A {endpoint} of {plugin_id!r} is already running on this server; "
                 "send the next one when it has answered.",
-                headers={"Retry-After": str(max(1, round(budget_s)))},
+                headers={"Retry-After": str(max(1, round(bound_s)))},
                 kind="too-many-requests",
             )
-        _running.add(plugin_id)
+        _running.add((endpoint, plugin_id))
     try:
         yield
     finally:
         with _running_lock:
-            _running.discard(plugin_id)
+            _running.discard((endpoint, plugin_id))
 
 
 def _plugin_or_operator(plugin_id: str) -> tuple[Plugin | None, bool]:
@@ -61,9 +62,10 @@ def manifest_check(plugin_id: str):
     """What PUT /api/registry/plugins/{id} would answer for this manifest; nothing is applied."""
     plugin, _ = _plugin_or_operator(plugin_id)
     manifest = json_body()
-    return jsonify(
-        contract_check.preview_update(plugin_id, manifest, plugin=plugin, config=current_app.config)
-    )
+    config = current_app.config
+    with _one_at_a_time("manifest-check", plugin_id, float(config["HEALTH_TIMEOUT_S"])):
+        verdict = contract_check.preview_update(plugin_id, manifest, plugin=plugin, config=config)
+    return jsonify(verdict)
 
 
 @bp.post("/api/registry/plugins/<plugin_id>/contract-check")
@@ -78,7 +80,8 @@ def contract_check_plugin(plugin_id: str):
             f"With a plugin token the manifest's base_url must be the registered one "
             f"({plugin.base_url}); an operator may check any base_url."
         )
-    with _one_at_a_time(plugin_id, float(current_app.config["CONTRACT_CHECK_TIMEOUT_S"])):
+    budget_s = float(current_app.config["CONTRACT_CHECK_TIMEOUT_S"])
+    with _one_at_a_time("contract-check", plugin_id, budget_s):
         checks = contract_check.check(
             manifest,
             plugin=plugin,
