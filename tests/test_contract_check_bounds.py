@@ -108,3 +108,20 @@ def test_a_plugin_runs_one_dry_run_at_a_time(app, make_plugin, tmp_path):
         assert (verdict["outcome"], verdict["status"]) == ("refused", 502)
     finally:
         slow.kill()
+
+
+def test_a_valid_token_for_an_installed_plugin_goes_only_to_its_registered_base_url(
+    app, broken_plugin, make_plugin
+):
+    """An operator checking someone's manifest that names an installed plugin_id and another
+    base_url must not hand that URL a request JWT the installed plugin would accept."""
+    make_plugin(broken_manifest(broken_plugin("good").url))
+    elsewhere = broken_manifest(broken_plugin("good").url)  # accepts aud 'broken', too
+    elsewhere["version"] = "1.1.0"
+    results = run_checks(app, elsewhere)
+    views = [r for r in results if r["check"] == "view-html"]
+    assert views and all(r["level"] == "warn" for r in views), views
+    assert all("registered base_url" in r["detail"] for r in views)
+    assert not any(r["check"] == "fragment" for r in results)
+    # the forged and wrong tokens, which no plugin may accept, are still sent and judged
+    assert {r["check"] for r in results if r["level"] == "pass"} >= {"auth-forged-key"}

@@ -250,18 +250,36 @@ def check_with_verdict(
     health_timeout = float(config["HEALTH_TIMEOUT_S"])
     proxy_timeout = float(config["PROXY_TIMEOUT_S"])
     budget = Budget.start(float(config["CONTRACT_CHECK_TIMEOUT_S"]))
+    elsewhere = _elsewhere(plugin, plugin_id, base_url)
     tasks = [lambda: _health_result(base_url, min(health_timeout, budget.seconds))]
     for view in views(valid):
         calls = contract_tokens.for_view(store, plugin_id, view.role, config)
         for name, token in calls["bad"].items():
             tasks.append(_bad_token_task(name, token, base_url, view, proxy_timeout, budget))
-        tasks.append(_valid_task(calls["valid"], plugin_id, valid, view, proxy_timeout, budget))
+        if elsewhere:
+            tasks.append(lambda view=view: result("view-html", "warn", elsewhere, view.label))
+        else:
+            tasks.append(_valid_task(calls["valid"], plugin_id, valid, view, proxy_timeout, budget))
     with ThreadPoolExecutor(min(MAX_WORKERS, len(tasks)), "contract-check") as pool:
         for found in pool.map(lambda task: task(), tasks):
             results.extend(found if isinstance(found, list) else [found])
     failures = sorted({r["check"] for r in results if not r["ok"]})
     log.info("contract check of %s at %s: failed %s", plugin_id, base_url, failures or "none")
     return verdict, results
+
+
+def _elsewhere(plugin: Plugin | None, plugin_id: str, base_url: str) -> str:
+    """Why no valid request JWT is sent, or "": one the installed plugin would accept goes
+    only to its registered base_url (an operator may aim the checks anywhere)."""
+    if plugin is None or plugin.state == "deregistered" or plugin.plugin_id != plugin_id:
+        return ""
+    if base_url == plugin.base_url:
+        return ""
+    return (
+        f"Not checked: a valid request JWT for the installed {plugin_id!r} goes only to its "
+        f"registered base_url ({plugin.base_url}), never to {base_url}. Check the views once "
+        "the update that moves base_url has been applied."
+    )
 
 
 def _verdict_result(verdict: dict) -> dict:
