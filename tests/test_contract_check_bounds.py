@@ -7,7 +7,9 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from extframework.errors import BadRequest
 from extframework.services import contract_tokens
+from extframework.services.manifest import validate_manifest
 from tests.support.registry_fixtures import sample_manifest
 from tests.test_contract_check import broken_manifest, broken_plugin, failed, run_checks
 from tests.test_plugin_deadlines import start_slow_plugin
@@ -125,3 +127,10 @@ def test_a_valid_token_for_an_installed_plugin_goes_only_to_its_registered_base_
     assert not any(r["check"] == "fragment" for r in results)
     # the forged and wrong tokens, which no plugin may accept, are still sent and judged
     assert {r["check"] for r in results if r["level"] == "pass"} >= {"auth-forged-key"}
+
+
+def test_the_other_audience_can_never_be_a_plugins_id():
+    """Else a plugin registered under that id would accept the core-signed 'another audience'
+    token every check sends to the checked URL (with the role that manifest declares)."""
+    with pytest.raises(BadRequest):
+        validate_manifest(sample_manifest(plugin_id=contract_tokens.OTHER_AUDIENCE))

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from extframework.services import tokens
 from extframework.services.accounts import DEFAULT_TENANT
 
-OTHER_AUDIENCE = "contract-check-other-plugin"
+# Not a valid plugin_id (a colon): no registered plugin can ever accept this token.
+OTHER_AUDIENCE = "contract-check:another-plugin"
 EXPIRED_FOR_S = 600  # past any sane clock leeway (the SDK's default is far below it)
 CHECKER = {"user_id": "contract-check", "name": "Contract checker"}
 CHECKER_EMAIL = "contract-check@example.invalid"
