@@ -68,10 +68,17 @@ class JWKSCache:
         self._tried_at = time.monotonic()
         response = self.session.get(self.jwks_url, timeout=self.timeout_s)
         response.raise_for_status()
+        document = response.json()
+        listed = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(listed, list):
+            raise ValueError("the JWKS is not an object with a 'keys' list")
         keys = {}
-        for data in response.json().get("keys", []):
-            if data.get("kid") and data.get("alg") in ALGORITHMS:
-                keys[data["kid"]] = jwt.PyJWK(data)
+        for data in listed:
+            if isinstance(data, dict) and data.get("kid") and data.get("alg") in ALGORITHMS:
+                try:
+                    keys[data["kid"]] = jwt.PyJWK(data)
+                except jwt.PyJWTError:
+                    continue  # a key we cannot use verifies nothing; the others still do
         self._keys, self._fetched_at = keys, time.monotonic()
 
     def key(self, kid: str) -> jwt.PyJWK:
