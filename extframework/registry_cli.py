@@ -381,30 +381,40 @@ def check(manifest_file: Path, core: str | None, token: str | None, as_json: boo
     plugin_id = manifest.get("plugin_id") if isinstance(manifest, dict) else None
     if core is None or core.rstrip("/") == current_app.config["BASE_URL"]:
         plugin = Plugin.get_or_none(Plugin.plugin_id == plugin_id) if plugin_id else None
-        checks = contract_check.check(
+        verdict, checks = contract_check.check_with_verdict(
             manifest,
             plugin=plugin,
             store=current_app.extensions["extframework.keys"],
             config=current_app.config,
         )
     else:
-        checks = _remote_checks(core.rstrip("/"), str(plugin_id), manifest, token)
+        verdict, checks = _remote_checks(core.rstrip("/"), str(plugin_id), manifest, token)
     if as_json:
         click.echo(json.dumps(checks, indent=2))
     else:
         for result in checks:
             route = f" {result['route']}" if result.get("route") else ""
             click.echo(f"{result['level'].upper()} {result['check']}{route}: {result['detail']}")
+            for line in contract_check.verdict_lines(verdict) if result["check"] == "core" else []:
+                click.echo(line)
     if not all(result["ok"] for result in checks):
         click.get_current_context().exit(1)
 
 
-def _remote_checks(core: str, plugin_id: str, manifest: object, token: str | None) -> list:
+def _remote_checks(
+    core: str, plugin_id: str, manifest: object, token: str | None
+) -> tuple[dict, list]:
+    """The other core's dry run verdict and checks."""
     if not token:
         raise click.ClickException("Checking against another core needs --token (or EXTFW_TOKEN).")
+    verdict = _remote(core, plugin_id, "manifest-check", manifest, token)
+    return verdict, _remote(core, plugin_id, "contract-check", manifest, token)["checks"]
+
+
+def _remote(core: str, plugin_id: str, endpoint: str, manifest: object, token: str) -> dict:
     import requests  # here: a core serving views must not load it (tests/test_plugin_calls.py)
 
-    url = f"{core}/api/registry/plugins/{quote(plugin_id, safe='')}/contract-check"
+    url = f"{core}/api/registry/plugins/{quote(plugin_id, safe='')}/{endpoint}"
     try:
         response = requests.post(
             url, json=manifest, headers={"Authorization": f"Bearer {token}"}, timeout=600
@@ -415,4 +425,4 @@ def _remote_checks(core: str, plugin_id: str, manifest: object, token: str | Non
     if response.status_code != 200:
         reason = body.get("detail") or response.text[:200]
         raise click.ClickException(f"{url} answered {response.status_code}: {reason}")
-    return body["checks"]
+    return body

@@ -28,7 +28,10 @@ class ScaffoldError(Exception):
 
 def check_plugin_id(plugin_id: str) -> None:
     """Refuse an id the manifest's meta-schema would refuse, saying what a valid one looks like."""
-    if not re.search(PLUGIN_ID["pattern"], plugin_id) or len(plugin_id) > PLUGIN_ID["maxLength"]:
+    # fullmatch: under re.search the pattern's '$' would let a final newline through
+    if not re.fullmatch(PLUGIN_ID["pattern"].strip("^$"), plugin_id) or (
+        len(plugin_id) > PLUGIN_ID["maxLength"]
+    ):
         raise ScaffoldError(
             f"{plugin_id!r} is not a valid plugin_id: use lowercase letters and digits, words "
             f"joined by single hyphens, starting with a letter, at most {PLUGIN_ID['maxLength']} "

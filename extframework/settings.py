@@ -137,6 +137,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("PROXY_TIMEOUT_S", float, 5.0,
        "a proxied call's whole answer, connect to last byte, must arrive within this",
        minimum=0.01),
+    _s("CONTRACT_CHECK_TIMEOUT_S", float, 30.0,
+       "a contract check's whole run (every probe of every view) ends within this; a call "
+       "it could not make in time fails", minimum=0.01),
     _s("PROXY_MAX_CONCURRENT_PER_PLUGIN", int, 2,
        "calls to one plugin at once per server process; keep it below gunicorn's `--threads` "
        "(see docs/shell.md)", minimum=1),

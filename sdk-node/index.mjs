@@ -1,6 +1,13 @@
 // @extframework/sdk: what a Node.js plugin needs to keep the core's contract (docs/plugin-guide.md).
 
-export { createVerifier, RequestTokenError, DEFAULT_LEEWAY_S, ALGORITHMS, REQUIRED_CLAIMS } from './verify.mjs';
+export {
+  createVerifier,
+  RequestTokenError,
+  DEFAULT_LEEWAY_S,
+  DEFAULT_CACHE_MAX_AGE_MS,
+  ALGORITHMS,
+  REQUIRED_CLAIMS,
+} from './verify.mjs';
 export { StorageClient, StorageError } from './storage.mjs';
 export { registerOrUpdate, rotateToken, EnrolmentError } from './enrol.mjs';
 export { ProblemError, kindOf, describe, TYPE_PREFIX } from './problems.mjs';

@@ -4,6 +4,8 @@ import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, errors } from 'jose';
 
 /** Clock skew forgiven on `exp`/`iat`, in seconds: a twelfth of the core's 60 s tokens. */
 export const DEFAULT_LEEWAY_S = 5;
+/** The core's JWKS max-age: a key withdrawn in an emergency rotation stops verifying within it. */
+export const DEFAULT_CACHE_MAX_AGE_MS = 60000;
 export const ALGORITHMS = ['ES256', 'RS256'];
 export const REQUIRED_CLAIMS = ['iss', 'aud', 'exp', 'sub', 'tenant', 'role', 'scopes', 'iat', 'jti'];
 
@@ -58,7 +60,7 @@ function rateLimited(remote, cooldownMs) {
  * Return `verify(authorizationHeader)`, resolving to the caller or rejecting with
  * RequestTokenError. The issuer (the core's URL), the audience (the plugin_id), `exp` and the
  * algorithm (the one the key's JWK names, ES256 or RS256; never `none` or HMAC) are required.
- * Keys are cached `cacheMaxAgeMs` (default 300 s); an unknown `kid` refetches at most once every
+ * Keys are cached `cacheMaxAgeMs` (default 60 s, the JWKS's max-age); an unknown `kid` refetches at most once every
  * `cooldownMs` (default 5 s), failed fetches included.
  */
 export function createVerifier({
@@ -66,7 +68,7 @@ export function createVerifier({
   pluginId,
   leewayS = DEFAULT_LEEWAY_S,
   cooldownMs = 5000,
-  cacheMaxAgeMs = 300000,
+  cacheMaxAgeMs = DEFAULT_CACHE_MAX_AGE_MS,
   jwksUrl,
 }) {
   const issuer = coreUrl.replace(/\/+$/, '');

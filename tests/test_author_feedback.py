@@ -101,3 +101,24 @@ def test_the_plugins_console_page_lists_its_recent_faults_with_request_ids(
     faults = html.split('data-testid="recent-faults"', 1)[1].split("</section>", 1)[0]
     assert seen in faults
     assert "GET /notes" in faults and "refused the core&#39;s credentials" in faults
+
+
+def test_whatever_a_plugin_puts_in_its_challenge_is_shown_as_text(client, member, notes):
+    """The plugin's WWW-Authenticate is quoted on the panel: escaped, printable, bounded."""
+    hostile = 'Bearer error="<img src=x onerror=alert(1)>", x=\'"><script>steal()</script>'
+    notes.reply(
+        "GET",
+        "/notes",
+        status=401,
+        body="",
+        content_type="text/plain",
+        headers={"WWW-Authenticate": hostile + "\u00e9" + "x" * 500},
+    )
+    response = client.get(NOTES)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 502
+    text = panel(html)
+    assert "<img" not in html and "<script>steal" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "&lt;script&gt;steal()&lt;/script&gt;" in text
+    assert "x" * 200 not in text  # bounded

@@ -7,9 +7,15 @@ from extframework.db import database
 from extframework.models import (
     AuditEvent,
     Collection,
+    EnrolmentKey,
+    HealthCheck,
     ManifestVersion,
+    MigrationRun,
+    PendingUpdate,
     Plugin,
+    PluginToken,
     Route,
+    SigningKeyRow,
     Transition,
 )
 from extframework.openapi import openapi_document
@@ -163,3 +169,45 @@ def test_the_contract_check_answers_each_check_over_http(client, make_plugin):
     failing = {c["check"] for c in body["checks"] if not c["ok"]}
     assert {"health", "view-html", "auth-no-token"} <= failing
     assert all("could not connect" in c["detail"] for c in body["checks"] if c["check"] == "health")
+
+
+def test_a_plugin_tokens_invalid_manifest_is_judged_not_refused(client, make_plugin):
+    """The endpoint judges an invalid manifest in its 200; a missing base_url calls nothing."""
+    _, token = make_plugin()
+    manifest = sample_manifest()
+    del manifest["base_url"]
+    answer = client.post(PLUGIN + "/contract-check", json=manifest, headers=bearer(token))
+    assert answer.status_code == 200, answer.get_json()
+    checks = answer.get_json()["checks"]
+    assert [(c["check"], c["ok"]) for c in checks] == [("manifest", False)]
+    assert "base_url" in checks[0]["detail"]
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [sample_manifest(), compatible(), breaking(handler=True), breaking(handler=False)],
+    ids=["installed", "compatible", "breaking", "refused"],
+)
+def test_the_probes_change_nothing_either(app, client, make_plugin, manifest):
+    """contract-check runs the dry run and calls the plugin: no row, version or key changes."""
+    _, token = make_plugin()
+
+    def everything() -> dict:
+        rows = snapshot(app)
+        with app.app_context(), database.connection_context():
+            return {
+                **rows,
+                "health": HealthCheck.select().count(),
+                "tokens": [(t.id, t.revoked_at) for t in PluginToken.select()],
+                "keys": [k.kid for k in SigningKeyRow.select()],
+                "pending": PendingUpdate.select().count(),
+                "runs": MigrationRun.select().count(),
+                "enrolment": EnrolmentKey.select().count(),
+            }
+
+    # the core's first signing key is made on first use (by any request JWT or the JWKS)
+    assert client.get("/.well-known/jwks.json").status_code == 200
+    before = everything()
+    answer = client.post(PLUGIN + "/contract-check", json=manifest, headers=bearer(token))
+    assert answer.status_code == 200
+    assert everything() == before

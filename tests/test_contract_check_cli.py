@@ -154,3 +154,21 @@ def test_flask_plugins_check_asks_another_core_over_http(
         "FAIL auth-no-token GET /items/",
     ]
     assert refused.exit_code == 1 and "answered 401" in refused.output
+
+
+def test_flask_plugins_check_prints_the_dry_runs_changes_under_core(
+    runner, tmp_path, broken_plugin, make_plugin
+):
+    """As the SDK's command does, and as the guide says of both (issue 16: 'shows the diff')."""
+    manifest = broken_manifest(broken_plugin("good").url)
+    make_plugin(manifest)
+    newer = {**manifest, "version": "2.0.0", "migration": {"path": "/migrate"}}
+    newer["data_schemas"] = [*manifest["data_schemas"], {"collection": "notes", "schema": {}}]
+    newer["data_schemas"][0] = {**newer["data_schemas"][0], "schema": {"type": "string"}}
+    result = runner.invoke(args=["plugins", "check", write(tmp_path, newer)])
+    assert "WARN core: breaking" in result.output, result.output
+    assert "    compatible change in notes $: collection_added" in result.output
+    assert "    breaking change in " in result.output
+    assert "    migration handler: POST " + newer["base_url"] + "/migrate\nPASS health" in (
+        result.output
+    )

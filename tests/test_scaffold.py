@@ -72,7 +72,9 @@ def test_a_non_empty_folder_or_a_file_is_refused_and_left_alone(runner, tmp_path
 
 
 @pytest.mark.parametrize(
-    "plugin_id", ["Acme", "acme_notes", "acme--notes", "-acme", "9acme", "a" * 65]
+    "plugin_id",
+    # "acme\n": the meta-schema's '$' matches before a final newline under re.search
+    ["Acme", "acme_notes", "acme--notes", "-acme", "9acme", "a" * 65, "acme\n", "../acme"],
 )
 def test_an_invalid_plugin_id_is_refused_with_the_rule(runner, tmp_path, plugin_id):
     result = runner.invoke(

@@ -80,6 +80,11 @@ def _operation(operation_id: str, summary: str, schema: str, description: str) -
         **common_errors(body=True),
         "403": problem(403, "forbidden", note="Not an operator, or another plugin's token."),
     }
+    responses["429"] = problem(
+        429,
+        "too-many-requests",
+        note="A check of this kind of this plugin is already running on this server.",
+    )
     return {
         "post": op(
             operation_id,

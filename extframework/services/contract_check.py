@@ -11,6 +11,7 @@ hostile plugin cannot stall the checker; the calls run in parallel (docs/registr
 """
 
 import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +41,28 @@ log = logging.getLogger(__name__)
 PATH_PARAMETER = "contract-check"  # what fills a view's ``:name`` segments
 MAX_REDIRECTS = 3
 MAX_WORKERS = 16
+BAD_TOKEN_MAX_BODY = 64 * 1024  # only the status of a refusal matters
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The whole check's deadline (``CONTRACT_CHECK_TIMEOUT_S``): no call outlives it."""
+
+    seconds: float
+    ends_at: float
+
+    @classmethod
+    def start(cls, seconds: float) -> "Budget":
+        return cls(seconds, time.monotonic() + seconds)
+
+    def left(self) -> float:
+        return self.ends_at - time.monotonic()
+
+    def spent(self) -> str:
+        return (
+            f"not called: the whole check may take at most {self.seconds:g} s "
+            "(CONTRACT_CHECK_TIMEOUT_S) and that time ran out; fix the slower views first"
+        )
 
 
 def result(check: str, level: str, detail: str, route: str | None = None) -> dict:
@@ -186,12 +209,39 @@ def check(
     plugin_id: str | None = None,
 ) -> list[dict]:
     """Run every check on ``manifest`` (registered or not); return one result per check."""
+    return check_with_verdict(
+        manifest, plugin=plugin, store=store, config=config, plugin_id=plugin_id
+    )[1]
+
+
+def verdict_lines(verdict: dict | None) -> list[str]:
+    """The dry run's changes and migration handler, as the commands print them under ``core``."""
+    out = []
+    for change in (verdict or {}).get("diff", []):
+        kind = "breaking" if change.get("breaking") else "compatible"
+        where = f"{change.get('collection')} {change.get('path') or '/'}"
+        out.append(f"    {kind} change in {where}: {change.get('kind')}")
+    handler = ((verdict or {}).get("migration") or {}).get("handler")
+    if handler:
+        out.append(f"    migration handler: POST {handler['url']}")
+    return out
+
+
+def check_with_verdict(
+    manifest: object,
+    *,
+    plugin: Plugin | None,
+    store: tokens.KeyStore,
+    config: Mapping,
+    plugin_id: str | None = None,
+) -> tuple[dict | None, list[dict]]:
+    """``check``, with the dry run's verdict (None for an invalid manifest) beside it."""
     try:
         valid = validate_manifest(manifest)
     except DomainError as error:
         listed = "; ".join(f"{e['pointer'] or '/'}: {e['message']}" for e in error.errors or [])
         detail = f"{error.detail} {listed}".strip() + " Fix these; nothing else was checked."
-        return [result("manifest", "fail", detail)]
+        return None, [result("manifest", "fail", detail)]
     results = [result("manifest", "pass", "Valid against the core's meta-schema.")]
     plugin_id = plugin_id or valid["plugin_id"]  # the audience of every token sent
     verdict = preview_update(plugin_id, valid, plugin=plugin, config=config)
@@ -199,18 +249,37 @@ def check(
     base_url = manifest_base_url(valid)
     health_timeout = float(config["HEALTH_TIMEOUT_S"])
     proxy_timeout = float(config["PROXY_TIMEOUT_S"])
-    tasks = [lambda: _health_result(base_url, health_timeout)]
+    budget = Budget.start(float(config["CONTRACT_CHECK_TIMEOUT_S"]))
+    elsewhere = _elsewhere(plugin, plugin_id, base_url)
+    tasks = [lambda: _health_result(base_url, min(health_timeout, budget.seconds))]
     for view in views(valid):
         calls = contract_tokens.for_view(store, plugin_id, view.role, config)
         for name, token in calls["bad"].items():
-            tasks.append(_bad_token_task(name, token, base_url, view, proxy_timeout))
-        tasks.append(_valid_task(calls["valid"], plugin_id, valid, view, proxy_timeout))
+            tasks.append(_bad_token_task(name, token, base_url, view, proxy_timeout, budget))
+        if elsewhere:
+            tasks.append(lambda view=view: result("view-html", "warn", elsewhere, view.label))
+        else:
+            tasks.append(_valid_task(calls["valid"], plugin_id, valid, view, proxy_timeout, budget))
     with ThreadPoolExecutor(min(MAX_WORKERS, len(tasks)), "contract-check") as pool:
         for found in pool.map(lambda task: task(), tasks):
             results.extend(found if isinstance(found, list) else [found])
     failures = sorted({r["check"] for r in results if not r["ok"]})
     log.info("contract check of %s at %s: failed %s", plugin_id, base_url, failures or "none")
-    return results
+    return verdict, results
+
+
+def _elsewhere(plugin: Plugin | None, plugin_id: str, base_url: str) -> str:
+    """Why no valid request JWT is sent, or "": one the installed plugin would accept goes
+    only to its registered base_url (an operator may aim the checks anywhere)."""
+    if plugin is None or plugin.state == "deregistered" or plugin.plugin_id != plugin_id:
+        return ""
+    if base_url == plugin.base_url:
+        return ""
+    return (
+        f"Not checked: a valid request JWT for the installed {plugin_id!r} goes only to its "
+        f"registered base_url ({plugin.base_url}), never to {base_url}. Check the views once "
+        "the update that moves base_url has been applied."
+    )
 
 
 def _verdict_result(verdict: dict) -> dict:
@@ -234,19 +303,26 @@ def _health_result(base_url: str, timeout_s: float) -> dict:
     return result("health", "fail", detail)
 
 
-def _get(url: str, token: str | None, timeout_s: float) -> plugin_http.Answer:
+def _get(
+    url: str, token: str | None, timeout_s: float, budget: Budget, max_body: int
+) -> plugin_http.Answer:
+    left = budget.left()
+    if left <= 0:
+        return plugin_http.Answer(None, "", b"", 0.0, budget.spent())
     headers = {"Accept": "text/html", "User-Agent": "extframework-contract-check/1"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return plugin_http.call(
-        "GET", url, timeout_s=timeout_s, max_body=proxy.MAX_FRAGMENT_BYTES + 1, headers=headers
+        "GET", url, timeout_s=min(timeout_s, left), max_body=max_body, headers=headers
     )
 
 
-def _bad_token_task(name: str, token: str | None, base_url: str, view: View, timeout_s: float):
+def _bad_token_task(
+    name: str, token: str | None, base_url: str, view: View, timeout_s: float, budget: Budget
+):
     def run() -> dict:
         url = base_url + view.concrete()
-        answer = _get(url, token, timeout_s)
+        answer = _get(url, token, timeout_s, budget, BAD_TOKEN_MAX_BODY)
         sent = BAD_TOKENS[name]
         if answer.failure:
             return result(name, "fail", f"With {sent}: {answer.failure}; expected 401.", view.label)
@@ -262,15 +338,17 @@ def _bad_token_task(name: str, token: str | None, base_url: str, view: View, tim
     return run
 
 
-def _valid_task(token: str, audience: str, manifest: dict, view: View, timeout_s: float):
+def _valid_task(
+    token: str, audience: str, manifest: dict, view: View, timeout_s: float, budget: Budget
+):
     def run() -> list[dict]:
-        return _valid_call(token, audience, manifest, view, timeout_s)
+        return _valid_call(token, audience, manifest, view, timeout_s, budget)
 
     return run
 
 
 def _valid_call(
-    token: str, audience: str, manifest: dict, view: View, timeout_s: float
+    token: str, audience: str, manifest: dict, view: View, timeout_s: float, budget: Budget
 ) -> list[dict]:
     """GET the view with a valid JWT, following redirects as the shell and browser would."""
     base_url = manifest_base_url(manifest)
@@ -278,7 +356,7 @@ def _valid_call(
     path = view.concrete()
     url = base_url + path
     for _ in range(MAX_REDIRECTS + 1):
-        answer = _get(url, token, timeout_s)
+        answer = _get(url, token, timeout_s, budget, proxy.MAX_FRAGMENT_BYTES + 1)
         if answer.failure:
             detail = f"{answer.failure}; the shell waits at most {timeout_s:g} s for a view."
             return [result("view-html", "fail", detail, view.label)]

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Mapping
 
@@ -16,7 +17,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from extframework.services import tokens
 from extframework.services.accounts import DEFAULT_TENANT
 
-OTHER_AUDIENCE = "contract-check-other-plugin"
+# Not a valid plugin_id (a colon): no registered plugin can ever accept this token.
+OTHER_AUDIENCE = "contract-check:another-plugin"
 EXPIRED_FOR_S = 600  # past any sane clock leeway (the SDK's default is far below it)
 CHECKER = {"user_id": "contract-check", "name": "Contract checker"}
 CHECKER_EMAIL = "contract-check@example.invalid"
@@ -69,12 +71,27 @@ def for_view(store: tokens.KeyStore, plugin_id: str, role: str, config: Mapping)
     return {"valid": signed({}), "bad": bad}
 
 
+# One forged key per key type and size in this process: generating an RSA key takes ~0.2 s,
+# and one per view made a manifest of 100 views cost 20 s of the request thread's CPU.
+_other_keys: dict[tuple, object] = {}
+_other_keys_lock = threading.Lock()
+
+
 def _other_key(private_key: object) -> object:
+    """A key of the same type and size as ``private_key``, never published by the core."""
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        return ec.generate_private_key(private_key.curve)
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        return rsa.generate_private_key(public_exponent=65537, key_size=private_key.key_size)
-    raise TypeError(f"no forged key for {type(private_key).__name__}")
+        shape = ("ec", private_key.curve.name)
+    elif isinstance(private_key, rsa.RSAPrivateKey):
+        shape = ("rsa", private_key.key_size)
+    else:
+        raise TypeError(f"no forged key for {type(private_key).__name__}")
+    with _other_keys_lock:
+        if shape not in _other_keys:
+            if shape[0] == "ec":
+                _other_keys[shape] = ec.generate_private_key(private_key.curve)
+            else:
+                _other_keys[shape] = rsa.generate_private_key(65537, key_size=shape[1])
+        return _other_keys[shape]
 
 
 def _b64(data: bytes) -> str:

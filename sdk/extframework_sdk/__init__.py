@@ -1,6 +1,7 @@
 """Helpers for plugin authors: verify the core's request JWTs, use the storage API, enrol."""
 
 from extframework_sdk.auth import (
+    DEFAULT_JWKS_TTL_S,
     DEFAULT_LEEWAY_S,
     JWKSCache,
     RequestContext,
@@ -13,6 +14,7 @@ from extframework_sdk.storage import StorageClient, StorageError
 from extframework_sdk.tokens import rotate_token, token_fingerprint
 
 __all__ = [
+    "DEFAULT_JWKS_TTL_S",
     "DEFAULT_LEEWAY_S",
     "EnrolmentError",
     "JWKSCache",

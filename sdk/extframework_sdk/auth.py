@@ -11,6 +11,8 @@ ALGORITHMS = ("RS256", "ES256")
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "tenant", "role", "scopes", "iat", "exp", "jti"]
 # Clock skew forgiven on exp/iat: the core mints tokens for 60 s, so 5 s is a twelfth of their life.
 DEFAULT_LEEWAY_S = 5.0
+# The core's JWKS max-age: a key withdrawn in an emergency rotation stops verifying within it.
+DEFAULT_JWKS_TTL_S = 60.0
 
 
 class RequestTokenError(Exception):
@@ -47,7 +49,7 @@ class JWKSCache:
         self,
         jwks_url: str,
         *,
-        ttl_s: float = 300.0,
+        ttl_s: float = DEFAULT_JWKS_TTL_S,
         min_refresh_s: float = 5.0,
         timeout_s: float = 5.0,
         session: requests.Session | None = None,
@@ -66,10 +68,17 @@ class JWKSCache:
         self._tried_at = time.monotonic()
         response = self.session.get(self.jwks_url, timeout=self.timeout_s)
         response.raise_for_status()
+        document = response.json()
+        listed = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(listed, list):
+            raise ValueError("the JWKS is not an object with a 'keys' list")
         keys = {}
-        for data in response.json().get("keys", []):
-            if data.get("kid") and data.get("alg") in ALGORITHMS:
-                keys[data["kid"]] = jwt.PyJWK(data)
+        for data in listed:
+            if isinstance(data, dict) and data.get("kid") and data.get("alg") in ALGORITHMS:
+                try:
+                    keys[data["kid"]] = jwt.PyJWK(data)
+                except jwt.PyJWTError:
+                    continue  # a key we cannot use verifies nothing; the others still do
         self._keys, self._fetched_at = keys, time.monotonic()
 
     def key(self, kid: str) -> jwt.PyJWK:

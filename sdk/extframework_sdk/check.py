@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import requests
 
-TIMEOUT_S = 600.0  # the core bounds each probe; a plugin with many slow views takes a while
+TIMEOUT_S = 600.0  # the core bounds a whole check (CONTRACT_CHECK_TIMEOUT_S, 30 s by default)
 
 
 class CheckError(Exception):
