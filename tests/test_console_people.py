@@ -88,7 +88,10 @@ def test_users_page_lists_accounts_without_passwords(app, client, operator, make
     row = re.search(r'<tr data-user="bob@example.com">(.*?)</tr>', page, re.S).group(1)
     cells = [c.strip() for c in re.findall(r"<td>(.*?)</td>", row, re.S)[:7]]
     assert cells[:6] == ["bob@example.com", "", "viewer", "acme", "no", "yes"]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", cells[6])
+    # relative, with the exact time in the markup (issue 17)
+    assert re.fullmatch(
+        r'<time datetime="\d{4}-\d\d-\d\dT[\d:.]+Z" title="[^"]+">just now</time>', cells[6]
+    )
     assert 'data-user="ops@example.com"' in page
     with app.app_context(), database.connection_context():
         hashes = [u.password_hash for u in User.select()]

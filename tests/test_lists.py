@@ -164,3 +164,65 @@ def test_plugin_list_shows_each_plugins_newest_health_check(app, client, operato
     said = dict(cells)
     assert "ok ·" in said["plugin-0"] and "failed ·" in said["plugin-1"]
     assert "plugin-1 check 2" in said["plugin-1"]  # a failure shows its reason
+
+
+def user_emails(body: str) -> list[str]:
+    return re.findall(r'<tr data-user="([^"]+)">', body)
+
+
+def tenant_slugs(body: str) -> list[str]:
+    return re.findall(r'<tr data-tenant="([^"]+)">', body)
+
+
+@pytest.fixture
+def many_users(make_user):
+    """55 members of acme (u00..u54), 3 of beta, and the operator in default."""
+    for n in range(55):
+        make_user(f"u{n:02d}@acme.test", tenant="acme", role="viewer" if n % 5 else "member")
+    for n in range(3):
+        make_user(f"b{n}@beta.test", tenant="beta")
+
+
+def test_user_list_searches_sorts_and_pages_in_the_database(client, operator, many_users):
+    first = page(client, "/console/users")
+    emails = user_emails(first)
+    assert len(emails) == 50 and emails == sorted(emails) and "59 found" in first
+    second = page(client, re.search(r'href="([^"]+)" rel="next"', first).group(1))
+    assert len(user_emails(second)) == 9 and not set(emails) & set(user_emails(second))
+    found = page(client, "/console/users", q="BETA")  # the tenant's slug, any case
+    assert user_emails(found) == ["b0@beta.test", "b1@beta.test", "b2@beta.test"]
+    by_tenant = user_emails(page(client, "/console/users", sort="tenant", dir="desc"))
+    # default, beta, acme, and within a tenant by email, all descending
+    assert by_tenant[:4] == ["ops@example.com", "b2@beta.test", "b1@beta.test", "b0@beta.test"]
+    members = user_emails(page(client, "/console/users", q="member", sort="email"))
+    beta = ["b0@beta.test", "b1@beta.test", "b2@beta.test"]  # members too
+    assert members == beta + [f"u{n:02d}@acme.test" for n in range(0, 55, 5)]
+    for hostile in ({"sort": "password_hash"}, {"dir": "sideways"}, {"page": "-1"}):
+        assert user_emails(page(client, "/console/users", **hostile)) == emails
+
+
+def test_a_tenant_admins_user_list_searches_only_their_tenant(client, make_user, login, many_users):
+    make_user("boss@acme.test", tenant="acme", role="admin")
+    login("boss@acme.test")
+    assert user_emails(page(client, "/console/users", q="beta")) == []
+    everyone = user_emails(page(client, "/console/users", page="2"))
+    assert everyone and all(e.endswith("@acme.test") for e in everyone)
+    assert tenant_slugs(page(client, "/console/tenants", q="")) == ["acme"]
+    assert tenant_slugs(page(client, "/console/tenants", q="beta")) == []
+
+
+def test_tenant_list_searches_and_sorts_by_user_count(client, operator, many_users):
+    assert tenant_slugs(page(client, "/console/tenants")) == ["acme", "beta", "default"]
+    by_users = page(client, "/console/tenants", sort="users", dir="desc")
+    assert tenant_slugs(by_users) == ["acme", "beta", "default"]
+    assert tenant_slugs(page(client, "/console/tenants", sort="users")) == [
+        "default",
+        "beta",
+        "acme",
+    ]
+    assert tenant_slugs(page(client, "/console/tenants", q="ACM")) == ["acme"]
+    assert tenant_slugs(page(client, "/console/tenants", sort="drop table")) == [
+        "acme",
+        "beta",
+        "default",
+    ]

@@ -215,7 +215,7 @@ def require_admin_page(view):
 def _render_users(error: DomainError | None = None, form: dict | None = None):
     body = render_template(
         "console/users.html",
-        users=tenant_admin.users(current_user),
+        page=tenant_admin.users_page(current_user, request.args),
         tenants=tenant_admin.tenants(current_user),
         roles=ROLES,
         error=error,
@@ -311,7 +311,7 @@ def console_set_password(user_id: int):
 def _render_tenants(error: DomainError | None = None, form: dict | None = None):
     body = render_template(
         "console/tenants.html",
-        tenants=tenant_admin.tenants(current_user),
+        page=tenant_admin.tenants_page(current_user, request.args),
         error=error,
         form=form or {},
     )

@@ -9,12 +9,15 @@ and the API call these, so hiding a link is never the only guard.
 """
 
 import logging
+from collections.abc import Mapping
 from typing import Protocol
+
+from peewee import JOIN, SQL, fn
 
 from extframework.db import write_transaction
 from extframework.errors import Conflict, Forbidden, NotFound
 from extframework.models import AuditEvent, Installation, Plugin, Tenant, User
-from extframework.services import accounts, catalog, sessions, uninstall
+from extframework.services import accounts, catalog, listing, sessions, uninstall
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,47 @@ def users(person: Person) -> list[User]:
     require_admin(person)
     rows = accounts.list_users()
     return rows if person.is_operator else [u for u in rows if u.tenant.slug == person.tenant]
+
+
+USER_SORTS = {
+    "email": (User.email,),
+    "name": (User.name, User.email),
+    "role": (User.role, User.email),
+    "tenant": (Tenant.slug, User.email),
+    "active": (User.is_active, User.email),
+    "created": (User.created_at, User.id),
+}
+TENANT_SORTS = {
+    "slug": (Tenant.slug,),
+    "name": (Tenant.name, Tenant.slug),
+    "users": (SQL("user_count"), Tenant.slug),
+    "created": (Tenant.created_at, Tenant.id),
+}
+
+
+def users_page(person: Person, args: Mapping[str, str]) -> listing.Page:
+    """One page of the users this person administers, searched and sorted in the database."""
+    require_admin(person)
+    query = User.select(User, Tenant).join(Tenant)
+    if not person.is_operator:
+        query = query.where(Tenant.slug == person.tenant)
+    view = listing.parse(args, sorts=USER_SORTS, default_sort="email")
+    search = (User.email, User.name, User.role, Tenant.slug)
+    return listing.apply(query, view, sorts=USER_SORTS, search=search)
+
+
+def tenants_page(person: Person, args: Mapping[str, str]) -> listing.Page:
+    """One page of the tenants this person administers, each with ``user_count``."""
+    require_admin(person)
+    query = (
+        Tenant.select(Tenant, fn.COUNT(User.id).alias("user_count"))
+        .join(User, JOIN.LEFT_OUTER)
+        .group_by(Tenant.id)
+    )
+    if not person.is_operator:
+        query = query.where(Tenant.slug == person.tenant)
+    view = listing.parse(args, sorts=TENANT_SORTS, default_sort="slug")
+    return listing.apply(query, view, sorts=TENANT_SORTS, search=(Tenant.slug, Tenant.name))
 
 
 def user(person: Person, user_id: int) -> User:
