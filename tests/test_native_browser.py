@@ -81,8 +81,12 @@ def styles_of_the_categories_view(demo, browser, scheme: str) -> dict:
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_test_id("current-user")).to_be_visible()
+        # A loaded machine can make a health probe time out: the view needs the plugin active.
+        demo.wait_for_state("notebook", "active", timeout_s=60)
         page.goto("/plugin-proxy/notebook/categories")
-        page.get_by_role("button", name="Add category").click()  # empty name: an error notice
+        add = page.get_by_role("button", name="Add category")
+        expect(add, f"no form on: {page.content()[:1500]}").to_be_visible()
+        add.click()  # empty name: an error notice
         expect(page.get_by_role("alert")).to_be_visible()
         expect(page.locator(".xf-empty")).to_be_visible()
         return page.evaluate(STYLES)
