@@ -7,6 +7,7 @@ from extframework.models import Tenant
 from extframework.services import accounts
 
 pytest_plugins = [
+    "tests.support.browser",
     "tests.support.registry_fixtures",
     "tests.support.storage_fixtures",
     "tests.support.shell_fixtures",

@@ -11,11 +11,11 @@ import sys
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from tests.support.browser import chromium
 from tests.support.processes import ROOT, Process, free_port
 from tests.support.shell_fixtures import PASSWORD, Demo
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 # No name but loopback resolves: not even a DNS query leaves for evil.example.
 NO_OUTSIDE_HOSTS = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
@@ -67,12 +67,8 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, NO_OUTSIDE_HOSTS]
-        )
+    with chromium(NO_OUTSIDE_HOSTS) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

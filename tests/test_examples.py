@@ -7,9 +7,9 @@ import sys
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.processes import ROOT, Process, free_port
 from tests.support.shell_fixtures import PASSWORD, Demo
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 EXAMPLES = {
     "minimal-python": ([sys.executable, "examples/minimal-python/plugin.py"], "Python items"),

@@ -8,11 +8,10 @@ marker set on each page's window before the change proves neither page was reloa
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.support.registry_fixtures import sample_manifest, start_plugin_process
 from tests.support.shell_fixtures import PASSWORD, Demo
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 MEMBER = "ann@example.com"
 
@@ -37,14 +36,6 @@ def core(tmp_path_factory):
     finally:
         plugin.stop()
         demo.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def logged_in(browser, core, email: str, path: str):

@@ -9,10 +9,9 @@ dark mode the fragment turns dark while its primary button stays legible.
 import re
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.support.shell_fixtures import PASSWORD, Demo
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 STYLES = """() => {
   const fragment = document.querySelector('.plugin-fragment');
@@ -62,14 +61,6 @@ def demo(tmp_path_factory):
         yield demo
     finally:
         demo.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def styles_of_the_categories_view(demo, browser, scheme: str) -> dict:

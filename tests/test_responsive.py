@@ -12,11 +12,10 @@ import sys
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.support.processes import ROOT, Process, free_port
 from tests.support.shell_fixtures import PASSWORD, Demo
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 AXE = ROOT / "tests" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
@@ -71,14 +70,6 @@ def demo(tmp_path_factory):
         yield demo
     finally:
         demo.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
