@@ -8,8 +8,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # pytest on two pytest-xdist workers, each test file on one of them (module fixtures are built
 # once): most tests wait on processes and sockets, so two interleave well on two cores.
 # TEST_WORKERS=0 runs the tests in one process.
+# Files are handed out longest first (tests/conftest.py LONGEST_FILES), not by their test count.
 TEST_WORKERS ?= 2
-export PYTEST_ADDOPTS := -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ADDOPTS)
+export PYTEST_ADDOPTS := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ADDOPTS)
 
 .PHONY: run test lint bench clean
 
@@ -51,8 +52,11 @@ lint: $(VENV)/.test
 	ruff format --check .
 	ruff check .
 
+# The tests start some 500 Python processes (cores, workers, the CLI, plugins). With the
+# machine's PYTHONDONTWRITEBYTECODE set, each would compile the core from source again
+# (~0.3 s of CPU each): the tests write their bytecode caches (git-ignored __pycache__).
 test: $(VENV)/.test $(NODE_DEPS) $(APT_PACKAGES) lint
-	pytest -q
+	env -u PYTHONDONTWRITEBYTECODE pytest -q
 
 bench: $(VENV)/.test
 	$(PY) bench/storage.py

@@ -42,11 +42,54 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("engine", ENGINES, indirect=True)
 
 
+# The files that take longest, longest first (from `pytest --durations=0`, 2026-12-02). With
+# `--dist loadfile --no-loadscope-reorder` (the Makefile) xdist hands out files in collection
+# order, each to the worker that runs short of work: the long ones start first and the two
+# workers finish together instead of one running the last long file alone.
+LONGEST_FILES = [
+    "test_fuzz_api.py",
+    "test_run_script.py",
+    "test_cli.py",
+    "test_browser.py",
+    "test_confirm_browser.py",
+    "test_key_rollover.py",
+    "test_two_hosts.py",
+    "test_responsive.py",
+    "test_service_imports.py",
+    "test_plugin_deadlines.py",
+    "test_registry_cli.py",
+    "test_author_feedback_process.py",
+    "test_write_lock.py",
+    "test_login_throttle.py",
+    "test_scaffold.py",
+    "test_demo_forms.py",
+    "test_durability.py",
+    "test_native_browser.py",
+    "test_contract_check_demos.py",
+    "test_concurrency.py",
+    "test_backup.py",
+    "test_live_browser.py",
+    "test_browser_hostile.py",
+    "test_examples.py",
+    "test_demo_serving.py",
+    "test_uninstall.py",
+    "test_chunked_restore.py",
+    "test_browser_prg.py",
+    "test_hostile_plugin.py",
+]
+
+
+def file_rank(item) -> int:
+    name = item.path.name
+    return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("engine") == "postgresql":
             item.add_marker("postgres")
+    items.sort(key=file_rank)  # stable: a file's own tests keep their order
 
 
 @pytest.fixture

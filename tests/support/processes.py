@@ -1,9 +1,12 @@
 """Start the real core (gunicorn) and real plugin processes on free loopback ports."""
 
+import atexit
 import itertools
+import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -159,15 +162,76 @@ def core_env(instance: Path, port: int, **config: object) -> dict[str, str]:
 
 
 def flask_cli(instance: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `flask --app app ...` against an instance folder, as an operator would."""
+    """Run `flask --app app ...` against an instance folder, as an operator would.
+
+    The run is a process forked from this test process's CLI server (tests/support/
+    cli_server.py), which has the core imported already; while another thread's run holds
+    the server, a fresh interpreter runs it instead.
+    """
+    command = [str(VENV_BIN / "flask"), "--app", "app", *args]
+    full_env = {**os.environ, "EXTFW_INSTANCE_PATH": str(instance), **(env or {})}
+    if _cli_server.lock.acquire(blocking=False):
+        try:
+            return _cli_server.run(command, full_env, timeout_s=60)
+        finally:
+            _cli_server.lock.release()
     return subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "app", *args],
-        cwd=ROOT,
-        env={**os.environ, "EXTFW_INSTANCE_PATH": str(instance), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
+        command, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60
     )
+
+
+class CliServer:
+    """This test process's tests/support/cli_server.py, started on first use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen | None = None
+        self.runs = itertools.count()
+
+    def _server(self) -> subprocess.Popen:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.support.cli_server"],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+            atexit.register(self.stop)
+        return self.process
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stdin.close()  # the server ends at the end of its input
+            self.process.wait(timeout=30)
+            self.process.stdout.close()
+
+    def run(self, command: list[str], env: dict, timeout_s: float):
+        server = self._server()
+        folder = Path(os.environ.get("TMPDIR", "/tmp"))
+        stem = folder / f"extfw-cli-{os.getpid()}-{next(self.runs)}"
+        out, err = Path(f"{stem}.out"), Path(f"{stem}.err")
+        request = {"flask": command[0], "args": command[3:], "env": env, "cwd": str(ROOT)}
+        server.stdin.write(json.dumps({**request, "stdout": str(out), "stderr": str(err)}))
+        server.stdin.write("\n")
+        server.stdin.flush()
+        pid = json.loads(server.stdout.readline())["pid"]
+        ready, _, _ = select.select([server.stdout], [], [], timeout_s)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        returncode = json.loads(server.stdout.readline())["returncode"]
+        try:
+            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        finally:
+            out.unlink(missing_ok=True)
+            err.unlink(missing_ok=True)
+        if not ready:
+            raise subprocess.TimeoutExpired(command, timeout_s, stdout, stderr)
+        return subprocess.CompletedProcess(command, returncode, stdout, stderr)
+
+
+_cli_server = CliServer()
 
 
 def start_core(

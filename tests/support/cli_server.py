@@ -1,0 +1,74 @@
+"""A fork server for the tests' `flask --app app ...` runs (``processes.flask_cli``).
+
+The tests run the CLI several hundred times, mostly to set up a core's instance folder, and a
+fresh interpreter spends about a second of CPU importing the core before it does anything: on
+two cores, that was a third of `make test`. This server imports the core once; each run is a
+child forked from it, with the run's own environment, working directory and output files,
+running Flask's ``main`` as the ``flask`` script does. Only the imported modules are shared:
+no app, database connection or thread exists before the fork.
+
+Protocol, one JSON line each way: the client sends ``{"args", "env", "cwd", "stdout",
+"stderr"}`` (the two output file paths); the server answers ``{"pid"}`` at once, then
+``{"returncode"}`` when the child has exited.
+"""
+
+import atexit
+import json
+import os
+import sys
+import traceback
+
+
+def run_child(request: dict) -> None:
+    """In the forked child: become the CLI process the request describes; never return."""
+    code = 1
+    try:
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(stdin, 0)
+        for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.argv = [request["flask"], "--app", "app", *request["args"]]
+        sys.modules["__main__"].__package__ = None  # click names the program "flask", not -m
+        from flask.cli import main
+
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            if exit_.code is None or isinstance(exit_.code, int):
+                code = exit_.code or 0
+            else:
+                print(exit_.code, file=sys.stderr)
+        atexit._run_exitfuncs()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve() -> None:
+    import flask.cli  # noqa: F401
+
+    import extframework  # noqa: F401  (the whole core, in its own import order)
+
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # whatever else prints goes to stderr, not into the answers
+    for line in sys.stdin:
+        request = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            run_child(request)
+        answers.write(json.dumps({"pid": pid}) + "\n")
+        _, status = os.waitpid(pid, 0)
+        answers.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+
+
+if __name__ == "__main__":
+    serve()
