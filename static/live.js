@@ -26,38 +26,67 @@
     return node;
   }
 
+  function byId(list) {
+    var found = {};
+    list.forEach(function (item) { found[item.plugin_id] = item; });
+    return found;
+  }
+
+  function noticeFor(n, div) {
+    if (div && div.getAttribute("data-state") === n.state && div.textContent.indexOf(n.text) >= 0)
+      return div;  // unchanged: leave it alone for whoever is reading it
+    div = div || el("div", undefined, { "class": "menu-notice", "data-notice": n.plugin_id });
+    div.setAttribute("data-state", n.state);
+    div.replaceChildren(el("h2", n.name), el("p", n.text));
+    return div;
+  }
+
+  function entriesFor(m) {
+    var ul = el("ul", undefined, { "aria-labelledby": "menu-" + m.plugin_id,
+                                   "data-plugin": m.plugin_id });
+    m.entries.forEach(function (e) {
+      var li = el("li");
+      li.appendChild(el("a", e.label, { href: e.href }));
+      ul.appendChild(li);
+    });
+    return [el("h2", m.name, { id: "menu-" + m.plugin_id }), ul];
+  }
+
+  // Each plugin keeps its place in the menu's order (the answer's "order"): its entries while it
+  // is active, its notice in their place while it is not; the hidden entries wait behind it.
   function showMenu(data) {
-    var shown = {};
-    data.menu.forEach(function (m) { shown[m.plugin_id] = m; });
-    nav.querySelectorAll("ul[data-plugin]").forEach(function (ul) {
-      var id = ul.getAttribute("data-plugin");
-      var gone = !shown[id];
-      ul.hidden = gone;
-      var heading = document.getElementById("menu-" + id);
-      if (heading) heading.hidden = gone;
-      delete shown[id];
+    var menus = byId(data.menu), notices = byId(data.notices), said = [];
+    var wanted = [];
+    data.order.forEach(function (id) {
+      var ul = nav.querySelector('ul[data-plugin="' + CSS.escape(id) + '"]');
+      var parts = ul ? [document.getElementById("menu-" + id), ul].filter(Boolean) : [];
+      var div = nav.querySelector('.menu-notice[data-notice="' + CSS.escape(id) + '"]');
+      if (notices[id]) {
+        var n = notices[id];
+        if (!div || div.getAttribute("data-state") !== n.state) said.push(n.text);
+        wanted.push(noticeFor(n, div));
+        parts.forEach(function (node) { node.hidden = true; wanted.push(node); });
+      } else {
+        if (div) { div.remove(); said.push(menus[id].name + " is available again."); }
+        if (!parts.length) parts = entriesFor(menus[id]);
+        parts.forEach(function (node) { node.hidden = false; wanted.push(node); });
+      }
     });
-    Object.keys(shown).forEach(function (id) {  // back, or new, since the page loaded
-      var m = shown[id];
-      var ul = el("ul", undefined, { "data-plugin": id, "aria-labelledby": "menu-" + id });
-      m.entries.forEach(function (e) {
-        var li = el("li");
-        li.appendChild(el("a", e.label, { href: e.href }));
-        ul.appendChild(li);
-      });
-      nav.insertBefore(el("h2", m.name, { id: "menu-" + id }), box);
-      nav.insertBefore(ul, box);
+    nav.querySelectorAll("ul[data-plugin], .menu-notice[data-notice]").forEach(function (node) {
+      if (wanted.indexOf(node) >= 0) return;  // gone from the menu altogether
+      var id = node.getAttribute("data-plugin");
+      var heading = id && document.getElementById("menu-" + id);
+      if (heading) heading.remove();
+      node.remove();
     });
-    var said = JSON.stringify(data.notices);
-    if (box.getAttribute("data-said") === said) return;  // unchanged: nothing to re-announce
-    box.setAttribute("data-said", said);
-    box.replaceChildren.apply(box, data.notices.map(function (n) {
-      var div = el("div", undefined, { "class": "menu-notice", "data-notice": n.plugin_id,
-                                      "data-state": n.state });
-      div.appendChild(el("h2", n.name));
-      div.appendChild(el("p", n.text));
-      return div;
-    }));
+    var anchor = box;
+    for (var i = wanted.length - 1; i >= 0; i--) {  // move only what is out of place
+      if (wanted[i].nextElementSibling !== anchor) nav.insertBefore(wanted[i], anchor);
+      anchor = wanted[i];
+    }
+    var empty = nav.querySelector("[data-menu-empty]");
+    if (empty) empty.hidden = wanted.length > 0;
+    if (said.length) box.textContent = said.join(" ");
   }
 
   function each(attr, id, fn) {
