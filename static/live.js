@@ -93,6 +93,21 @@
     document.querySelectorAll("[" + attr + '="' + CSS.escape(id) + '"]').forEach(fn);
   }
 
+  // The plugin page's summary lines, as services/plugin_page.summary_parts says them.
+  var SUMMARY = { "data-live-uptime": "uptime", "data-live-last-failure": "last_failure",
+                  "data-live-version": "version", "data-live-token-used": "token_used" };
+
+  function fill(node, parts) {
+    var said = JSON.stringify(parts);
+    if (node.getAttribute("data-said") === said) return;
+    node.setAttribute("data-said", said);
+    node.replaceChildren.apply(node, parts.map(function (part) {
+      if (typeof part === "string") return document.createTextNode(part);
+      if (part.strong !== undefined) return el("b", part.strong);
+      return el("time", part.ago, { datetime: part.at, title: part.title });
+    }));
+  }
+
   function showConsole(data) {
     Object.keys(data.plugins).forEach(function (id) {
       var p = data.plugins[id];
@@ -106,6 +121,11 @@
       each("data-live-changed", id, function (n) {
         n.hidden = n.getAttribute("data-state") === p.state;
       });
+      if (p.summary) {
+        Object.keys(SUMMARY).forEach(function (attr) {
+          each(attr, id, function (n) { fill(n, p.summary[SUMMARY[attr]]); });
+        });
+      }
       if (p.migration) {
         each("data-live-migration", id, function (n) { n.textContent = p.migration.state; });
         each("data-live-progress", id, function (n) { n.textContent = p.migration.progress; });
@@ -120,11 +140,19 @@
       var id = n.getAttribute("data-live-state");
       if (ids.indexOf(id) < 0) ids.push(id);
     });
+    document.querySelectorAll("[data-live-uptime]").forEach(function (n) {
+      var id = n.getAttribute("data-live-uptime");
+      if (ids.indexOf(id) < 0) ids.push(id);
+      ids.summary = (ids.summary || []).concat([id]);
+    });
     var asks = [getJSON(box.getAttribute("data-live-menu")).then(function (d) {
       if (d) showMenu(d);
     })];
     if (ids.length) {
-      var query = ids.map(function (id) { return "plugin=" + encodeURIComponent(id); });
+      var query = ids.map(function (id) { return "plugin=" + encodeURIComponent(id); })
+        .concat((ids.summary || []).map(function (id) {
+          return "summary=" + encodeURIComponent(id);
+        }));
       asks.push(getJSON(box.getAttribute("data-live-console") + "?" + query.join("&"))
         .then(function (d) { if (d) showConsole(d); }));
     }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from extframework import relative_time
 from extframework.models import HealthCheck, Plugin, Transition, iso_utc
-from extframework.services import lifecycle, listing, migrations
+from extframework.services import lifecycle, listing, migrations, plugin_tokens
 
 HEALTH_PAGE_SIZE = 20
 
@@ -103,12 +103,55 @@ def health_history(plugin: Plugin, args) -> listing.Page:
     )
 
 
+# A summary costs four queries; only a plugin page asks, for its one plugin.
 LIVE_MAX_PLUGINS = 100
+LIVE_MAX_SUMMARIES = 5
+
+# A summary line is a list of parts: a string, a time (relative_time.time_part) or
+# {"strong": text}; console/_parts.html renders them and static/live.js builds the same nodes.
+Parts = list[str | dict]
 
 
-def live(plugin_ids: list[str]) -> dict[str, dict]:
-    """The state, health and migration progress of the named plugins, for static/live.js."""
+def summary_parts(plugin: Plugin, window: int) -> dict[str, Parts]:
+    """Say the summary's uptime, last failure, version and token last use, as parts."""
+    seen = uptime(plugin, window)
+    if seen.checks:
+        said: Parts = [
+            f"{seen.percent:.0f}% — {seen.passed} of the last {seen.checks} health checks passed"
+        ]
+    else:
+        said = ["no health checks yet"]
+    if plugin.consecutive_failures:
+        said += ["; ", {"strong": f"{plugin.consecutive_failures} failure(s) in a row"}]
+    failure = last_failure(plugin)
+    failed: Parts = ["none recorded"]
+    if failure is not None:
+        failed = [relative_time.time_part(failure["at"])]
+        failed.append(f": {failure['reason'] or 'no reason given'}")
+        if failure["status"]:
+            failed.append(f" (HTTP {failure['status']})")
+    tokens = plugin_tokens.live_tokens(plugin)
+    used = [token["last_used_at"] for token in tokens if token["last_used_at"]]
+    token_used: Parts = ["no live token (revoked)"]
+    if tokens:
+        token_used = [relative_time.time_part(max(used)) if used else "not yet"]
+        token_used += [" · issued or rotated ", relative_time.time_part(plugin.token_rotated_at)]
+    return {
+        "uptime": said,
+        "last_failure": failed,
+        "version": [plugin.version],
+        "token_used": token_used,
+    }
+
+
+def live(plugin_ids: list[str], summaries: list[str] = (), window: int = 100) -> dict[str, dict]:
+    """The state, health and migration progress of the named plugins, for static/live.js.
+
+    Plugins named in ``summaries`` too (a plugin page's) also get their ``summary_parts`` over
+    the last ``window`` checks.
+    """
     wanted = list(dict.fromkeys(plugin_ids))[:LIVE_MAX_PLUGINS]
+    summarised = set(list(dict.fromkeys(summaries))[:LIVE_MAX_SUMMARIES])
     result = {}
     for plugin in Plugin.select().where(Plugin.plugin_id.in_(wanted)):
         result[plugin.plugin_id] = {
@@ -117,6 +160,8 @@ def live(plugin_ids: list[str]) -> dict[str, dict]:
             "health": _health_text(plugin),
             "migration": _migration(plugin) if plugin.state == "migrating" else None,
         }
+        if plugin.plugin_id in summarised:
+            result[plugin.plugin_id]["summary"] = summary_parts(plugin, window)
     return result
 
 
