@@ -87,6 +87,10 @@
     var empty = nav.querySelector("[data-menu-empty]");
     if (empty) empty.hidden = wanted.length > 0;
     if (said.length) box.textContent = said.join(" ");
+    document.querySelectorAll("[data-menu-alert]").forEach(function (n) {
+      n.textContent = data.alert;
+      n.hidden = !data.alert;
+    });
   }
 
   function each(attr, id, fn) {

@@ -56,6 +56,23 @@ def test_the_notice_takes_the_place_of_the_entries_in_the_first_render(
     assert nav_order(client.get("/").get_data(as_text=True)) == before
 
 
+def test_the_folded_menu_says_how_many_plugins_are_unavailable(client, member, shell_plugin):
+    shell_plugin("a-first", routes=VIEWS, name="Alpha")
+    shell_plugin("zz-middle", routes=VIEWS, name="Beta")
+    shell_plugin("b-last", routes=VIEWS, name="Gamma")
+    hint = re.compile(
+        r"<summary><span>Menu</span>\s*<span class=\"menu-alert\" data-menu-alert( hidden)?>([^<]*)<"
+    )
+    assert hint.search(client.get("/").get_data(as_text=True)).group(1) == " hidden"
+    set_state("zz-middle", "degraded")
+    assert hint.search(client.get("/").get_data(as_text=True)).groups() == (
+        None,
+        "1 plugin unavailable",
+    )
+    set_state("b-last", "disabled")
+    assert hint.search(client.get("/").get_data(as_text=True)).group(2) == "2 plugins unavailable"
+
+
 def test_the_live_answer_says_the_order_of_entries_and_notices(client, member, shell_plugin):
     shell_plugin("a-first", routes=VIEWS, name="Alpha")
     shell_plugin("zz-middle", routes=VIEWS, name="Beta", state="degraded")
@@ -125,9 +142,20 @@ def core(tmp_path_factory):
         demo.stop()
 
 
+def logged_in_phone(browser, core):
+    context = browser.new_context(base_url=core.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto("/login")
+    page.get_by_label("Email").fill(MEMBER)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("body")).to_have_attribute("data-live", "on")
+    return page
+
+
 def test_the_notice_appears_where_the_entry_was_without_a_reload(core, browser):
     context = browser.new_context(base_url=core.url, viewport={"width": 1366, "height": 900})
-    page = context.new_page()
+    page, phone = context.new_page(), None
     try:
         page.goto("/login")
         page.get_by_label("Email").fill(MEMBER)
@@ -136,6 +164,8 @@ def test_the_notice_appears_where_the_entry_was_without_a_reload(core, browser):
         expect(page.get_by_test_id("current-user")).to_be_visible()
         expect(page.locator("body")).to_have_attribute("data-live", "on")
         page.evaluate("window.notReloaded = true")
+        phone = logged_in_phone(browser, core)
+        expect(phone.locator("[data-menu-alert]")).to_be_hidden()
         before = page.evaluate(ORDER_JS)
         assert [kind_id[:2] for kind_id in before] == [
             ["menu", "alpha"], ["menu", "beta"], ["menu", "gamma"]
@@ -163,6 +193,12 @@ def test_the_notice_appears_where_the_entry_was_without_a_reload(core, browser):
         )
         expect(page.locator("#menu-notices")).to_contain_text("Beta is not answering")
         assert page.evaluate("window.notReloaded") is True
+        # On a phone the menu is folded: its button says a plugin is unavailable.
+        expect(phone.locator("[data-menu-alert]")).to_have_text("1 plugin unavailable")
+        expect(phone.locator("summary")).to_contain_text("Menu 1 plugin unavailable")
+        expect(phone.locator('.menu-notice[data-notice="beta"]')).to_be_hidden()  # folded
+        phone.get_by_text("Menu", exact=True).click()
+        expect(phone.locator('.menu-notice[data-notice="beta"]')).to_be_visible()
 
         core.failing.set_mode("healthy")
 
@@ -171,6 +207,9 @@ def test_the_notice_appears_where_the_entry_was_without_a_reload(core, browser):
         after = page.evaluate(ORDER_JS)
         assert [kind_id[:2] for kind_id in after] == [kind_id[:2] for kind_id in before]
         expect(page.locator("#menu-notices")).to_contain_text("Beta is available again.")
+        expect(phone.locator("[data-menu-alert]")).to_be_hidden()
         assert page.evaluate("window.notReloaded") is True
     finally:
         context.close()
+        if phone is not None:
+            phone.context.close()
