@@ -61,7 +61,8 @@ def test_the_folded_menu_says_how_many_plugins_are_unavailable(client, member, s
     shell_plugin("zz-middle", routes=VIEWS, name="Beta")
     shell_plugin("b-last", routes=VIEWS, name="Gamma")
     hint = re.compile(
-        r"<summary><span>Menu</span>\s*<span class=\"menu-alert\" data-menu-alert( hidden)?>([^<]*)<"
+        r"<summary><span>Menu</span>\s*"
+        r"<span class=\"menu-alert\" data-menu-alert( hidden)?>([^<]*)<"
     )
     assert hint.search(client.get("/").get_data(as_text=True)).group(1) == " hidden"
     set_state("zz-middle", "degraded")

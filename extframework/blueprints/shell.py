@@ -48,12 +48,10 @@ def menu_context() -> dict:
         return {"menu_items": [], "menu_alert": ""}
     menus = menu.menu_for(user.role, user.tenant)
     notices = menu_notices.notices_for(user.role, user.tenant)
-    return {"menu_items": menu_notices.in_menu_order(menus, notices), "menu_alert": _alert(notices)}
-
-
-def _alert(notices: list) -> str:
-    """What the folded menu's button adds on a phone, so a notice inside is not missed."""
-    return f"{len(notices)} plugin{'s' if len(notices) != 1 else ''} unavailable" if notices else ""
+    return {
+        "menu_items": menu_notices.in_menu_order(menus, notices),
+        "menu_alert": menu_notices.alert(notices),
+    }
 
 
 @bp.get("/shell/live")
@@ -71,7 +69,7 @@ def live():
         "menu": [asdict(m) for m in menus],
         "notices": [asdict(n) for n in notices],
         "order": [item.plugin_id for item in menu_notices.in_menu_order(menus, notices)],
-        "alert": _alert(notices),
+        "alert": menu_notices.alert(notices),
     }
     return jsonify(body), 200, {"Cache-Control": "no-store"}
 

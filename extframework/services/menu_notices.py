@@ -68,3 +68,10 @@ def in_menu_order(menus: list[PluginMenu], notices: list[Notice]) -> list[Plugin
     same key keeps a plugin at its place whether it shows entries or a notice.
     """
     return sorted([*menus, *notices], key=lambda item: menu_order_key(item.name, item.plugin_id))
+
+
+def alert(notices: list[Notice]) -> str:
+    """What the folded menu's button adds on a phone, so a notice inside is not missed."""
+    if not notices:
+        return ""
+    return f"{len(notices)} plugin{'s' if len(notices) != 1 else ''} unavailable"
