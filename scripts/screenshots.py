@@ -125,9 +125,11 @@ def pages(browser: Browser, demo: Demo, width: str) -> None:
 
 def degraded(browser: Browser, demo: Demo, width: str) -> None:
     with logged_in(browser, demo, MEMBER, width) as page:
-        if width == "phone":
-            page.get_by_text("Menu", exact=True).click()
         notice = page.locator('.menu-notice[data-notice="reports"]')
+        if width == "phone":
+            expect(page.locator("[data-menu-alert]")).to_be_visible(timeout=30_000)
+            shot(page, "degraded-menu-folded-phone")
+            page.get_by_text("Menu", exact=True).click()
         expect(notice).to_be_visible(timeout=30_000)
         shot(page, f"degraded-notice-{width}")
     if width == "desktop":  # the summary with a last failure and its reason
