@@ -4,6 +4,7 @@ The summary says what the plugin's state means from the lifecycle table (SPEC §
 its last kept health checks passed, its last failure and why, and when its token was last used.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from extframework import relative_time
@@ -144,7 +145,9 @@ def summary_parts(plugin: Plugin, window: int) -> dict[str, Parts]:
     }
 
 
-def live(plugin_ids: list[str], summaries: list[str] = (), window: int = 100) -> dict[str, dict]:
+def live(
+    plugin_ids: Sequence[str], summaries: Sequence[str] = (), window: int = 100
+) -> dict[str, dict]:
     """The state, health and migration progress of the named plugins, for static/live.js.
 
     Plugins named in ``summaries`` too (a plugin page's) also get their ``summary_parts`` over
