@@ -121,7 +121,7 @@
       });
       each("data-live-meaning", id, function (n) { n.textContent = p.why; });
       each("data-live-effects", id, function (n) { n.textContent = p.effects.join(" · "); });
-      each("data-live-health", id, function (n) { n.textContent = p.health; });
+      each("data-live-health", id, function (n) { fill(n, p.health_parts); });
       each("data-live-changed", id, function (n) {
         n.hidden = n.getAttribute("data-state") === p.state;
       });

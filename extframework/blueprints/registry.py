@@ -369,6 +369,8 @@ def _plugin_page_summary(plugin: Plugin) -> dict:
     return {
         "meaning": plugin_page.meaning(plugin.state),
         "summary_parts": plugin_page.summary_parts(plugin, window),
+        "last_check": plugin_page.health_parts(plugin),
+        "reason": plugin_page.reason,
         "health": plugin_page.health_history(plugin, request.args),
     }
 

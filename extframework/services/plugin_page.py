@@ -4,6 +4,7 @@ The summary says what the plugin's state means from the lifecycle table (SPEC §
 its last kept health checks passed, its last failure and why, and when its token was last used.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -128,9 +129,7 @@ def summary_parts(plugin: Plugin, window: int) -> dict[str, Parts]:
     failed: Parts = ["none recorded"]
     if failure is not None:
         failed = [relative_time.time_part(failure["at"])]
-        failed.append(f": {failure['reason'] or 'no reason given'}")
-        if failure["status"]:
-            failed.append(f" (HTTP {failure['status']})")
+        failed.append(f": {reason(failure['reason'] or 'no reason given', failure['status'])}")
     tokens = plugin_tokens.live_tokens(plugin)
     used = [token["last_used_at"] for token in tokens if token["last_used_at"]]
     token_used: Parts = ["no live token (revoked)"]
@@ -161,11 +160,36 @@ def live(
             "state": plugin.state,
             **meaning(plugin.state),
             "health": _health_text(plugin),
+            "health_parts": health_parts(plugin),
             "migration": _migration(plugin) if plugin.state == "migrating" else None,
         }
         if plugin.plugin_id in summarised:
             result[plugin.plugin_id]["summary"] = summary_parts(plugin, window)
     return result
+
+
+def reason(detail: str, status: int | None) -> str:
+    """Say a check's ``detail`` with its HTTP ``status`` once: added only if not said already.
+
+    A probe's detail says "… answered HTTP 500 Internal Server Error"; a stored reason from
+    elsewhere may not name the status.
+    """
+    if not status or re.search(rf"\bHTTP {status}\b", detail):
+        return detail
+    return f"{detail} (HTTP {status})"
+
+
+def health_parts(plugin: Plugin) -> Parts:
+    """The last health check as parts: result, when, and the failures in a row if any."""
+    if plugin.last_health_at is None:
+        return ["not checked yet"]
+    said: Parts = [
+        "ok · " if plugin.last_health_ok else "failed · ",
+        relative_time.time_part(plugin.last_health_at),
+    ]
+    if plugin.consecutive_failures:
+        said += [" · ", {"strong": f"{plugin.consecutive_failures} failure(s) in a row"}]
+    return said
 
 
 def _health_text(plugin: Plugin) -> str:
