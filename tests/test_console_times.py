@@ -9,7 +9,7 @@ import pytest
 
 from extframework.db import database
 from extframework.models import Archive, HealthCheck, MigrationRun, Plugin, utcnow
-from extframework.services import audit, enrolment, faults
+from extframework.services import audit, enrolment, faults, plugin_page
 from tests.support.registry_fixtures import sample_manifest
 
 OPS = "ops@example.com"
@@ -175,3 +175,25 @@ def test_a_plugin_never_checked_says_so_live_and_on_the_page(client, make_plugin
     assert _last_check(body) == "not checked yet"
     live = client.get("/console/live?plugin=test-plugin").json["plugins"]["test-plugin"]
     assert live["health_parts"] == ["not checked yet"]
+
+
+@pytest.mark.parametrize(
+    ("detail", "status", "said"),
+    [
+        (FAILURE, 500, FAILURE),
+        ("http://x/health answered 500", 500, "http://x/health answered 500"),
+        ("not ready", 503, "not ready (HTTP 503)"),
+        (
+            "http://127.0.0.1:5000/health gave no answer",
+            None,
+            "http://127.0.0.1:5000/health gave no answer",
+        ),
+        (
+            "http://127.0.0.1:500/health refused",
+            500,
+            "http://127.0.0.1:500/health refused (HTTP 500)",
+        ),
+    ],
+)
+def test_reason_adds_the_status_only_when_not_said(detail, status, said):
+    assert plugin_page.reason(detail, status) == said

@@ -171,10 +171,10 @@ def live(
 def reason(detail: str, status: int | None) -> str:
     """Say a check's ``detail`` with its HTTP ``status`` once: added only if not said already.
 
-    A probe's detail says "… answered HTTP 500 Internal Server Error"; a stored reason from
-    elsewhere may not name the status.
+    A probe's detail says "… answered HTTP 500 Internal Server Error" (older rows "… answered
+    500"); a stored reason from elsewhere may not name the status.
     """
-    if not status or re.search(rf"\bHTTP {status}\b", detail):
+    if not status or re.search(rf"\b(?:HTTP|answered) {status}\b", detail):
         return detail
     return f"{detail} (HTTP {status})"
 
