@@ -125,6 +125,11 @@ def test_a_failed_check_shows_on_the_plugin_page_without_a_reload(core, browser)
         )
         expect(page.get_by_test_id("uptime")).to_contain_text("failure(s) in a row")
         expect(page.get_by_test_id("uptime").locator("b")).to_be_visible()
+        # "Last check" goes live as the page renders it: a <time>, not plain text (issue 17).
+        check = page.locator('[data-live-health="test-plugin"]')
+        expect(check).to_contain_text("failed · ")
+        expect(check.locator("time")).to_have_attribute("title", re.compile(r" UTC$"))
+        expect(check.locator("b")).to_contain_text("failure(s) in a row")
         expect(page.get_by_test_id("state")).to_have_text("active")
         assert page.evaluate("window.notReloaded") is True
 
