@@ -37,13 +37,26 @@ def relative(value: datetime | str, now: datetime | None = None) -> str:
     return f"{phrase} ago" if seconds > 0 else f"in {phrase}"
 
 
+def time_part(value: datetime | str | None, empty: str = "—", now: datetime | None = None):
+    """Say ``value`` as ``{"at": ISO, "title": exact, "ago": relative}``, or ``empty`` for no time.
+
+    The live pages' form of ``time_tag``: static/live.js builds the same ``<time>`` from it.
+    """
+    if value is None or value == "":
+        return empty
+    moment = _parse(value)
+    return {
+        "at": moment.isoformat(timespec="seconds") + "Z",
+        "title": moment.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "ago": relative(moment, now),
+    }
+
+
 def time_tag(value: datetime | str | None, empty: str = "—", now: datetime | None = None) -> Markup:
     """Render ``<time datetime=ISO title="exact">relative</time>``, or ``empty`` for no time."""
-    if value is None or value == "":
-        return Markup(escape(empty))
-    moment = _parse(value)
-    iso = moment.isoformat(timespec="seconds") + "Z"
-    exact = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    part = time_part(value, empty, now)
+    if isinstance(part, str):
+        return Markup(escape(part))
     return Markup('<time datetime="{}" title="{}">{}</time>').format(
-        iso, exact, relative(moment, now)
+        part["at"], part["title"], part["ago"]
     )

@@ -368,8 +368,9 @@ def _plugin_page_summary(plugin: Plugin) -> dict:
     window = int(current_app.config["HEALTH_HISTORY"])
     return {
         "meaning": plugin_page.meaning(plugin.state),
-        "uptime": plugin_page.uptime(plugin, window),
-        "last_failure": plugin_page.last_failure(plugin),
+        "summary_parts": plugin_page.summary_parts(plugin, window),
+        "last_check": plugin_page.health_parts(plugin),
+        "reason": plugin_page.reason,
         "health": plugin_page.health_history(plugin, request.args),
     }
 
@@ -407,7 +408,11 @@ def console_plugin(plugin_id: str):
 @require_operator_page
 def console_live():
     """The state of the plugins a console page shows, for static/live.js (issue 17)."""
-    plugins = plugin_page.live(request.args.getlist("plugin"))
+    plugins = plugin_page.live(
+        request.args.getlist("plugin"),
+        request.args.getlist("summary"),
+        window=int(current_app.config["HEALTH_HISTORY"]),
+    )
     return jsonify({"plugins": plugins}), 200, NO_STORE
 
 

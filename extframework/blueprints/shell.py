@@ -45,21 +45,31 @@ def healthz():
 def menu_context() -> dict:
     user = current_user._get_current_object()  # one proxy lookup, not one per attribute
     if not user.is_authenticated:
-        return {"plugin_menu": []}
+        return {"menu_items": [], "menu_alert": ""}
+    menus = menu.menu_for(user.role, user.tenant)
+    notices = menu_notices.notices_for(user.role, user.tenant)
     return {
-        "plugin_menu": menu.menu_for(user.role, user.tenant),
-        "menu_notices": menu_notices.notices_for(user.role, user.tenant),
+        "menu_items": menu_notices.in_menu_order(menus, notices),
+        "menu_alert": menu_notices.alert(notices),
     }
 
 
 @bp.get("/shell/live")
 @login_required
 def live():
-    """The person's menu and notices as they are now, for static/live.js (issue 17)."""
+    """The person's menu and notices as they are now, for static/live.js (issue 17).
+
+    ``order`` lists every plugin of either kind in menu order, so a notice goes where the
+    plugin's entries were.
+    """
     user = current_user._get_current_object()
+    menus = menu.menu_for(user.role, user.tenant)
+    notices = menu_notices.notices_for(user.role, user.tenant)
     body = {
-        "menu": [asdict(m) for m in menu.menu_for(user.role, user.tenant)],
-        "notices": [asdict(n) for n in menu_notices.notices_for(user.role, user.tenant)],
+        "menu": [asdict(m) for m in menus],
+        "notices": [asdict(n) for n in notices],
+        "order": [item.plugin_id for item in menu_notices.in_menu_order(menus, notices)],
+        "alert": menu_notices.alert(notices),
     }
     return jsonify(body), 200, {"Cache-Control": "no-store"}
 

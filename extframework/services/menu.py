@@ -40,6 +40,15 @@ class PluginMenu:
     entries: list[MenuEntry] = field(default_factory=list)
 
 
+def menu_order_key(name: str, plugin_id: str) -> tuple[str, str]:
+    """The menu's order in Python: by name, then plugin id, as ``_menu_sql`` sorts them.
+
+    Python compares strings by code point, which is the byte order of their UTF-8 (SQLite's
+    BINARY, PostgreSQL's "C" collation).
+    """
+    return name, plugin_id
+
+
 def has_params(path: str) -> bool:
     return any(segment.startswith(":") for segment in path.split("/"))
 

@@ -1,7 +1,8 @@
 """What the shell says in place of a plugin's menu while it cannot be used (issue 17).
 
 A plugin that goes degraded, disabled or migrating leaves the menu (SPEC §6); the people who
-had its entries are told so instead of finding nothing. Only plugins installed in the person's
+had its entries are told so instead of finding nothing, at the place its entries had in the
+menu's order (``in_menu_order``). Only plugins installed in the person's
 tenant with a view their role may open get a notice: nobody learns of plugins they never had.
 """
 
@@ -13,7 +14,7 @@ from extframework.models import Plugin
 from extframework.services import registry_cache
 from extframework.services.accounts import role_rank
 from extframework.services.installations import is_installed
-from extframework.services.menu import has_params
+from extframework.services.menu import PluginMenu, has_params, menu_order_key
 
 # State -> what the person is told; each sentence follows the plugin's name.
 NOTICES = {
@@ -58,3 +59,19 @@ def _notices(role: str, tenant: str) -> list[Notice]:
             continue
         notices[plugin_id] = Notice(plugin_id, name, state, f"{name} {NOTICES[state]}")
     return list(notices.values())
+
+
+def in_menu_order(menus: list[PluginMenu], notices: list[Notice]) -> list[PluginMenu | Notice]:
+    """Put each notice where its plugin's entries sat in the menu when it was active.
+
+    Both lists come in menu order (name, then plugin id, in byte order); a stable merge on the
+    same key keeps a plugin at its place whether it shows entries or a notice.
+    """
+    return sorted([*menus, *notices], key=lambda item: menu_order_key(item.name, item.plugin_id))
+
+
+def alert(notices: list[Notice]) -> str:
+    """What the folded menu's button adds on a phone, so a notice inside is not missed."""
+    if not notices:
+        return ""
+    return f"{len(notices)} plugin{'s' if len(notices) != 1 else ''} unavailable"

@@ -4,11 +4,13 @@ The summary says what the plugin's state means from the lifecycle table (SPEC §
 its last kept health checks passed, its last failure and why, and when its token was last used.
 """
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from extframework import relative_time
 from extframework.models import HealthCheck, Plugin, Transition, iso_utc
-from extframework.services import lifecycle, listing, migrations
+from extframework.services import lifecycle, listing, migrations, plugin_tokens
 
 HEALTH_PAGE_SIZE = 20
 
@@ -103,21 +105,91 @@ def health_history(plugin: Plugin, args) -> listing.Page:
     )
 
 
+# A summary costs four queries; only a plugin page asks, for its one plugin.
 LIVE_MAX_PLUGINS = 100
+LIVE_MAX_SUMMARIES = 5
+
+# A summary line is a list of parts: a string, a time (relative_time.time_part) or
+# {"strong": text}; console/_parts.html renders them and static/live.js builds the same nodes.
+Parts = list[str | dict]
 
 
-def live(plugin_ids: list[str]) -> dict[str, dict]:
-    """The state, health and migration progress of the named plugins, for static/live.js."""
+def summary_parts(plugin: Plugin, window: int) -> dict[str, Parts]:
+    """Say the summary's uptime, last failure, version and token last use, as parts."""
+    seen = uptime(plugin, window)
+    if seen.checks:
+        said: Parts = [
+            f"{seen.percent:.0f}% — {seen.passed} of the last {seen.checks} health checks passed"
+        ]
+    else:
+        said = ["no health checks yet"]
+    if plugin.consecutive_failures:
+        said += ["; ", {"strong": f"{plugin.consecutive_failures} failure(s) in a row"}]
+    failure = last_failure(plugin)
+    failed: Parts = ["none recorded"]
+    if failure is not None:
+        failed = [relative_time.time_part(failure["at"])]
+        failed.append(f": {reason(failure['reason'] or 'no reason given', failure['status'])}")
+    tokens = plugin_tokens.live_tokens(plugin)
+    used = [token["last_used_at"] for token in tokens if token["last_used_at"]]
+    token_used: Parts = ["no live token (revoked)"]
+    if tokens:
+        token_used = [relative_time.time_part(max(used)) if used else "not yet"]
+        token_used += [" · issued or rotated ", relative_time.time_part(plugin.token_rotated_at)]
+    return {
+        "uptime": said,
+        "last_failure": failed,
+        "version": [plugin.version],
+        "token_used": token_used,
+    }
+
+
+def live(
+    plugin_ids: Sequence[str], summaries: Sequence[str] = (), window: int = 100
+) -> dict[str, dict]:
+    """The state, health and migration progress of the named plugins, for static/live.js.
+
+    Plugins named in ``summaries`` too (a plugin page's) also get their ``summary_parts`` over
+    the last ``window`` checks.
+    """
     wanted = list(dict.fromkeys(plugin_ids))[:LIVE_MAX_PLUGINS]
+    summarised = set(list(dict.fromkeys(summaries))[:LIVE_MAX_SUMMARIES])
     result = {}
     for plugin in Plugin.select().where(Plugin.plugin_id.in_(wanted)):
         result[plugin.plugin_id] = {
             "state": plugin.state,
             **meaning(plugin.state),
             "health": _health_text(plugin),
+            "health_parts": health_parts(plugin),
             "migration": _migration(plugin) if plugin.state == "migrating" else None,
         }
+        if plugin.plugin_id in summarised:
+            result[plugin.plugin_id]["summary"] = summary_parts(plugin, window)
     return result
+
+
+def reason(detail: str, status: int | None) -> str:
+    """Say a check's ``detail`` with its HTTP ``status`` once: added only if not said already.
+
+    A probe's detail says "… answered HTTP 500 Internal Server Error" (older rows "… answered
+    500"); a stored reason from elsewhere may not name the status.
+    """
+    if not status or re.search(rf"\b(?:HTTP|answered) {status}\b", detail):
+        return detail
+    return f"{detail} (HTTP {status})"
+
+
+def health_parts(plugin: Plugin) -> Parts:
+    """The last health check as parts: result, when, and the failures in a row if any."""
+    if plugin.last_health_at is None:
+        return ["not checked yet"]
+    said: Parts = [
+        "ok · " if plugin.last_health_ok else "failed · ",
+        relative_time.time_part(plugin.last_health_at),
+    ]
+    if plugin.consecutive_failures:
+        said += [" · ", {"strong": f"{plugin.consecutive_failures} failure(s) in a row"}]
+    return said
 
 
 def _health_text(plugin: Plugin) -> str:
