@@ -78,3 +78,88 @@ def test_a_statement_inside_a_transaction_is_part_of_it(app):
             pass
         after = database.execute_sql("SELECT version FROM registry_version").fetchone()[0]
         assert after == version
+
+
+# --- the subschema validators made once (schema_validation._descend) ----------------------
+
+NESTED = {
+    "$defs": {
+        "owner": {"type": "object", "properties": {"name": {"type": "string"}}},
+        "node": {
+            "$dynamicAnchor": "node",
+            "type": "object",
+            "properties": {"children": {"type": "array", "items": {"$dynamicRef": "#node"}}},
+        },
+    },
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "minLength": 2, "maxLength": 5},
+        "n": {"type": "integer", "minimum": 0},
+        "owner": {"$ref": "#/$defs/owner"},
+        "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3},
+        "tree": {"$ref": "#/$defs/node"},
+        "kind": {"enum": ["x", "y"]},
+        "with_id": {
+            "$id": "https://example.com/inner",
+            "type": "object",
+            "properties": {"v": {"type": "number"}},
+            "additionalProperties": False,
+        },
+        "meta": {
+            "type": "object",
+            "properties": {"score": {"type": "number", "maximum": 10}},
+            "unevaluatedProperties": False,
+        },
+    },
+    "required": ["title"],
+    "if": {"properties": {"kind": {"const": "x"}}, "required": ["kind"]},
+    "then": {"required": ["n"]},
+    "else": {"properties": {"n": {"maximum": 5}}},
+    "additionalProperties": False,
+}
+DOCUMENTS = [
+    {"title": "ok", "n": 1},
+    {"title": "x", "n": -1, "owner": {"name": 3}, "tags": ["a", "c", "b", "a"], "extra": 1},
+    {"title": "fine", "kind": "x"},
+    {"title": "fine", "n": 9},
+    {"title": 5, "tree": {"children": [{"children": [{"children": 1}]}]}},
+    {"title": "tt", "with_id": {"v": "no", "w": 1}, "meta": {"score": 11, "other": 1}},
+    {"title": "tt", "meta": {"score": 1}, "with_id": {"v": 1.5}},
+]
+
+
+def described(errors) -> list[tuple]:
+    return sorted(
+        (list(e.absolute_path), list(e.absolute_schema_path), e.validator, e.message)
+        for e in errors
+    )
+
+
+def test_validation_with_subschema_validators_made_once_finds_what_jsonschema_finds():
+    """The same errors (where, which keyword, which message) as jsonschema's own validator,
+    on the first validation and on the later ones that reuse the subschema validators."""
+    from jsonschema import Draft202012Validator
+
+    from extframework.services.schema_validation import FORMAT_CHECKER, BudgetedValidator
+
+    ours = BudgetedValidator(NESTED, format_checker=FORMAT_CHECKER)
+    theirs = Draft202012Validator(NESTED, format_checker=FORMAT_CHECKER)
+    for _ in range(3):
+        for document in DOCUMENTS:
+            expected = described(theirs.iter_errors(document))
+            assert described(ours.iter_errors(document)) == expected, document
+    assert described(ours.iter_errors(DOCUMENTS[0])) == []
+    assert len(described(ours.iter_errors(DOCUMENTS[1]))) >= 5
+
+
+def test_a_new_schema_never_gets_the_subschema_validator_of_an_earlier_one():
+    """Schemas made and dropped one after another (CPython reuses their ids): each is
+    checked against its own bounds, not against a validator cached for an earlier object."""
+    from extframework.services.schema_validation import FORMAT_CHECKER, BudgetedValidator
+
+    for bound in range(60):
+        schema = {"type": "object", "properties": {"n": {"type": "integer", "maximum": bound}}}
+        validator = BudgetedValidator(schema, format_checker=FORMAT_CHECKER)
+        assert validator.is_valid({"n": bound}), bound
+        assert not validator.is_valid({"n": bound + 1}), bound
+        del schema, validator
