@@ -7,6 +7,7 @@ committed when the answer leaves, and a refused document leaves nothing behind.
 """
 
 import json
+import re
 import sqlite3
 import threading
 
@@ -27,6 +28,18 @@ def test_a_create_is_committed_when_its_answer_leaves(app, make_storage_plugin, 
     assert response.status_code == 201, response.get_json()
     [(doc_id, version, data)] = stored(app)
     assert (doc_id, version, json.loads(data)) == (response.get_json()["id"], 1, DOC)
+
+
+def test_a_created_document_reads_back_as_it_was_answered(make_storage_plugin, plugin_api):
+    """The answer's id and timestamps (formatted on the create path without ``render``) are
+    what a read of the stored row gives."""
+    _, token = make_storage_plugin()
+    api = plugin_api(token)
+    created = api.create("notes", DOC).get_json()
+    assert re.fullmatch(r"[0-9a-f]{32}", created["id"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", created["created_at"])
+    assert created["updated_at"] == created["created_at"]
+    assert api.read("notes", created["id"]).get_json() == created
 
 
 def test_a_create_waits_for_another_writer_then_lands(app, make_storage_plugin, plugin_api):
@@ -163,3 +176,29 @@ def test_a_new_schema_never_gets_the_subschema_validator_of_an_earlier_one():
         assert validator.is_valid({"n": bound}), bound
         assert not validator.is_valid({"n": bound + 1}), bound
         del schema, validator
+
+
+# --- the serving plugin, shared while the registry version holds -------------------------
+
+
+def change(app, sql: str) -> None:
+    """Change the registry as another process would: its own connection, its own commit."""
+    with sqlite3.connect(app.config["DATABASE"], isolation_level=None) as other:
+        other.execute(sql)
+
+
+def test_a_state_or_token_change_by_another_process_is_seen_by_the_next_create(
+    app, make_storage_plugin, plugin_api
+):
+    _, token = make_storage_plugin()
+    api = plugin_api(token)
+    assert api.create("notes", DOC).status_code == 201
+    change(app, "UPDATE plugin SET state = 'disabled'")
+    refused = api.create("notes", DOC)
+    assert refused.status_code == 403
+    assert refused.get_json()["type"].endswith("storage-closed"), refused.get_json()
+    change(app, "UPDATE plugin SET state = 'active'")
+    assert api.create("notes", DOC).status_code == 201
+    change(app, "UPDATE plugin_token SET revoked_at = '2000-01-01 00:00:00'")
+    assert api.create("notes", DOC).status_code == 401
+    assert len(stored(app)) == 2
