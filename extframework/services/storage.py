@@ -265,9 +265,13 @@ def validate(ns: Namespace, data: object) -> None:
         )
 
 
+# json.dumps(data, allow_nan=False, separators=(",", ":")), without a new encoder per call.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def _dump(data: dict) -> str:
     try:
-        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(data)
     except ValueError:
         raise BadRequest(
             "NaN and Infinity are not JSON numbers; send finite numbers.", kind="invalid-body"
@@ -418,7 +422,8 @@ def create_document(ns: Namespace, data: object) -> dict:
         f"updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, {dialect.current().json_param()})",
         [ns.tenant, ns.plugin_id, ns.collection, doc_id, stamp, stamp, text],
     )
-    created = _timestamp(now)  # formatted once: both stamps are the same instant
+    # _timestamp's text, formatted once (both stamps are one instant) without strftime.
+    created = now.isoformat("T", "microseconds") + "Z"
     return {"id": doc_id, "version": 1, "created_at": created, "updated_at": created, "data": data}
 
 
