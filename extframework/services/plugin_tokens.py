@@ -39,8 +39,8 @@ class ServingPlugin:
     """The serving columns of the plugin a token belongs to, as the storage API reads them.
 
     Immutable, so the one cached under the registry version is handed to every caller as is
-    (building a Peewee ``Plugin`` per call was a tenth of a storage call's own work). It has
-    the attributes of a ``Plugin`` that the storage checks read; it is not a row to save.
+    (building a Peewee ``Plugin`` per call cost 0.05 M of a create's 2.5 M instructions). It
+    has the attributes of a ``Plugin`` that the storage checks read; it is not a row to save.
     """
 
     id: int

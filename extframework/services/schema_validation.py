@@ -267,10 +267,11 @@ BudgetedValidator = validators.extend(
 
 # A validator's validator for one of its subschemas, made once instead of at every descent:
 # jsonschema's ``descend`` builds it anew each time (a resource, a resolver, a validator
-# object), about half of a small document's validation. Validators are immutable and a
-# subschema without a resolver of its own gets one derived only from its parent's, so the
-# one made first is the one jsonschema would make again. Keyed by identity, holding both
-# objects so that an id is not reused while its entry lives; bounded.
+# object), a third of a small document's validation (234k -> 164k instructions).
+# Validators are immutable and a subschema without a resolver of its own gets one derived
+# only from its parent's, so the one made first is the one jsonschema would make again.
+# Keyed by identity, holding both objects so that an id is not reused while its entry
+# lives; bounded.
 MAX_CHILD_VALIDATORS = 4096
 _children: dict[tuple[int, int], tuple[object, object, object]] = {}
 _jsonschema_descend = BudgetedValidator.descend
