@@ -13,8 +13,14 @@ is ``bench/proxy.py``'s static one, a separate process (its instructions are not
 is (count after warm-up + N requests - count after warm-up) / N, so start-up cancels out.
 Both signing keys are made before counting (key generation's cost is random).
 
+Two more cases count the storage API's hot path: a single-document create
+(``POST /api/storage/items`` with a plugin token, the document of ``bench/storage.py``) and the
+no-op JSON route that ``BENCH_ROUTES`` adds (``POST /api/bench/noop``, same body and token),
+so "create ÷ no-op instructions" — the in-process side of ``bench/storage.py``'s create / no-op
+throughput — is one command. Both run with ``BENCH_ROUTES`` on; the other cases without it.
+
 Instructions are not time: RSA arithmetic runs many instructions per cycle, Python far fewer.
-The timed benchmark, ``bench/proxy.py``, stays the measure of the goals.
+The timed benchmarks, ``bench/proxy.py`` and ``bench/storage.py``, stay the measure of the goals.
 """
 
 import argparse
@@ -32,15 +38,30 @@ sys.path.insert(0, str(ROOT))
 
 WARM_UP = 20
 PASSWORD = "correct horse battery"
-CASES = [  # label, key algorithm, path
-    ("/healthz (Flask, one SELECT)", "RS256", "/healthz"),
-    ("/ (session, user, menu, layout)", "RS256", "/"),
-    ("view, RS256 key", "RS256", "/plugin-proxy/static/items"),
-    ("view, ES256 key (the default)", "ES256", "/plugin-proxy/static/items"),
+CASES = [  # label, key algorithm, method, path
+    ("/healthz (Flask, one SELECT)", "RS256", "GET", "/healthz"),
+    ("/ (session, user, menu, layout)", "RS256", "GET", "/"),
+    ("view, RS256 key", "RS256", "GET", "/plugin-proxy/static/items"),
+    ("view, ES256 key (the default)", "ES256", "GET", "/plugin-proxy/static/items"),
+    ("no-op JSON POST (BENCH_ROUTES)", "ES256", "POST", "/api/bench/noop"),
+    ("storage create, one document", "ES256", "POST", "/api/storage/items"),
 ]
+NOOP, CREATE = CASES[4][0], CASES[5][0]
+# bench/storage.py's collection and documents.
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "customer_id": {"type": "string"},
+        "n": {"type": "integer", "minimum": 0},
+        "title": {"type": "string", "maxLength": 200},
+    },
+    "required": ["customer_id", "n"],
+    "additionalProperties": False,
+}
+COLLECTIONS = [{"collection": "items", "schema": SCHEMA, "indexes": [{"fields": ["customer_id"]}]}]
 
 
-def make_app(instance: Path, database: Path, algorithm: str):
+def make_app(instance: Path, database: Path, algorithm: str, *, bench_routes: bool = False):
     from extframework import create_app
 
     return create_app(
@@ -50,6 +71,7 @@ def make_app(instance: Path, database: Path, algorithm: str):
             "HEALTH_MONITOR": False,
             "JWT_ALGORITHM": algorithm,
             "LOG_LEVEL": "WARNING",
+            "BENCH_ROUTES": bench_routes,
         },
         instance_path=str(instance),
     )
@@ -71,8 +93,12 @@ def write_key(instance: Path, algorithm: str) -> None:
     (folder / "keyset.json").write_text(json.dumps([entry]))
 
 
-def run_requests(instance: Path, algorithm: str, plugin_url: str, path: str, count: int) -> None:
+def run_requests(
+    instance: Path, algorithm: str, plugin_url: str, method: str, path: str, count: int
+) -> None:
     """The counted process: a fresh database, a logged-in admin, then ``count`` requests."""
+    if method == "POST":
+        return run_posts(instance, algorithm, path, count)
     from extframework import db
     from extframework.models import Plugin, Route
     from extframework.services import accounts
@@ -112,6 +138,30 @@ def run_requests(instance: Path, algorithm: str, plugin_url: str, path: str, cou
                 raise SystemExit(f"{path} answered {response.status_code}")
 
 
+def run_posts(instance: Path, algorithm: str, path: str, count: int) -> None:
+    """The counted process of a storage case: a fresh database, an active plugin with the
+    ``items`` collection (registered through the registry service), then ``count`` POSTs of
+    one document each with its token."""
+    import json
+
+    from extframework import db
+    from tests.support.storage_fixtures import provision_plugin
+
+    with tempfile.TemporaryDirectory(prefix="extfw-cpu-") as tmp:
+        app = make_app(instance, Path(tmp) / "core.sqlite3", algorithm, bench_routes=True)
+        with app.app_context():
+            db.upgrade()
+            app.extensions["extframework.keys"].ensure_key()
+            _, token = provision_plugin("bench-plugin", COLLECTIONS)
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        for n in range(count):
+            body = json.dumps({"customer_id": f"c{n % 5000}", "n": n, "title": f"item {n}"})
+            response = client.post(path, data=body, headers=headers)
+            if response.status_code != 201:
+                raise SystemExit(f"{path} answered {response.status_code}: {response.text}")
+
+
 def count_instructions(args: list[str]) -> int:
     """Run this script under callgrind with ``args``; return the instructions it executed."""
     result = subprocess.run(
@@ -130,14 +180,18 @@ def count_instructions(args: list[str]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100, help="counted requests per case")
+    parser.add_argument(
+        "--storage", action="store_true", help="only the no-op and create cases (and /healthz)"
+    )
     args = parser.parse_args()
+    cases = [CASES[0], CASES[4], CASES[5]] if args.storage else CASES
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     from tests.support.processes import Process, free_port
 
     with tempfile.TemporaryDirectory(prefix="extfw-cpu-") as tmp:
         instances = {}
-        for algorithm in sorted({case[1] for case in CASES}):
+        for algorithm in sorted({case[1] for case in cases}):
             instances[algorithm] = Path(tmp) / algorithm
             write_key(instances[algorithm], algorithm)
         port = free_port()
@@ -145,18 +199,18 @@ def main() -> None:
         plugin = Process(static, port, "/health")
         try:
             runs = []
-            for _, algorithm, path in CASES:
+            for _, algorithm, method, path in cases:
                 for count in (WARM_UP, WARM_UP + args.requests):
                     runs.append(
-                        ["--child", str(instances[algorithm]), algorithm, plugin.url, path]
-                        + [str(count)]
+                        ["--child", str(instances[algorithm]), algorithm, plugin.url, method]
+                        + [path, str(count)]
                     )
             with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
                 totals = list(pool.map(count_instructions, runs))
         finally:
             plugin.stop()
     per_request = {
-        case[0]: (totals[2 * i + 1] - totals[2 * i]) / args.requests for i, case in enumerate(CASES)
+        case[0]: (totals[2 * i + 1] - totals[2 * i]) / args.requests for i, case in enumerate(cases)
     }
     floor = per_request[CASES[0][0]]
     print(
@@ -166,17 +220,24 @@ def main() -> None:
     print(f"{'request':34} {'instructions':>14} {'vs /healthz':>12}")
     for label, value in per_request.items():
         print(f"{label:34} {value:14,.0f} {value / floor:12.1f}")
-    rs256, es256 = per_request[CASES[2][0]], per_request[CASES[3][0]]
-    home = per_request[CASES[1][0]]
+    if not args.storage:
+        rs256, es256 = per_request[CASES[2][0]], per_request[CASES[3][0]]
+        home = per_request[CASES[1][0]]
+        print(
+            f"the RS256 signature is {(rs256 - es256) / rs256:.0%} of a view's instructions; "
+            f"the proxy part of an ES256 view (view - home) is {es256 - home:,.0f}"
+        )
+    create, noop = per_request[CREATE], per_request[NOOP]
     print(
-        f"the RS256 signature is {(rs256 - es256) / rs256:.0%} of a view's instructions; "
-        f"the proxy part of an ES256 view (view - home) is {es256 - home:,.0f}"
+        f"storage create ÷ no-op JSON route: {create / noop:.2f} × the instructions; "
+        f"no-op ÷ create {noop / create:.3f} (the in-process side of bench/storage.py's "
+        "create ÷ no-op throughput, goal >= 0.7)"
     )
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 7 and sys.argv[1] == "--child":
-        _, _, instance, algorithm, url, path, count = sys.argv
-        run_requests(Path(instance), algorithm, url, path, int(count))
+    if len(sys.argv) == 8 and sys.argv[1] == "--child":
+        _, _, instance, algorithm, url, method, path, count = sys.argv
+        run_requests(Path(instance), algorithm, url, method, path, int(count))
     else:
         main()

@@ -181,7 +181,9 @@ def _plugin_token_hash(token: str | None = None) -> str:
     return hash_secret(token)
 
 
-def _known(plugin: Plugin | None) -> Plugin:
+def _known(
+    plugin: Plugin | plugin_tokens.ServingPlugin | None,
+) -> Plugin | plugin_tokens.ServingPlugin:
     if plugin is None:
         raise Unauthorized(
             "The plugin token is unknown, expired (its rotation's grace ended), or revoked. "
@@ -196,7 +198,7 @@ def require_plugin() -> Plugin:
     return Plugin.get_by_id(_known(plugin_tokens.serving_plugin(_plugin_token_hash())).id)
 
 
-def storage_caller() -> tuple[Plugin, bool]:
+def storage_caller() -> tuple[Plugin | plugin_tokens.ServingPlugin, bool]:
     """Return the plugin calling the storage API and whether it calls in its migration's context.
 
     A plugin token gives ``(plugin, False)``. A migration credential (``efmc_…``) gives

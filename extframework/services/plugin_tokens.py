@@ -8,6 +8,7 @@ write after the lookup, never inside a document's write.
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from peewee import OperationalError
@@ -31,6 +32,23 @@ _LOOKUP_SQL = (
     "WHERE t.token_hash = ? AND t.revoked_at IS NULL"
 )
 _recorded: dict[str, datetime] = {}  # token hash -> when this process last wrote its use
+
+
+@dataclass(frozen=True, slots=True)
+class ServingPlugin:
+    """The serving columns of the plugin a token belongs to, as the storage API reads them.
+
+    Immutable, so the one cached under the registry version is handed to every caller as is
+    (building a Peewee ``Plugin`` per call cost 0.05 M of a create's 2.5 M instructions). It
+    has the attributes of a ``Plugin`` that the storage checks read; it is not a row to save.
+    """
+
+    id: int
+    plugin_id: str
+    name: str
+    base_url: str
+    state: str
+    restricted: bool
 
 
 def store(plugin: Plugin, token: str, *, actor: str, now: datetime | None = None) -> None:
@@ -90,7 +108,7 @@ def rotate(
     return token, expires
 
 
-def serving_plugin(token_hash: str) -> Plugin | None:
+def serving_plugin(token_hash: str) -> ServingPlugin | None:
     """Return the plugin holding this live token, read cheaply (as catalog.serving_plugin).
 
     The lookup is cached while the registry version holds (``registry_cache``: a trigger on
@@ -102,7 +120,7 @@ def serving_plugin(token_hash: str) -> Plugin | None:
     found = registry_cache.cached(("plugin-token", token_hash), lambda: _lookup(token_hash))
     if found is None:
         return None
-    columns, token_id, expires_at = found
+    plugin, token_id, expires_at = found
     if expires_at is not None and expires_at <= now:
         return None
     last = _recorded.get(token_hash)
@@ -111,24 +129,15 @@ def serving_plugin(token_hash: str) -> Plugin | None:
             _recorded.clear()
         _recorded[token_hash] = now
         _record_use(token_id, now)
-    # A new object per call (the cached columns are shared), without the defaults of the
-    # columns it lacks: computing them (timestamps) cost three times building it.
-    return Plugin(__no_default__=True, **columns)
+    return plugin
 
 
 def _lookup(token_hash: str) -> tuple | None:
     row = database.execute_sql(_LOOKUP_SQL, (token_hash,)).fetchone()
     if row is None:
         return None
-    columns = {
-        "id": row[0],
-        "plugin_id": row[1],
-        "name": row[2],
-        "base_url": row[3],
-        "state": row[4],
-        "restricted": bool(row[5]),
-    }
-    return columns, row[6], PluginToken.expires_at.python_value(row[7])
+    plugin = ServingPlugin(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+    return plugin, row[6], PluginToken.expires_at.python_value(row[7])
 
 
 def _record_use(token_id: int, now: datetime) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from peewee import OperationalError
 
 from extframework import dialect
-from extframework.db import database, write_transaction
+from extframework.db import database, write_statement, write_transaction
 from extframework.errors import (
     BadRequest,
     Conflict,
@@ -265,9 +265,13 @@ def validate(ns: Namespace, data: object) -> None:
         )
 
 
+# json.dumps(data, allow_nan=False, separators=(",", ":")), without a new encoder per call.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def _dump(data: dict) -> str:
     try:
-        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(data)
     except ValueError:
         raise BadRequest(
             "NaN and Infinity are not JSON numbers; send finite numbers.", kind="invalid-body"
@@ -377,11 +381,10 @@ def _load(ns: Namespace, doc_id: str) -> Document:
 
 
 @contextmanager
-def document_write(subject: str = "The document") -> Iterator[None]:
-    """A write transaction in which the database's refusal of a document's JSON is a 400."""
+def _json_refused(subject: str) -> Iterator[None]:
+    """Make the database's refusal of a document's JSON a 400."""
     try:
-        with write_transaction():
-            yield
+        yield
     except OperationalError as exc:
         if "JSON" in str(exc):
             raise BadRequest(
@@ -390,12 +393,19 @@ def document_write(subject: str = "The document") -> Iterator[None]:
         raise
 
 
+@contextmanager
+def document_write(subject: str = "The document") -> Iterator[None]:
+    """A write transaction in which the database's refusal of a document's JSON is a 400."""
+    with _json_refused(subject), write_transaction():
+        yield
+
+
 def _write(query, params: list | None = None) -> int:
-    """Run one write in its own transaction; raw SQL (with params) or a Peewee query."""
-    with document_write():
-        if params is None:
-            return query.execute()
-        return database.execute_sql(query, params).rowcount
+    """Run one statement as its own transaction; raw SQL (with params) or a Peewee query."""
+    if params is None:
+        query, params = query.sql()
+    with _json_refused("The document"):
+        return write_statement(query, params)
 
 
 def create_document(ns: Namespace, data: object) -> dict:
@@ -412,7 +422,9 @@ def create_document(ns: Namespace, data: object) -> dict:
         f"updated_at, data) VALUES (?, ?, ?, ?, 1, ?, ?, {dialect.current().json_param()})",
         [ns.tenant, ns.plugin_id, ns.collection, doc_id, stamp, stamp, text],
     )
-    return render(doc_id, 1, now, now, data)
+    # _timestamp's text, formatted once (both stamps are one instant) without strftime.
+    created = now.isoformat("T", "microseconds") + "Z"
+    return {"id": doc_id, "version": 1, "created_at": created, "updated_at": created, "data": data}
 
 
 def get_document(ns: Namespace, doc_id: str) -> dict:
