@@ -20,6 +20,7 @@ from tests.support.storage_fixtures import provision_in_instance, provision_plug
 
 REDOS = "^(a+)+$"
 EVIL = "a" * 40 + "!"
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
 
 def bearer(token: str) -> dict:
@@ -145,6 +146,11 @@ REFUSED = {
         [collection(obj(x={"type": "string", "description": "x" * 70_000}))],
         "/data_schemas/0/schema",
         "SCHEMA_MAX_BYTES",
+    ),
+    "a subschema naming another dialect": (
+        [collection(obj(code={"$schema": DRAFT_07, "type": "string", "pattern": REDOS}))],
+        "/data_schemas/0/schema/properties/code/$schema",
+        "Draft 2020-12",
     ),
     "too many collections": (
         [collection(obj(), name=f"c{i}") for i in range(101)],
@@ -302,6 +308,22 @@ def test_an_exponential_schema_registered_earlier_is_cut_off_by_the_budget(
     assert response.status_code == 422
     assert "VALIDATION_MAX_" in response.get_json()["detail"]  # steps or time, whichever first
     assert api.query("things").get_json()["items"] == []
+
+
+@pytest.mark.timeout(30)
+def test_a_subschema_naming_another_dialect_registered_earlier_is_still_matched_by_re2(
+    app, make_storage_plugin, plugin_api
+):
+    """jsonschema picks a subschema's validator from its own ``$schema``: a plain one would
+    match the pattern with Python's backtracking ``re``, outside the step budget."""
+    plugin_id, token = make_storage_plugin(data_schemas=[collection(obj(), name="codes")])
+    nested = {"$schema": DRAFT_07, "type": "string", "pattern": REDOS}
+    store_schema_unchecked(app, plugin_id, "codes", obj(code=nested))
+    api = plugin_api(token)
+    assert api.create("codes", {"code": "aaaa"}).status_code == 201
+    response = api.create("codes", {"code": EVIL})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["pointer"] == "/code"
 
 
 @pytest.mark.timeout(60)

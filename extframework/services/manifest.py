@@ -22,6 +22,7 @@ from extframework.services import schema_limits
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "manifest.schema.json"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+_DRAFT_2020_12_IDS = (DRAFT_2020_12, DRAFT_2020_12 + "#")
 MAX_DEPTH = 64
 
 PLUGIN_ID = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -374,7 +375,7 @@ def _document_schema_errors(schema: dict, where: list) -> list[dict]:
     """Check an embedded schema against the Draft 2020-12 metaschema and the core's limits."""
     errors = []
     declared = schema.get("$schema")
-    if declared is not None and declared not in (DRAFT_2020_12, DRAFT_2020_12 + "#"):
+    if declared is not None and declared not in _DRAFT_2020_12_IDS:
         errors.append(
             _error(
                 [*where, "$schema"],
@@ -407,6 +408,17 @@ def _reference_errors(schema: dict, where: list) -> list[dict]:
                 elif key == "$id" and isinstance(value, str):
                     errors.append(
                         _error([*path, key], "id", "$id is not allowed in a collection schema")
+                    )
+                elif key == "$schema" and path != where and value not in _DRAFT_2020_12_IDS:
+                    # jsonschema would validate such a subschema with a plain validator: no
+                    # RE2, no budget (schema_validation._evolve).
+                    errors.append(
+                        _error(
+                            [*path, key],
+                            "const",
+                            f"the core validates every subschema with Draft 2020-12 "
+                            f"({DRAFT_2020_12})",
+                        )
                     )
                 else:
                     stack.append((value, [*path, key]))

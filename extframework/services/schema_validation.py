@@ -319,3 +319,21 @@ def _descend(self, instance, schema, path=None, schema_path=None, resolver=None)
 
 
 BudgetedValidator.descend = _descend
+_jsonschema_evolve = BudgetedValidator.evolve
+
+
+def _evolve(self, **changes):
+    """jsonschema's ``evolve``, but a subschema is validated by this same class.
+
+    jsonschema picks the class from the subschema's own ``$schema`` (``validator_for``): one
+    naming draft-07 would get a plain validator, which matches patterns with Python's
+    backtracking ``re`` and counts no step. Registration refuses such a subschema
+    (manifest.py); this covers one stored before it did.
+    """
+    schema = changes.get("schema", self.schema)
+    if isinstance(schema, dict) and "$schema" in schema:
+        changes["schema"] = {k: v for k, v in schema.items() if k != "$schema"}
+    return _jsonschema_evolve(self, **changes)
+
+
+BudgetedValidator.evolve = _evolve
