@@ -7,14 +7,17 @@ child forked from it, with the run's own environment, working directory and outp
 running Flask's ``main`` as the ``flask`` script does. Only the imported modules are shared:
 no app, database connection or thread exists before the fork.
 
-Protocol, one JSON line each way: the client sends ``{"args", "env", "cwd", "stdout",
-"stderr"}`` (the two output file paths); the server answers ``{"pid"}`` at once, then
-``{"returncode"}`` when the child has exited.
+Protocol, one JSON line each way: the client sends ``{"flask", "args", "env", "cwd",
+"stdout", "stderr", "timeout_s"}`` (the two output file paths); the server answers
+``{"returncode", "timed_out"}`` when the child has exited, or when it has killed a child that
+outlived ``timeout_s``.
 """
 
 import atexit
 import json
 import os
+import select
+import signal
 import sys
 import traceback
 
@@ -65,9 +68,14 @@ def serve() -> None:
         pid = os.fork()
         if pid == 0:
             run_child(request)
-        answers.write(json.dumps({"pid": pid}) + "\n")
+        exited = os.pidfd_open(pid)
+        timed_out = not select.select([exited], [], [], request["timeout_s"])[0]
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+        os.close(exited)
         _, status = os.waitpid(pid, 0)
-        answers.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+        answer = {"returncode": os.waitstatus_to_exitcode(status), "timed_out": timed_out}
+        answers.write(json.dumps(answer) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -213,22 +212,23 @@ class CliServer:
         stem = folder / f"extfw-cli-{os.getpid()}-{next(self.runs)}"
         out, err = Path(f"{stem}.out"), Path(f"{stem}.err")
         request = {"flask": command[0], "args": command[3:], "env": env, "cwd": str(ROOT)}
-        server.stdin.write(json.dumps({**request, "stdout": str(out), "stderr": str(err)}))
-        server.stdin.write("\n")
+        request.update(stdout=str(out), stderr=str(err), timeout_s=timeout_s)
+        server.stdin.write(json.dumps(request) + "\n")
         server.stdin.flush()
-        pid = json.loads(server.stdout.readline())["pid"]
-        ready, _, _ = select.select([server.stdout], [], [], timeout_s)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-        returncode = json.loads(server.stdout.readline())["returncode"]
+        line = server.stdout.readline()
         try:
             stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        except FileNotFoundError:
+            stdout = stderr = ""
         finally:
             out.unlink(missing_ok=True)
             err.unlink(missing_ok=True)
-        if not ready:
+        if not line:
+            raise RuntimeError(f"the CLI server exited ({server.poll()}) during {command}")
+        answer = json.loads(line)
+        if answer["timed_out"]:
             raise subprocess.TimeoutExpired(command, timeout_s, stdout, stderr)
-        return subprocess.CompletedProcess(command, returncode, stdout, stderr)
+        return subprocess.CompletedProcess(command, answer["returncode"], stdout, stderr)
 
 
 _cli_server = CliServer()
