@@ -7,7 +7,6 @@ marker set on each page's window before the change proves neither page was reloa
 """
 
 import pytest
-import requests
 from playwright.sync_api import expect
 
 from tests.support.registry_fixtures import sample_manifest, start_plugin_process
@@ -23,13 +22,7 @@ def core(tmp_path_factory):
     plugin = start_plugin_process(base, "healthy")
     try:
         demo.add_user(MEMBER)
-        registered = requests.post(
-            f"{demo.url}/api/registry/plugins",
-            json=sample_manifest(base_url=plugin.url),
-            headers={"Authorization": f"Bearer {demo.enrolment_key}"},
-            timeout=10,
-        )
-        assert registered.status_code == 201, registered.text
+        demo.register(sample_manifest(base_url=plugin.url))
         demo.wait_for_state("test-plugin", "active")
         demo.health = plugin
         yield demo

@@ -8,7 +8,6 @@ in. The Chromium journey has a real plugin fail its health checks while the page
 import re
 
 import pytest
-import requests
 from playwright.sync_api import expect
 
 from extframework.db import database
@@ -83,13 +82,7 @@ def core(tmp_path_factory):
     demo = Demo(base, HEALTH_INTERVAL_S=0.3, HEALTH_FAILURES=1000, LIVE_POLL_S=0.5)
     plugin = start_plugin_process(base)
     try:
-        registered = requests.post(
-            f"{demo.url}/api/registry/plugins",
-            json=sample_manifest(base_url=plugin.url),
-            headers={"Authorization": f"Bearer {demo.enrolment_key}"},
-            timeout=10,
-        )
-        assert registered.status_code == 201, registered.text
+        demo.register(sample_manifest(base_url=plugin.url))
         demo.wait_for_state("test-plugin", "active")
         demo.health = plugin
         yield demo
