@@ -345,6 +345,7 @@ def small_budget_app(tmp_path):
             "DATABASE": str(tmp_path / "core.sqlite3"),
             "HEALTH_MONITOR": False,
             "VALIDATION_MAX_STEPS": 300,
+            "VALIDATION_MAX_MS": 60_000,  # the steps run out first, however loaded the machine
         },
         instance_path=str(tmp_path / "instance"),
     )
