@@ -5,7 +5,9 @@ fresh interpreter spends about a second of CPU importing the core before it does
 two cores, that was a third of `make test`. This server imports the core once; each run is a
 child forked from it, with the run's own environment, working directory and output files,
 running Flask's ``main`` as the ``flask`` script does. Only the imported modules are shared:
-no app, database connection or thread exists before the fork.
+no app, database connection or thread exists before the fork. What a module computes from the
+environment at import comes from the pytest worker's (nothing in ``extframework`` does;
+``prometheus_client`` reads ``PROMETHEUS_MULTIPROC_DIR``, which no CLI run sets).
 
 Protocol, one JSON line each way: the client sends ``{"flask", "args", "env", "cwd",
 "stdout", "stderr", "timeout_s"}`` (the two output file paths); the server answers
