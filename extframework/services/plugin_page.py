@@ -123,8 +123,7 @@ def summary_parts(plugin: Plugin, window: int) -> dict[str, Parts]:
         ]
     else:
         said = ["no health checks yet"]
-    if plugin.consecutive_failures:
-        said += ["; ", {"strong": f"{plugin.consecutive_failures} failure(s) in a row"}]
+    said += _failures_in_a_row(plugin, "; ")
     failure = last_failure(plugin)
     failed: Parts = ["none recorded"]
     if failure is not None:
@@ -187,9 +186,13 @@ def health_parts(plugin: Plugin) -> Parts:
         "ok · " if plugin.last_health_ok else "failed · ",
         relative_time.time_part(plugin.last_health_at),
     ]
-    if plugin.consecutive_failures:
-        said += [" · ", {"strong": f"{plugin.consecutive_failures} failure(s) in a row"}]
-    return said
+    return said + _failures_in_a_row(plugin, " · ")
+
+
+def _failures_in_a_row(plugin: Plugin, separator: str) -> Parts:
+    if not plugin.consecutive_failures:
+        return []
+    return [separator, {"strong": f"{plugin.consecutive_failures} failure(s) in a row"}]
 
 
 def _health_text(plugin: Plugin) -> str:
